@@ -1,0 +1,26 @@
+# make demo: set up .venv if needed, then run the whole pipeline on synthetic CREMA-D.
+# make test: set up .venv if needed, then run the unit tests and execute the notebooks.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.emolib-installed
+WORK ?= work
+
+.PHONY: demo test setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-local.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-local.txt
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m emolib demo --work $(WORK)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests notebooks --nbmake --durations=15
+
+clean:
+	rm -rf $(WORK) reports .pytest_cache

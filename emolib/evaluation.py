@@ -1,0 +1,159 @@
+"""Evaluate trained models on a split: metrics, breakdowns, human-rater comparison, report files.
+
+``evaluate_models`` writes ``metrics.json``, ``predictions.csv`` and the PNG figures of
+emolib.plots. Each reported number carries its split and the actors in it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from .checkpoint import atomic_write_text, load_model
+from .cremad import EMOTIONS, load_votes
+from .datasets import FaceDataset, VoiceDataset, select_split
+from .metrics import summary_metrics
+from .pipeline import DEFAULT_CACHE, MODEL_DIRS, face_index, paired_features
+from .training import pick_device, predict_logits
+from .transforms import AudioSettings, FaceSettings
+
+AGE_BINS = (0, 30, 45, 60, 200)
+AGE_LABELS = ("<30", "30-44", "45-59", "60+")
+VOTE_MODALITIES = {"voice": "voice", "face": "face", "audiovisual": "fusion"}
+EVAL_BATCH_SIZE = 16
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def unimodal_predictions(model, kind: str, rows: pd.DataFrame, faces=None, device="auto", progress=True) -> pd.DataFrame:
+    """Per-clip probabilities of a voice or face model on ``rows``."""
+    if kind == "voice":
+        dataset = VoiceDataset(rows, AudioSettings(**model.checkpoint["preprocessing"]["audio"]))
+    else:
+        dataset = FaceDataset(rows, faces, FaceSettings(**model.checkpoint["preprocessing"]["face"]))
+    device = pick_device(device)
+    model.to(device)
+    logits, _ = predict_logits(model, DataLoader(dataset, batch_size=EVAL_BATCH_SIZE), device, progress, desc=f"{kind} test")
+    return probability_table(dataset.rows["stem"], kind, softmax(logits))
+
+
+def probability_table(stems, kind: str, probabilities: np.ndarray) -> pd.DataFrame:
+    table = pd.DataFrame(probabilities, columns=[f"{kind}_{emotion}" for emotion in EMOTIONS])
+    table.insert(0, "stem", list(stems))
+    table[f"{kind}_pred"] = [EMOTIONS[index] for index in probabilities.argmax(axis=1)]
+    return table
+
+
+def fusion_predictions(fusion, voice, face, manifest, split, faces, cache_dir, device="auto", progress=True) -> pd.DataFrame:
+    """Per-clip probabilities of the fusion model on the paired clips of ``split``."""
+    tensors, _, stems = paired_features(manifest, split, voice, face, faces, cache_dir, device, progress)
+    with torch.inference_mode():
+        logits = fusion.cpu()(**tensors).numpy()
+    return probability_table(stems, "fusion", softmax(logits))
+
+
+def predict_split(manifest, models_dir, split="test", cache_dir=DEFAULT_CACHE, device="auto", progress=True) -> pd.DataFrame:
+    """One row per clip of ``split``: truth, demographics and each available model's probabilities."""
+    models_dir = Path(models_dir)
+    rows = select_split(manifest, split)
+    table = rows[["stem", "actor", "emotion", "label", "sex", "age"]].copy()
+    loaded = {kind: load_model(models_dir / name) for kind, name in MODEL_DIRS.items() if (models_dir / name / "config.json").exists()}
+    if not loaded:
+        from .errors import ModelError
+
+        raise ModelError(f"{models_dir}: no trained models (expected voice/, face/ or fusion/ checkpoint folders)")
+    faces = None
+    if "face" in loaded:
+        faces = face_index(rows, cache_dir, FaceSettings(**loaded["face"].checkpoint["preprocessing"]["face"]), progress=progress)
+    for kind in ("voice", "face"):
+        if kind in loaded:
+            table = table.merge(unimodal_predictions(loaded[kind], kind, rows, faces, device, progress), on="stem", how="left")
+    if {"voice", "face", "fusion"} <= loaded.keys():
+        fused = fusion_predictions(loaded["fusion"], loaded["voice"], loaded["face"], rows, None, faces, cache_dir, device, progress)
+        table = table.merge(fused, on="stem", how="left")
+    return table
+
+
+def model_kinds(predictions: pd.DataFrame) -> list[str]:
+    return [kind for kind in MODEL_DIRS if f"{kind}_pred" in predictions]
+
+
+def metrics_for(predictions: pd.DataFrame, kind: str) -> dict:
+    rows = predictions.dropna(subset=[f"{kind}_pred"])
+    predicted = rows[f"{kind}_pred"].map(EMOTIONS.index)
+    return summary_metrics(rows["label"].astype(int), predicted)
+
+
+def breakdowns(predictions: pd.DataFrame, kind: str) -> dict:
+    """UAR and accuracy of ``kind`` by actor sex and by age group."""
+    groups = {
+        "sex": predictions["sex"].fillna("unknown"),
+        "age": pd.cut(predictions["age"], AGE_BINS, labels=AGE_LABELS, right=False).astype(str),
+    }
+    result = {}
+    for name, keys in groups.items():
+        result[name] = {}
+        for key, rows in predictions.groupby(keys):
+            metrics = metrics_for(rows, kind)
+            result[name][str(key)] = {"n": metrics["n"], "accuracy": metrics["accuracy"], "uar": metrics["uar"]}
+    return result
+
+
+def human_accuracy(predictions: pd.DataFrame) -> dict | None:
+    """CREMA-D raters' majority-vote accuracy (strict: ties count as wrong) on the same clips."""
+    votes = load_votes()
+    rows = predictions[predictions["stem"].isin(votes.index)]
+    if rows.empty:
+        return None
+    clip_votes = votes.loc[rows["stem"]]
+    result = {"n": len(rows)}
+    for column, kind in VOTE_MODALITIES.items():
+        correct = [vote == frozenset([emotion]) for vote, emotion in zip(clip_votes[column], rows["emotion"])]
+        result[kind] = float(np.mean(correct))
+    return result
+
+
+def evaluate_predictions(predictions: pd.DataFrame, split: str, synthetic: bool = False) -> dict:
+    """The metrics.json content for one split's predictions."""
+    report = {
+        "split": split,
+        "actors": sorted(int(actor) for actor in predictions["actor"].unique()),
+        "clips": len(predictions),
+        "models": {kind: {**metrics_for(predictions, kind), "by": breakdowns(predictions, kind)} for kind in model_kinds(predictions)},
+    }
+    humans = human_accuracy(predictions)
+    if humans:
+        note = "votes of CREMA-D raters on the real recordings with these names"
+        report["human_raters"] = {**humans, "note": note + (" (this dataset is synthetic: reference only)" if synthetic else "")}
+    return report
+
+
+def evaluate_models(manifest, models_dir, out_dir, split="test", cache_dir=DEFAULT_CACHE, device="auto", synthetic=False, progress=True) -> dict:
+    """Predict ``split`` with every model in ``models_dir``; write metrics.json, predictions.csv and figures."""
+    from .plots import save_report_figures
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    predictions = predict_split(manifest, models_dir, split, cache_dir, device, progress)
+    report = evaluate_predictions(predictions, split, synthetic)
+    atomic_write_text(out_dir / "metrics.json", json.dumps(report, indent=2))
+    atomic_write_text(out_dir / "predictions.csv", predictions.to_csv(index=False))
+    save_report_figures(report, out_dir)
+    return report
+
+
+def results_table(report: dict) -> pd.DataFrame:
+    """Accuracy, UAR and macro-F1 per model (and the human raters when known), for printing."""
+    rows = {kind: {name: metrics[name] for name in ("accuracy", "uar", "macro_f1")} for kind, metrics in report["models"].items()}
+    table = pd.DataFrame(rows).T
+    table.index.name = f"{report['split']} split ({report['clips']} clips, {len(report['actors'])} actors)"
+    if "human_raters" in report:
+        table["human_acc"] = [report["human_raters"].get(kind) for kind in table.index]
+    return table.round(3)

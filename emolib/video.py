@@ -1,0 +1,187 @@
+"""Frames and images for the face model: N evenly spaced RGB frames from a clip, RGB images from files.
+
+Everything returned here is RGB uint8 (H, W, 3); OpenCV's BGR never leaves this module.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VideoError
+
+DEFAULT_FRAMES = 3
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def read_frames(path: str | Path, count: int = DEFAULT_FRAMES) -> list[np.ndarray]:
+    """Read ``count`` evenly spaced RGB uint8 frames, frame i at (i + 0.5) / count of the clip.
+
+    Seeks straight to the wanted frames when the container reports a frame count, and falls
+    back to one sequential pass (grab every frame, decode to pixels only the wanted ones) when
+    the count is missing or seeking fails, e.g. metadata promising more frames than the file
+    holds. Clips shorter than ``count`` frames repeat frames, so the result always has ``count``
+    entries. Raises VideoError naming the file when it is missing or has no readable frames.
+    """
+    import cv2
+
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    path = Path(path)
+    _check_file(path)
+    capture = _open(path)
+    try:
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        frames = _read_by_seeking(capture, frame_indices(total, count)) if total > 0 else None
+    finally:
+        capture.release()
+    if frames is None:
+        frames = _read_sequentially(path, count)
+    return [cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) for frame in frames]
+
+
+def frame_indices(total: int, count: int = DEFAULT_FRAMES) -> list[int]:
+    """Indices of ``count`` frames evenly spread over ``total``, each in the middle of its segment."""
+    return [min(total - 1, int((i + 0.5) * total / count)) for i in range(count)]
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3); see ``as_rgb`` for grey, alpha and 16-bit input.
+
+    JPEGs follow their EXIF orientation; other formats are decoded unchanged (alpha and depth kept).
+    """
+    import cv2
+
+    path = Path(path)
+    _check_file(path)
+    data = np.fromfile(str(path), dtype=np.uint8)
+    flags = cv2.IMREAD_COLOR if data[:3].tobytes() == JPEG_MAGIC else cv2.IMREAD_UNCHANGED
+    image = cv2.imdecode(data, flags)
+    if image is None or image.size == 0:
+        raise VideoError(f"{path}: not a readable image")
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    try:
+        return as_rgb(image)
+    except VideoError as error:
+        raise VideoError(f"{path}: {error}") from None
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """Return an RGB uint8 (H, W, 3) copy-or-view of an RGB-ordered array.
+
+    Accepts grey (H, W) or (H, W, 1), RGB, and RGBA, which is composited onto white so that
+    transparent backgrounds look like a plain wall. uint16 is scaled to 8 bits; floats are read
+    as [0, 1] and clipped; bool is black/white.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or 0 in image.shape:
+        raise VideoError(f"image array: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {image.shape}")
+    image = _to_unit_float(image) if image.dtype != np.uint8 else image
+    if image.shape[2] == 4:
+        image = _composite_on_white(image)
+    if image.dtype != np.uint8:
+        image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image)
+
+
+def _to_unit_float(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.bool_:
+        return image.astype(np.float32)
+    if image.dtype == np.uint16:
+        return image.astype(np.float32) / 65535.0
+    if np.issubdtype(image.dtype, np.floating):
+        return np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    raise VideoError(f"image array: unsupported pixel type {image.dtype}")
+
+
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    pixels = rgba.astype(np.float32) / 255.0 if rgba.dtype == np.uint8 else rgba
+    alpha = np.clip(pixels[:, :, 3:], 0.0, 1.0)
+    return pixels[:, :, :3] * alpha + (1.0 - alpha)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise VideoError(f"{path}: no such file")
+    if not path.is_file():
+        raise VideoError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: empty file (0 bytes)")
+
+
+def _open(path: Path):
+    import cv2
+
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        raise VideoError(f"{path}: {_why_unreadable(path)}")
+    return capture
+
+
+def _read_by_seeking(capture, indices: list[int]) -> list[np.ndarray] | None:
+    import cv2
+
+    frames = []
+    for index in indices:
+        if capture.get(cv2.CAP_PROP_POS_FRAMES) != index:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        if not capture.grab() or capture.get(cv2.CAP_PROP_POS_FRAMES) != index + 1:
+            return None
+        ok, frame = capture.retrieve()
+        if not ok:
+            return None
+        frames.append(frame)
+    return frames
+
+
+def _read_sequentially(path: Path, count: int) -> list[np.ndarray]:
+    capture = _open(path)
+    try:
+        total = 0
+        while capture.grab():
+            total += 1
+    finally:
+        capture.release()
+    if total == 0:
+        raise VideoError(f"{path}: no readable video frames")
+    wanted = frame_indices(total, count)
+    picked = {}
+    capture = _open(path)
+    try:
+        for index in range(wanted[-1] + 1):
+            if not capture.grab():
+                break
+            if index in wanted:
+                ok, frame = capture.retrieve()
+                if ok:
+                    picked[index] = frame
+    finally:
+        capture.release()
+    if len(picked) < len(set(wanted)):
+        raise VideoError(f"{path}: frames stopped decoding on a second pass (corrupt stream)")
+    return [picked[index] for index in wanted]
+
+
+def _why_unreadable(path: Path) -> str:
+    try:
+        import av
+    except ImportError:
+        return "not a readable video (unknown format, no video stream or corrupt)"
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return "no video stream (no readable video frames)"
+            return f"video stream ({container.streams.video[0].codec_context.name}) has no readable frames"
+    except EOFError:
+        return "no readable video frames (file ends before the first frame; truncated?)"
+    except (av.error.FFmpegError, ValueError, OSError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        return f"not a readable video ({reason})"
