@@ -11,20 +11,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
-
 from .checkpoint import atomic_write_text, load_model
 from .cremad import EMOTIONS, load_votes
 from .datasets import FaceDataset, VoiceDataset, select_split
+from .features import cached_features
 from .metrics import summary_metrics
-from .pipeline import DEFAULT_CACHE, MODEL_DIRS, face_index, paired_features
-from .training import pick_device, predict_logits
+from .pipeline import DEFAULT_CACHE, MODEL_DIRS, face_index, modality_settings, paired_features
 from .transforms import AudioSettings, FaceSettings
 
 AGE_BINS = (0, 30, 45, 60, 200)
 AGE_LABELS = ("<30", "30-44", "45-59", "60+")
 VOTE_MODALITIES = {"voice": "voice", "face": "face", "audiovisual": "fusion"}
-EVAL_BATCH_SIZE = 16
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -32,15 +29,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def unimodal_predictions(model, kind: str, rows: pd.DataFrame, faces=None, device="auto", progress=True) -> pd.DataFrame:
-    """Per-clip probabilities of a voice or face model on ``rows``."""
+def unimodal_predictions(model, kind: str, rows: pd.DataFrame, faces=None, cache_dir=DEFAULT_CACHE, device="auto", progress=True) -> pd.DataFrame:
+    """Per-clip probabilities of a voice or face model on ``rows`` (embeddings cached for the fusion model)."""
+    settings = model.checkpoint["preprocessing"]
     if kind == "voice":
-        dataset = VoiceDataset(rows, AudioSettings(**model.checkpoint["preprocessing"]["audio"]))
+        dataset = VoiceDataset(rows, AudioSettings(**settings["audio"]))
     else:
-        dataset = FaceDataset(rows, faces, FaceSettings(**model.checkpoint["preprocessing"]["face"]))
-    device = pick_device(device)
-    model.to(device)
-    logits, _ = predict_logits(model, DataLoader(dataset, batch_size=EVAL_BATCH_SIZE), device, progress, desc=f"{kind} test")
+        dataset = FaceDataset(rows, faces, FaceSettings(**settings["face"]))
+    features, _ = cached_features(model, dataset, kind, cache_dir, modality_settings(model, kind), device, progress)
+    with torch.inference_mode():
+        logits = model.cpu().classify(features).numpy()
     return probability_table(dataset.rows["stem"], kind, softmax(logits))
 
 
@@ -74,7 +72,7 @@ def predict_split(manifest, models_dir, split="test", cache_dir=DEFAULT_CACHE, d
         faces = face_index(rows, cache_dir, FaceSettings(**loaded["face"].checkpoint["preprocessing"]["face"]), progress=progress)
     for kind in ("voice", "face"):
         if kind in loaded:
-            table = table.merge(unimodal_predictions(loaded[kind], kind, rows, faces, device, progress), on="stem", how="left")
+            table = table.merge(unimodal_predictions(loaded[kind], kind, rows, faces, cache_dir, device, progress), on="stem", how="left")
     if {"voice", "face", "fusion"} <= loaded.keys():
         fused = fusion_predictions(loaded["fusion"], loaded["voice"], loaded["face"], rows, None, faces, cache_dir, device, progress)
         table = table.merge(fused, on="stem", how="left")

@@ -232,7 +232,7 @@ def _run(jobs: list[tuple], workers: int | None, progress: bool):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        context = multiprocessing.get_context("spawn")  # fork deadlocks once OpenCV's thread pool has run
+        context = multiprocessing.get_context("spawn")  # forked children hang in OpenCV's inherited thread pool
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context, initializer=_single_threaded) as pool:
             for future in as_completed([pool.submit(prepare_clip, *job) for job in jobs]):
                 yield future.result()
@@ -251,6 +251,7 @@ def _save_atomically(target: str, **arrays) -> None:
     try:
         with os.fdopen(handle, "wb") as file:
             np.savez(file, **arrays)
+        os.chmod(temporary, 0o644)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -118,12 +118,16 @@ class VoiceModel(FrozenAwareModule):
         hidden = self.encoder(input_values, attention_mask=encoder_mask).last_hidden_state
         if attention_mask is None:
             return hidden.mean(dim=1)
-        frame_mask = self.encoder._get_feature_vector_attention_mask(hidden.shape[1], attention_mask)
-        frame_mask = frame_mask.to(hidden.dtype).unsqueeze(-1)
-        return (hidden * frame_mask).sum(dim=1) / frame_mask.sum(dim=1).clamp(min=1.0)
+        return masked_mean(hidden, self.encoder._get_feature_vector_attention_mask(hidden.shape[1], attention_mask))
 
     def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.classify(self.features(input_values, attention_mask))
+
+
+def masked_mean(hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over time (dim 1) of the frames where ``frame_mask`` is 1."""
+    weights = frame_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
 class FaceModel(FrozenAwareModule):

@@ -22,6 +22,7 @@ from .transforms import FACE_IMAGE_SIZE, AudioSettings, FaceSettings
 
 DEFAULT_CACHE = Path(os.environ.get("EMOLIB_CACHE", Path.home() / ".cache" / "emolib"))
 MODEL_DIRS = {"voice": "voice", "face": "face", "fusion": "fusion"}
+SETTINGS_KEYS = {"voice": "audio", "face": "face"}
 
 
 class HeadOnly(nn.Module):
@@ -95,14 +96,19 @@ def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: 
     return fit(model, "face", make_dataset, train, out_dir, {"face": asdict(face)}, cache_dir, progress=progress)
 
 
+def modality_settings(model, kind: str) -> dict:
+    """The part of a voice or face checkpoint's preprocessing that its embeddings depend on."""
+    key = SETTINGS_KEYS[kind]
+    return {key: model.checkpoint["preprocessing"][key]}
+
+
 def paired_features(manifest, split, voice, face, faces, cache_dir, device="auto", progress=True):
     """Cached voice and face embeddings of the paired clips of one split, with labels and stems."""
     audio = AudioSettings(**voice.checkpoint["preprocessing"]["audio"])
     face_settings = FaceSettings(**face.checkpoint["preprocessing"]["face"])
     dataset = PairedDataset(select_split(manifest, split), faces, audio, face_settings)
-    settings = {"audio": asdict(audio), "face": asdict(face_settings)}
-    voice_features, labels = cached_features(voice, dataset, "voice", cache_dir, settings, device, progress)
-    face_features, _ = cached_features(face, dataset, "face", cache_dir, settings, device, progress)
+    voice_features, labels = cached_features(voice, dataset, "voice", cache_dir, modality_settings(voice, "voice"), device, progress)
+    face_features, _ = cached_features(face, dataset, "face", cache_dir, modality_settings(face, "face"), device, progress)
     return {"voice": voice_features, "face": face_features, "present": torch.ones(len(labels), 2)}, labels, list(dataset.rows["stem"])
 
 

@@ -52,7 +52,7 @@ from .cremad import EMOTIONS, SENTENCES
 from .synth_face import FPS, Expression, FaceLook, iter_frames, random_face_look, write_flv
 from .synth_voice import SAMPLE_RATE, VoiceCues, VoiceTraits, random_voice_traits, sentence_vowels, synthesize_speech
 
-DEFAULT_ACTORS = 24
+DEFAULT_ACTORS = 22
 CLIPS_PER_EMOTION = 5
 FIRST_ACTOR = 1001
 DURATION_S = (2.2, 2.8)

@@ -20,8 +20,8 @@ FLV_TAG = 2  # FLV's own tag for Sorenson H.263 (FLV1); cv2 picks the same codec
 MOUTH_STEPS = 6
 TALK_OPENING = 0.35
 HEAD_WANDER_PX = 3.0
-PIXEL_NOISE = 2.0
-NOISE_BANK = 3
+PIXEL_NOISE = 3  # uniform in [-3, 3] grey levels
+NOISE_MARGIN = 16
 SPRITE_BLUR = 0.8
 SHIFT = 4  # fractional bits of cv2 drawing coordinates
 ONE = 1 << SHIFT
@@ -95,8 +95,10 @@ def iter_frames(look: FaceLook, expression: Expression, talk: np.ndarray, rng: n
     face = render_head(look, expression, mouth=False)
     sprites = [_finish(face, look, _with_talk(expression, step / (MOUTH_STEPS - 1))) for step in range(MOUTH_STEPS)]
     alpha = head_alpha(look)
+    beta = 1.0 - alpha
     offsets = _head_wander(len(talk), rng)
-    noise = _noise_bank(rng)
+    noise = rng.integers(0, 2 * PIXEL_NOISE + 1, (FRAME_HEIGHT + NOISE_MARGIN, FRAME_WIDTH + NOISE_MARGIN, 3), dtype=np.uint8)
+    shifts = rng.integers(0, NOISE_MARGIN + 1, (len(talk), 2))
     x0, y0, width, height = head_box(look)
     frame = np.empty_like(static)
     for index, level in enumerate(talk):
@@ -104,10 +106,10 @@ def iter_frames(look: FaceLook, expression: Expression, talk: np.ndarray, rng: n
         np.copyto(frame, static)
         left, top = x0 + offsets[index][0], y0 + offsets[index][1]
         region = frame[top : top + height, left : left + width]
-        region[:] = cv2.blendLinear(sprite, region, alpha, 1.0 - alpha)
-        positive, negative = noise[index % NOISE_BANK]
-        cv2.add(frame, positive, dst=frame)
-        cv2.subtract(frame, negative, dst=frame)
+        region[:] = cv2.blendLinear(sprite, region, alpha, beta)
+        dy, dx = shifts[index]
+        cv2.add(frame, noise[dy : dy + FRAME_HEIGHT, dx : dx + FRAME_WIDTH], dst=frame)
+        cv2.subtract(frame, (PIXEL_NOISE,) * 3, dst=frame)
         yield frame
 
 
@@ -123,15 +125,15 @@ def write_flv(path, frames) -> None:
 
 def render_static_layer(look: FaceLook) -> np.ndarray:
     """Background with a soft gradient, shoulders and neck."""
-    corners = np.array([[1.0 + 0.06 - 0.05, 1.0 + 0.06 + 0.05], [1.0 - 0.06 - 0.05, 1.0 - 0.06 + 0.05]], np.float32)
-    shade = cv2.resize(corners, (FRAME_WIDTH, FRAME_HEIGHT), interpolation=cv2.INTER_LINEAR)
-    frame = np.clip(np.array(look.background, np.float32) * shade[..., None], 0, 255).astype(np.uint8)
+    shade = np.array([[1.01, 1.11], [0.89, 0.99]], np.float32)[..., None]
+    corners = np.clip(shade * np.array(look.background, np.float32), 0, 255).astype(np.uint8)
+    frame = cv2.resize(corners, (FRAME_WIDTH, FRAME_HEIGHT), interpolation=cv2.INTER_LINEAR)
     cx, cy = look.center
     b = look.half_height
     a = b * look.aspect
     neck_skin = _colour(np.array(look.skin) * 0.82)
     cv2.rectangle(frame, _pt(cx - 0.42 * a, cy + 0.5 * b), _pt(cx + 0.42 * a, cy + 1.45 * b), neck_skin, -1, cv2.LINE_AA, SHIFT)
-    cv2.ellipse(frame, _pt(cx, FRAME_HEIGHT + 0.55 * b), _pt(1.9 * a, 1.0 * b), 0, 0, 360, look.shirt, -1, cv2.LINE_AA, SHIFT)
+    cv2.ellipse(frame, _pt(cx, cy + 2.35 * b), _pt(2.1 * a, 1.05 * b), 0, 0, 360, look.shirt, -1, cv2.LINE_AA, SHIFT)
     cv2.ellipse(frame, _pt(cx, cy + 1.25 * b), _pt(0.42 * a, 0.22 * b), 0, 0, 180, neck_skin, -1, cv2.LINE_AA, SHIFT)
     return cv2.GaussianBlur(frame, (0, 0), 1.0)
 
@@ -269,14 +271,6 @@ def _head_wander(frames: int, rng: np.random.Generator) -> np.ndarray:
     steps -= steps.mean(0)
     limit = np.abs(steps).max() or 1.0
     return np.round(steps * min(1.0, HEAD_WANDER_PX / limit)).astype(int)
-
-
-def _noise_bank(rng: np.random.Generator):
-    bank = []
-    for _ in range(NOISE_BANK):
-        noise = rng.standard_normal((FRAME_HEIGHT, FRAME_WIDTH), dtype=np.float32) * PIXEL_NOISE
-        bank.append(tuple(cv2.merge([np.clip(sign * noise, 0, 255).astype(np.uint8)] * 3) for sign in (1, -1)))
-    return bank
 
 
 def _blob(du, dv, su, sv):
