@@ -172,8 +172,9 @@ def prepare_faces(manifest, cache_dir, frames: int = DEFAULT_FRAMES, size: int =
     see ``crop_clip_faces``), written atomically; clips already cached are not decoded again.
     ``workers`` processes (default min(4, cpu count); 0 = in this process) share the work; they are
     spawned, so scripts must call this under ``if __name__ == "__main__":``.
-    Unreadable videos are warned about and reported in the ``error`` column instead of stopping the run.
-    Returns a DataFrame with columns stem, face_path, faces_found, frames, error.
+    Unreadable videos are warned about and reported instead of stopping the run.
+    Returns a DataFrame with columns stem, face_path ("" when failed), faces_found (frames with a
+    detected face), frames, error ("" when fine).
     """
     import pandas as pd
 
@@ -189,11 +190,11 @@ def prepare_faces(manifest, cache_dir, frames: int = DEFAULT_FRAMES, size: int =
     for stem, video, target, *_ in jobs:
         if stem in errors:
             warnings.warn(f"skipping {stem}: {errors[stem]}", stacklevel=2)
-            rows.append({"stem": stem, "face_path": None, "faces_found": 0, "frames": 0, "error": errors[stem]})
+            rows.append({"stem": stem, "face_path": "", "faces_found": 0, "frames": 0, "error": errors[stem]})
             continue
         with np.load(target, allow_pickle=False) as archive:
             found = archive["found"]
-        rows.append({"stem": stem, "face_path": target, "faces_found": int(found.sum()), "frames": len(found), "error": None})
+        rows.append({"stem": stem, "face_path": target, "faces_found": int(found.sum()), "frames": len(found), "error": ""})
     return pd.DataFrame(rows, columns=["stem", "face_path", "faces_found", "frames", "error"])
 
 

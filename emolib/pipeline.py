@@ -76,6 +76,7 @@ def _feature_dataset(model, dataset, kind, cache_dir, preprocessing, device, pro
 def train_voice(manifest, out_dir, config: VoiceConfig, train: TrainConfig, audio: AudioSettings | None = None, cache_dir=DEFAULT_CACHE, progress: bool = True):
     """Train the wav2vec2 voice model on the manifest's train split, selecting on val."""
     audio = audio or AudioSettings()
+    torch.manual_seed(train.seed)
     model = VoiceModel(config, pretrained=True)
 
     def make_dataset(split, augment):
@@ -88,6 +89,7 @@ def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: 
     """Train the ResNet face model on cached face crops of the train split, selecting on val."""
     face = face or FaceSettings()
     faces = face_index(manifest, cache_dir, face, workers, progress)
+    torch.manual_seed(train.seed)
     model = FaceModel(config, pretrained=True)
 
     def make_dataset(split, augment):
@@ -117,6 +119,7 @@ def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hid
     voice, face = load_model(voice_dir), load_model(face_dir)
     face_settings = FaceSettings(**face.checkpoint["preprocessing"]["face"])
     faces = face_index(manifest, cache_dir, face_settings, workers, progress)
+    torch.manual_seed(train.seed)
     model = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim, hidden_dim=hidden_dim))
     preprocessing = {**voice.checkpoint["preprocessing"], **face.checkpoint["preprocessing"]}
     extra = {"voice_checkpoint": os.path.relpath(voice_dir, out_dir), "face_checkpoint": os.path.relpath(face_dir, out_dir)}

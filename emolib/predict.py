@@ -1,0 +1,490 @@
+"""Predict an emotion from arrays or files with the trained voice, face and fusion models.
+
+``Predictor.from_dir("models")`` loads whichever of ``voice/``, ``face/`` and ``fusion/`` exist,
+and ``predict(audio=..., sample_rate=..., image=...)`` runs exactly the training-time
+preprocessing of each checkpoint:
+
+- voice: ``audio.to_model_rate`` (16 kHz mono float32) -> ``transforms.voice_inputs`` with the
+  checkpoint's AudioSettings (the same 4 s window, centre-cropped, and normalisation);
+- face: each frame -> ``faces.crop_clip_faces`` (Haar detection, a 224 px square crop with the
+  checkpoint's margin; frames without a face reuse the nearest frame's box, as the training
+  crop cache does) -> ``transforms.face_pixels``; the frames' embeddings are averaged, as in
+  training. For a video file, the frames are ``video.read_frames(path, settings.frames)``, the
+  frames the face-crop cache used, so ``emolib predict --video`` reproduces ``emolib evaluate``.
+
+Fallbacks (each one is reported in ``Prediction.notes``):
+
+- no face found in any frame: the face model is not used (the centre-crop fallback that
+  training uses for face-less clips is not fed to the face model for live prediction: a wall or
+  a ceiling would get a confident emotion), and the voice model decides;
+- no audio, an empty or too short recording, or silence (``audio.is_silent`` on the window the
+  model would see): the face model decides;
+- both modalities usable and a fusion model loaded: the fusion model decides (presence flags
+  [1, 1]); without a fusion model, the mean of the voice and face probabilities;
+- one modality usable: its own model decides (``single="model"``, the default), or the fusion
+  model with that modality flagged present and the other zeroed and flagged missing
+  (``single="fusion"``; it was trained with modality dropout);
+- neither usable: ``PredictionError`` (an EmolibError) saying why.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .audio import MIN_SECONDS, SAMPLE_RATE, fixed_window, is_silent, load_audio, to_model_rate
+from .cremad import EMOTION_NAMES, EMOTIONS
+from .errors import AudioError, EmolibError, ModelError, VideoError
+
+MODEL_KINDS = ("voice", "face", "fusion")
+SINGLE_CHOICES = ("model", "fusion")
+MODEL_COLOURS = {"voice": "#4C72B0", "face": "#DD8452", "fusion": "#55A868", "average": "#55A868"}
+
+
+class PredictionError(EmolibError, ValueError):
+    """Neither modality is usable (no audio or silence, and no face), so there is nothing to predict from."""
+
+
+@dataclass
+class Prediction:
+    """The result of one prediction.
+
+    ``probabilities`` are the final ones (``source``: "fusion", "average", "voice" or "face");
+    ``voice``, ``face`` and ``fusion`` hold each model's probabilities when it ran (None otherwise);
+    ``modalities`` are the inputs that were used; ``face_box`` (x, y, w, h) is in the pixels of
+    frame ``face_frame`` of the input; ``notes`` explain every fallback.
+    """
+
+    emotion: str
+    probabilities: dict
+    source: str
+    modalities: list
+    voice: dict | None = None
+    face: dict | None = None
+    fusion: dict | None = None
+    present: list | None = None
+    face_found: bool | None = None
+    face_box: tuple | None = None
+    face_frame: int | None = None
+    faces: int = 0
+    frames: int = 0
+    frames_with_face: int = 0
+    audio_seconds: float | None = None
+    audio_rms: float | None = None
+    notes: list = field(default_factory=list)
+
+    @property
+    def emotion_name(self) -> str:
+        return EMOTION_NAMES[self.emotion]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities[self.emotion])
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict (plain floats, ints, lists)."""
+        result = asdict(self)
+        result["emotion_name"] = self.emotion_name
+        result["face_box"] = list(self.face_box) if self.face_box is not None else None
+        return result
+
+    def summary(self) -> str:
+        """One line: emotion, confidence, and what it came from."""
+        used = " + ".join(self.modalities)
+        how = {"fusion": f"fusion model on {used}", "average": f"mean of voice and face models"}.get(self.source, f"{self.source} model only")
+        return f"{self.emotion} ({self.emotion_name}) {self.confidence:.0%} - {how}"
+
+
+def probability_dict(probabilities) -> dict:
+    return {emotion: float(value) for emotion, value in zip(EMOTIONS, np.asarray(probabilities, dtype=np.float64))}
+
+
+class Predictor:
+    """Voice, face and fusion models (any subset) with their training-time preprocessing."""
+
+    def __init__(self, voice=None, face=None, fusion=None, device: str = "cpu", single: str = "model", models_dir=None):
+        import torch
+
+        if single not in SINGLE_CHOICES:
+            raise ValueError(f"single must be one of {SINGLE_CHOICES}, got {single!r}")
+        if voice is None and face is None:
+            raise ModelError(f"{models_dir or 'Predictor'}: no voice or face model to predict with")
+        if fusion is not None and (voice is None or face is None):
+            raise ModelError(f"{models_dir or 'Predictor'}: the fusion model needs both the voice and the face model")
+        if fusion is not None:
+            expected = (fusion.config.voice_dim, fusion.config.face_dim)
+            if expected != (voice.feature_dim, face.feature_dim):
+                raise ModelError(f"{models_dir or 'Predictor'}: fusion expects voice/face features of sizes {expected}, "
+                                 f"the models give {(voice.feature_dim, face.feature_dim)} (models from different runs?)")
+        self.device = torch.device(device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.voice, self.face, self.fusion = (m.to(self.device).eval() if m is not None else None for m in (voice, face, fusion))
+        self.single = single
+        self.models_dir = models_dir
+        self.audio_settings = self.face_settings = None
+        if voice is not None:
+            from .transforms import AudioSettings
+
+            self.audio_settings = AudioSettings(**voice.checkpoint["preprocessing"]["audio"])
+        if face is not None:
+            from .transforms import FaceSettings
+
+            self.face_settings = FaceSettings(**face.checkpoint["preprocessing"]["face"])
+
+    @classmethod
+    def from_dir(cls, models_dir, device: str = "cpu", single: str = "model") -> "Predictor":
+        """Load ``voice/``, ``face/`` and ``fusion/`` (any subset) from a models folder.
+
+        A single checkpoint folder (with its own config.json) works too. The fusion model's
+        encoders are ``models_dir/voice`` and ``models_dir/face``, or else the folders recorded
+        in its config (``voice_checkpoint``, ``face_checkpoint``, relative to it).
+        """
+        from .checkpoint import CONFIG_FILE, load_model, read_checkpoint_config
+
+        root = Path(models_dir)
+        if not root.is_dir():
+            raise ModelError(f"{root}: no such models folder (train models first, e.g. `emolib demo`, or pass --models)")
+        models = {}
+        if (root / CONFIG_FILE).exists():
+            _, config = read_checkpoint_config(root)
+            models[config["kind"]] = load_model(root)
+            if config["kind"] == "fusion":
+                root = root.parent
+        for kind in MODEL_KINDS:
+            if kind not in models and (root / kind / CONFIG_FILE).exists():
+                models[kind] = load_model(root / kind)
+        if not models:
+            raise ModelError(f"{root}: no trained models (expected voice/, face/ or fusion/ checkpoint folders with {CONFIG_FILE})")
+        fusion = models.get("fusion")
+        if fusion is not None:
+            fusion_dir = root / "fusion"
+            for kind in ("voice", "face"):
+                relative = fusion.checkpoint.get(f"{kind}_checkpoint")
+                if kind not in models and relative and (fusion_dir / relative / CONFIG_FILE).exists():
+                    models[kind] = load_model(fusion_dir / relative)
+            missing = [kind for kind in ("voice", "face") if kind not in models]
+            if missing:
+                raise ModelError(f"{root}: the fusion model needs the {' and '.join(missing)} checkpoint it was trained with ({'/, '.join(missing)}/ missing)")
+        return cls(models.get("voice"), models.get("face"), fusion, device=device, single=single, models_dir=str(models_dir))
+
+    @property
+    def kinds(self) -> list[str]:
+        """The loaded models, e.g. ["voice", "face", "fusion"]."""
+        return [kind for kind in MODEL_KINDS if getattr(self, kind) is not None]
+
+    def __repr__(self) -> str:
+        return f"Predictor({', '.join(self.kinds)}; from {self.models_dir or 'memory'}, device {self.device})"
+
+    # ---------------------------------------------------------------- inputs
+
+    def prepare_audio(self, audio, sample_rate, name: str = "audio array"):
+        """(16 kHz wave or None, notes, seconds, rms): the waveform the voice model may use, or why not."""
+        if audio is None:
+            return None, ["no audio"], None, None
+        samples = np.asarray(audio)
+        if samples.size == 0:
+            return None, [f"{name}: empty recording"], 0.0, None
+        if sample_rate is None:
+            raise AudioError(f"{name}: sample_rate is required with an audio array (e.g. 16000)")
+        wave = to_model_rate(samples, sample_rate, name=name)
+        seconds = len(wave) / SAMPLE_RATE
+        window_seconds = self.audio_settings.window_seconds if self.audio_settings else 4.0
+        window, valid = fixed_window(wave, window_seconds, SAMPLE_RATE)
+        rms = float(np.sqrt(np.mean(np.square(window[:valid], dtype=np.float64)))) if valid else 0.0
+        if seconds < MIN_SECONDS:
+            return None, [f"{name}: {seconds:.2f} s of audio, shorter than the minimum of {MIN_SECONDS:.2f} s"], seconds, rms
+        if is_silent(window[:valid]):
+            return None, [f"{name}: audio is silent (RMS {rms:.1e}; is the microphone muted?)"], seconds, rms
+        return wave, [], seconds, rms
+
+    def prepare_frames(self, image, name: str = "image"):
+        """(list of RGB frames or None): a single image (H, W[, C]), a list of them, or an (F, H, W, C) array."""
+        from .video import as_rgb
+
+        if image is None:
+            return None
+        if isinstance(image, np.ndarray) and image.ndim == 4:
+            frames = list(image)
+        elif isinstance(image, (list, tuple)):
+            frames = list(image)
+        else:
+            frames = [image]
+        if not frames:
+            return None
+        try:
+            return [as_rgb(frame) for frame in frames]
+        except VideoError as error:
+            raise VideoError(f"{name}: {str(error).split(': ', 1)[-1]}") from None
+
+    # ---------------------------------------------------------------- models
+
+    def voice_features(self, wave: np.ndarray):
+        """Pooled voice embedding (1, D) of a 16 kHz wave, through transforms.voice_inputs."""
+        import torch
+
+        from .transforms import voice_inputs
+
+        inputs = voice_inputs(wave, self.audio_settings)
+        with torch.inference_mode():
+            return self.voice.features(inputs["input_values"][None].to(self.device), inputs["attention_mask"][None].to(self.device)).float()
+
+    def face_crops(self, frames: list[np.ndarray]):
+        """(crops (F, 224, 224, 3), found (F,), boxes (F, 4)) as the training crop cache makes them."""
+        from .faces import crop_clip_faces
+        from .transforms import FACE_IMAGE_SIZE
+
+        return crop_clip_faces(frames, FACE_IMAGE_SIZE, self.face_settings.margin)
+
+    def face_features(self, crops: np.ndarray):
+        """Pooled face embedding (1, D) of a clip's crops (mean over frames), through transforms.face_pixels."""
+        import torch
+
+        from .transforms import face_pixels
+
+        pixels = face_pixels(crops, self.face_settings)[None].to(self.device)
+        with torch.inference_mode():
+            return self.face.features(pixels).float()
+
+    def _classify(self, model, features) -> dict:
+        import torch
+
+        with torch.inference_mode():
+            return probability_dict(torch.softmax(model.classify(features), dim=1)[0].cpu().numpy())
+
+    def _fuse(self, voice_features, face_features, present: list[int]) -> dict:
+        import torch
+
+        voice = voice_features if voice_features is not None else torch.zeros(1, self.fusion.config.voice_dim, device=self.device)
+        face = face_features if face_features is not None else torch.zeros(1, self.fusion.config.face_dim, device=self.device)
+        flags = torch.tensor([present], dtype=torch.float32, device=self.device)
+        with torch.inference_mode():
+            return probability_dict(torch.softmax(self.fusion(voice, face, flags), dim=1)[0].cpu().numpy())
+
+    # ---------------------------------------------------------------- predict
+
+    def predict(self, audio=None, sample_rate=None, image=None, audio_name: str = "audio array", image_name: str = "image") -> Prediction:
+        """Predict from an audio array (any rate, mono or (frames, channels)) and/or an RGB image or frames.
+
+        ``image`` is an RGB (H, W, 3) array, a list of frames, or an (F, H, W, 3) array; the
+        frames' embeddings are averaged like a training clip's. Raises PredictionError when
+        neither modality is usable.
+        """
+        notes: list[str] = []
+        wave, audio_notes, seconds, rms = self.prepare_audio(audio, sample_rate, audio_name)
+        frames = self.prepare_frames(image, image_name)
+        if wave is not None and self.voice is None:
+            notes.append(f"no voice model in {self.models_dir}: audio ignored")
+            wave = None
+        result = {"audio_seconds": seconds, "audio_rms": rms, "frames": len(frames) if frames else 0}
+        voice_features = face_features = None
+        if wave is not None:
+            voice_features = self.voice_features(wave)
+            result["voice"] = self._classify(self.voice, voice_features)
+        if frames is not None and self.face is None:
+            notes.append(f"no face model in {self.models_dir}: image ignored")
+        elif frames is not None:
+            crops, found, boxes = self.face_crops(frames)
+            result["face_found"] = bool(found.any())
+            result["frames_with_face"] = int(found.sum())
+            if found.any():
+                index = int(np.flatnonzero(found)[0])
+                from .faces import detect_faces
+
+                result.update(face_box=tuple(int(v) for v in boxes[index]), face_frame=index, faces=len(detect_faces(frames[index])))
+                face_features = self.face_features(crops)
+                result["face"] = self._classify(self.face, face_features)
+        have_voice, have_face = voice_features is not None, face_features is not None
+        if not have_voice and not have_face:
+            raise PredictionError(self._nothing_message(audio_notes, frames, result, image_name))
+        if not have_face and self.face is not None:
+            why = "no image" if frames is None else f"no face found in {image_name}" + (f" ({len(frames)} frames)" if len(frames) > 1 else "")
+            notes.append(f"{why}: voice only")
+        if not have_voice and self.voice is not None:
+            notes.append(f"{'; '.join(audio_notes)}: face only")
+        if have_voice and have_face:
+            if self.fusion is not None:
+                result["present"] = [1, 1]
+                result["fusion"] = self._fuse(voice_features, face_features, [1, 1])
+                final, source = result["fusion"], "fusion"
+            else:
+                final = probability_dict((np.array(list(result["voice"].values())) + np.array(list(result["face"].values()))) / 2)
+                source = "average"
+                notes.append("no fusion model: mean of the voice and face probabilities")
+        elif self.single == "fusion" and self.fusion is not None:
+            result["present"] = [int(have_voice), int(have_face)]
+            result["fusion"] = self._fuse(voice_features, face_features, result["present"])
+            final, source = result["fusion"], "fusion"
+            notes.append(f"fusion model with the {'face' if have_voice else 'voice'} flagged missing (present {result['present']})")
+        else:
+            source = "voice" if have_voice else "face"
+            final = result[source]
+        modalities = [kind for kind, used in (("voice", have_voice), ("face", have_face)) if used]
+        emotion = max(final, key=final.get)
+        return Prediction(emotion=emotion, probabilities=final, source=source, modalities=modalities, notes=notes, **result)
+
+    def _nothing_message(self, audio_notes, frames, result, image_name) -> str:
+        reasons = [note for note in audio_notes if note != "no audio"] or (["no audio"] if self.voice is not None else [])
+        if frames is None:
+            reasons.append("no image")
+        elif self.face is not None and not result.get("face_found"):
+            reasons.append(f"no face found in {image_name}")
+        if self.voice is None:
+            reasons.append("no voice model")
+        if self.face is None:
+            reasons.append("no face model")
+        return "nothing to predict from: " + "; ".join(reasons)
+
+    def predict_files(self, audio=None, image=None, video=None) -> Prediction:
+        """Predict from files: a WAV/FLAC ``audio``, an ``image``, and/or a ``video``.
+
+        A video gives the face frames (``read_frames(video, settings.frames)``, as in training)
+        and, unless ``audio`` is given, its audio track (decoded with PyAV, converted with
+        ``audio.to_model_rate``).
+        """
+        _, frames, wave, sample_rate, notes = self.load_inputs(audio, image, video)
+        audio_name = str(audio or video or "audio")
+        image_name = str(image or video or "image")
+        prediction = self.predict(wave, sample_rate, frames, audio_name=audio_name, image_name=image_name)
+        prediction.notes = notes + prediction.notes
+        return prediction
+
+    def load_inputs(self, audio=None, image=None, video=None):
+        """(display frame, frames, wave, sample_rate, notes) read from files for ``predict``."""
+        from .video import read_frames, read_image
+
+        if image is not None and video is not None:
+            raise VideoError(f"{image}: give an image or a video, not both")
+        notes, frames, wave, sample_rate = [], None, None, None
+        if image is not None and self.face is not None:
+            frames = [read_image(image)]
+        elif image is not None:
+            notes.append(f"no face model in {self.models_dir}: {image} ignored")
+        if video is not None and self.face is not None:
+            frames = read_frames(video, self.face_settings.frames)
+        if audio is not None:
+            wave, sample_rate = load_audio(audio), SAMPLE_RATE
+        elif video is not None and self.voice is not None:
+            track = read_audio_track(video)
+            if track is None:
+                notes.append(f"{video}: no audio track")
+            else:
+                wave, sample_rate = track
+        display = frames[len(frames) // 2] if frames else None
+        return display, frames, wave, sample_rate, notes
+
+
+def read_audio_track(path) -> tuple[np.ndarray, int] | None:
+    """The first audio stream of a media file as ((frames, channels) float32, sample rate), or None.
+
+    Decoded with PyAV; pass the result to ``audio.to_model_rate`` (Predictor.predict does).
+    Raises AudioError naming the file when the stream cannot be decoded.
+    """
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise VideoError(f"{path}: no such file")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        raise VideoError(f"{path}: not a readable media file ({type(error).__name__}: {' '.join(str(error).split())})") from None
+    chunks = []
+    with container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate or stream.rate
+        resampler = av.AudioResampler(format="fltp", rate=rate)
+        try:
+            for frame in container.decode(stream):
+                chunks.extend(piece.to_ndarray() for piece in resampler.resample(frame))
+            chunks.extend(piece.to_ndarray() for piece in resampler.resample(None))
+        except (av.error.FFmpegError, ValueError) as error:
+            if not chunks:
+                raise AudioError(f"{path}: audio track cannot be decoded ({type(error).__name__})") from None
+    if not chunks or not rate:
+        return None
+    samples = np.concatenate(chunks, axis=1).T.astype(np.float32, copy=False)
+    return np.ascontiguousarray(samples), int(rate)
+
+
+# -------------------------------------------------------------------- output
+
+
+def format_prediction(prediction: Prediction) -> str:
+    """Human-readable lines: the emotion, each model's probabilities, modalities, face, notes."""
+    lines = [f"emotion: {prediction.emotion} ({prediction.emotion_name}), p={prediction.confidence:.2f}"]
+    width = max(len(kind) for kind in ("voice", "face", "fusion", prediction.source))
+    lines.append(" " * (width + 2) + " ".join(f"{emotion:>5}" for emotion in EMOTIONS))
+    rows = [("voice", prediction.voice), ("face", prediction.face), ("fusion", prediction.fusion)]
+    if prediction.source == "average":
+        rows.append(("average", prediction.probabilities))
+    for kind, probabilities in rows:
+        if probabilities is not None:
+            marker = "*" if kind == prediction.source else " "
+            lines.append(f"{kind:<{width}}{marker} " + " ".join(f"{probabilities[emotion]:5.2f}" for emotion in EMOTIONS))
+    used = ", ".join(prediction.modalities)
+    lines.append(f"used: {used} -> {prediction.source}" + (f" (present flags {prediction.present})" if prediction.present else ""))
+    if prediction.face_found is None:
+        lines.append("face found: no image")
+    elif prediction.face_found:
+        lines.append(f"face found: yes, box (x, y, w, h) {prediction.face_box}"
+                     + (f" in {prediction.frames_with_face}/{prediction.frames} frames" if prediction.frames > 1 else ""))
+    else:
+        lines.append("face found: no")
+    lines.extend(f"note: {note}" for note in prediction.notes)
+    return "\n".join(lines)
+
+
+def plot_prediction(prediction: Prediction, frame=None, audio=None, sample_rate: int = SAMPLE_RATE):
+    """A figure: the frame with the face box, the waveform, and voice/face/final probabilities as bars."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    figure, (image_ax, wave_ax, bar_ax) = plt.subplots(1, 3, figsize=(12, 3.2), gridspec_kw={"width_ratios": [1, 1.3, 1.5]})
+    if frame is not None:
+        image_ax.imshow(frame)
+        if prediction.face_box is not None:
+            x, y, w, h = prediction.face_box
+            image_ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor="#00ff66", linewidth=2))
+        image_ax.set_title("face found" if prediction.face_found else "no face found", fontsize=9)
+    else:
+        image_ax.text(0.5, 0.5, "no image", ha="center", va="center")
+    image_ax.axis("off")
+    if audio is not None and np.asarray(audio).size:
+        wave = np.asarray(audio, dtype=np.float32)
+        wave = wave.mean(axis=1) if wave.ndim == 2 else wave
+        step = max(1, len(wave) // 4000)
+        times = np.arange(0, len(wave), step) / sample_rate
+        wave_ax.plot(times, wave[::step], color="#4C72B0", linewidth=0.6)
+        wave_ax.set(xlabel="seconds", ylim=(-1.05, 1.05))
+        rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
+        wave_ax.set_title(f"audio: {len(wave) / sample_rate:.1f} s, RMS {rms:.3f}", fontsize=9)
+    else:
+        wave_ax.text(0.5, 0.5, "no audio", ha="center", va="center", transform=wave_ax.transAxes)
+        wave_ax.set_yticks([])
+    rows = [(kind, getattr(prediction, kind)) for kind in ("voice", "face", "fusion") if getattr(prediction, kind) is not None]
+    if prediction.source == "average":
+        rows.append(("average", prediction.probabilities))
+    positions = np.arange(len(EMOTIONS))
+    width = 0.8 / max(1, len(rows))
+    for index, (kind, probabilities) in enumerate(rows):
+        bar_ax.bar(positions - 0.4 + width * (index + 0.5), [probabilities[e] for e in EMOTIONS], width,
+                   label=kind + (" (final)" if kind == prediction.source else ""), color=MODEL_COLOURS[kind])
+    bar_ax.set(xticks=positions, xticklabels=EMOTIONS, ylim=(0, 1), ylabel="probability")
+    bar_ax.legend(fontsize=7, loc="upper right")
+    bar_ax.set_title(f"{prediction.emotion} ({prediction.emotion_name}) {prediction.confidence:.0%} from {' + '.join(prediction.modalities)}", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def figure_png(figure, dpi: int = 80) -> bytes:
+    """A matplotlib figure as PNG bytes; closes the figure."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    plt.close(figure)
+    return buffer.getvalue()
