@@ -138,6 +138,7 @@ def _demo(parser):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emolib", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
+    from . import cli_infer  # noqa: F401  registers predict/timeline/live
     for name, (help, add_arguments) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=add_arguments(sub))

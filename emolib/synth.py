@@ -48,17 +48,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .cremad import EMOTIONS, SENTENCES
+from .cremad import EMOTIONS, SENTENCES, parse_name
+from .errors import DataError
 from .synth_face import FPS, Expression, FaceLook, iter_frames, random_face_look, write_flv
 from .synth_voice import SAMPLE_RATE, VoiceCues, VoiceTraits, random_voice_traits, sentence_vowels, synthesize_speech
 
 DEFAULT_ACTORS = 22
 CLIPS_PER_EMOTION = 5
 FIRST_ACTOR = 1001
+MAX_ACTORS = 9999 - FIRST_ACTOR + 1
+PARALLEL_MIN_CLIPS = 48
 DURATION_S = (2.2, 2.8)
 LEVEL_INTENSITY = {"LO": 0.7, "MD": 0.85, "HI": 1.0}
 XX_INTENSITY = (0.7, 1.0)
 CUE_SPREAD = 0.2
+WITHIN_PAIR_SPREAD = 1.7
 LEVELED_SENTENCE = "IEO"
 RACES = ("Caucasian", "African American", "Asian", "Unknown")
 RACE_WEIGHTS = (0.6, 0.25, 0.1, 0.05)
@@ -72,14 +76,14 @@ VOICE_GROUPS = (
     VoiceCues(pitch=1.0, gain_db=0.0, rate=3.8, tilt=1.3, breath=0.1, jitter=0.005),
     VoiceCues(pitch=1.15, gain_db=-6.0, rate=2.7, tilt=1.9, breath=0.5, jitter=0.03),
 )
-VOICE_WITHIN_PAIR = VoiceCues(pitch=0.06, gain_db=0.0, rate=0.0, tilt=0.0, breath=0.0, jitter=0.0, glide=0.35)
+VOICE_WITHIN_PAIR = VoiceCues(pitch=0.03, gain_db=0.0, rate=0.0, tilt=0.0, breath=0.0, jitter=0.0, glide=0.15)
 NEUTRAL_FACE = Expression()
 FACE_GROUPS = (
     Expression(brow_raise=-1.0, brow_tilt=1.2, eye_open=0.55, mouth_open=0.0, mouth_curve=-0.3, mouth_width=0.9),
     Expression(brow_raise=1.0, brow_tilt=-0.5, eye_open=0.95, mouth_open=0.85, mouth_curve=0.0, mouth_width=1.15),
     Expression(brow_raise=0.1, brow_tilt=0.0, eye_open=1.05, mouth_open=0.05, mouth_curve=0.0, mouth_width=1.0),
 )
-FACE_WITHIN_PAIR = Expression(brow_raise=0.0, brow_tilt=0.0, eye_open=0.08, mouth_open=0.0, mouth_curve=0.3, mouth_width=0.0)
+FACE_WITHIN_PAIR = Expression(brow_raise=0.0, brow_tilt=0.0, eye_open=0.1, mouth_open=0.0, mouth_curve=0.45, mouth_width=0.06)
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,15 @@ class Clip:
 
 def make_synthetic_cremad(out, actors: int = DEFAULT_ACTORS, seed: int = 0, clips_per_emotion: int = CLIPS_PER_EMOTION,
                           video: bool = True, workers: int | None = None, progress: bool = True) -> Path:
-    """Write a synthetic CREMA-D tree to ``out`` and return its path (see the module docstring)."""
+    """Write a synthetic CREMA-D tree to ``out`` and return its path (see the module docstring).
+
+    ``actors`` actors (ids from FIRST_ACTOR) each get ``clips_per_emotion`` clips of every
+    emotion; ``video=False`` skips VideoFlash/. ``workers`` processes share the clips (default:
+    the available CPUs, or 1 for small trees); the output does not depend on it. README.txt is
+    written last, so its presence marks a complete tree.
+    """
+    if not 1 <= actors <= MAX_ACTORS:
+        raise DataError(f"actors must be 1..{MAX_ACTORS}, got {actors}")
     root = Path(out)
     (root / "AudioWAV").mkdir(parents=True, exist_ok=True)
     if video:
@@ -116,7 +128,8 @@ def make_synthetic_cremad(out, actors: int = DEFAULT_ACTORS, seed: int = 0, clip
     stems = plan_clips([actor.actor for actor in cast], seed, clips_per_emotion)
     write_demographics(root / "VideoDemographics.csv", cast)
     jobs = [(root, stem, seed, video) for stem in stems]
-    workers = min(workers or _available_cpus(), len(jobs)) or 1
+    if workers is None:
+        workers = _available_cpus() if len(jobs) >= PARALLEL_MIN_CLIPS else 1
     for _ in _progress(_run(_write_clip, jobs, workers), len(jobs), progress):
         pass
     (root / "README.txt").write_text(_readme(seed, cast, len(stems), video))
@@ -126,7 +139,7 @@ def make_synthetic_cremad(out, actors: int = DEFAULT_ACTORS, seed: int = 0, clip
 def plan_clips(actor_ids, seed: int, clips_per_emotion: int = CLIPS_PER_EMOTION) -> list[str]:
     """Clip stems: for every actor and emotion, ``clips_per_emotion`` distinct (sentence, level) choices."""
     if not 1 <= clips_per_emotion <= len(SENTENCES):
-        raise ValueError(f"clips_per_emotion must be 1..{len(SENTENCES)}, got {clips_per_emotion}")
+        raise DataError(f"clips_per_emotion must be 1..{len(SENTENCES)}, got {clips_per_emotion}")
     stems = []
     for actor in actor_ids:
         rng = clip_rng(seed, actor, "plan")
@@ -190,18 +203,18 @@ def clip_rng(seed: int, *parts) -> np.random.Generator:
 
 
 def _clip_streams(stem, seed, video):
-    actor_id, sentence, emotion, level = stem.split("_")
-    actor = make_actor(int(actor_id), seed)
-    rng = clip_rng(seed, stem)
-    intensity = LEVEL_INTENSITY[level] if level in LEVEL_INTENSITY else rng.uniform(*XX_INTENSITY)
+    name = parse_name(stem)
+    actor = make_actor(name.actor, seed)
+    rng = clip_rng(seed, name.stem)
+    intensity = LEVEL_INTENSITY[name.level] if name.level in LEVEL_INTENSITY else rng.uniform(*XX_INTENSITY)
     duration = rng.uniform(*DURATION_S)
-    cues = voice_cues(emotion, intensity, rng)
-    audio, envelope = synthesize_speech(actor.voice, cues, sentence_vowels(sentence, seed), duration, rng)
+    cues = voice_cues(name.emotion, intensity, rng)
+    audio, envelope = synthesize_speech(actor.voice, cues, sentence_vowels(name.sentence, seed), duration, rng)
     if not video:
         return audio, iter(())
     times = (np.arange(int(round(duration * FPS))) + 0.5) / FPS
     talk = envelope[np.minimum((times * SAMPLE_RATE).astype(int), len(envelope) - 1)]
-    return audio, iter_frames(actor.face, face_expression(emotion, intensity, actor.resting, rng), talk, rng)
+    return audio, iter_frames(actor.face, face_expression(name.emotion, intensity, actor.resting, rng), talk, rng)
 
 
 def _write_clip(job) -> str:
@@ -216,11 +229,12 @@ def _write_clip(job) -> str:
 
 
 def _blend(neutral, group, within, sign, intensity, rng):
+    position = sign + WITHIN_PAIR_SPREAD * rng.normal()
     values = {}
     for name in _fields(neutral):
         strength = intensity * rng.uniform(1 - CUE_SPREAD, 1 + CUE_SPREAD)
         base = getattr(neutral, name)
-        values[name] = base + strength * (getattr(group, name) - base + sign * getattr(within, name))
+        values[name] = base + strength * (getattr(group, name) - base) + intensity * position * getattr(within, name)
     return type(neutral)(**values)
 
 
@@ -256,7 +270,7 @@ def _readme(seed: int, cast: list[Actor], clips: int, video: bool) -> str:
 
 
 def _run(function, jobs, workers):
-    if workers <= 1:
+    if workers <= 1 or len(jobs) <= 1:
         yield from map(function, jobs)
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_quiet_worker) as pool:

@@ -76,7 +76,7 @@ def random_face_look(rng: np.random.Generator, sex: str, race: str) -> FaceLook:
         aspect=rng.uniform(0.72, 0.80) + (0.03 if sex == "Male" else 0.0),
         hairline=rng.uniform(0.55, 0.72) if sex == "Male" else rng.uniform(0.62, 0.78),
         skin=_colour(skin),
-        hair=HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))],
+        hair=_darker_hair(rng, skin),
         background=_colour(np.array(BACKGROUNDS[rng.integers(len(BACKGROUNDS))]) + rng.normal(0, 8, 3)),
         shirt=SHIRTS[rng.integers(len(SHIRTS))],
         light=rng.uniform(-0.12, 0.12),
@@ -226,7 +226,7 @@ def _draw_eyes(sprite, cx, cy, a, b, expression):
 
 def _draw_brows(sprite, cx, cy, a, b, look, expression):
     base = cy - 0.1 * b - 0.2 * b - 0.08 * b * expression.brow_raise
-    colour = _colour(np.array(look.hair) * 0.8)
+    colour = _colour(np.minimum(np.array(look.hair) * 0.8, np.array(look.skin) * 0.45))
     thickness = max(3, int(round(look.brow_thickness * a)))
     for side in (-1, 1):
         points = [
@@ -271,6 +271,12 @@ def _head_wander(frames: int, rng: np.random.Generator) -> np.ndarray:
     steps -= steps.mean(0)
     limit = np.abs(steps).max() or 1.0
     return np.round(steps * min(1.0, HEAD_WANDER_PX / limit)).astype(int)
+
+
+def _darker_hair(rng, skin):
+    brightness = np.array(HAIR_COLOURS).mean(1)
+    allowed = np.flatnonzero(brightness < np.mean(skin) * 0.75)
+    return HAIR_COLOURS[rng.choice(allowed) if len(allowed) else int(brightness.argmin())]
 
 
 def _blob(du, dv, su, sv):

@@ -1,0 +1,168 @@
+"""The synthetic CREMA-D generator: layout, formats, determinism, detectable faces, emotion cues."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import soundfile
+
+from emolib.cremad import EMOTIONS, LEVELS, load_demographics, parse_name
+from emolib.errors import DataError
+from emolib.synth import (
+    FACE_PAIRS,
+    FIRST_ACTOR,
+    VOICE_PAIRS,
+    make_synthetic_cremad,
+    plan_clips,
+    synthesize_clip,
+)
+from emolib.synth_face import head_box
+
+ACTORS = 3
+CLIPS = 2
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return make_synthetic_cremad(tmp_path_factory.mktemp("synth") / "cremad", actors=ACTORS, clips_per_emotion=CLIPS, progress=False)
+
+
+def tree_digest(root: Path, pattern: str = "*") -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob(pattern)):
+        if path.is_file():
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_layout_and_names(tree):
+    wavs = sorted(p.stem for p in (tree / "AudioWAV").glob("*.wav"))
+    flvs = sorted(p.stem for p in (tree / "VideoFlash").glob("*.flv"))
+    assert wavs == flvs and len(wavs) == ACTORS * len(EMOTIONS) * CLIPS
+    names = [parse_name(stem) for stem in wavs]
+    assert {name.actor for name in names} == set(range(FIRST_ACTOR, FIRST_ACTOR + ACTORS))
+    assert all(sum(n.emotion == e and n.actor == FIRST_ACTOR for n in names) == CLIPS for e in EMOTIONS)
+    assert "synthetic" in (tree / "README.txt").read_text().lower()
+
+
+def test_levels_follow_cremad():
+    names = [parse_name(stem) for stem in plan_clips(range(1001, 1011), seed=0, clips_per_emotion=12)]
+    assert len({n.stem for n in names}) == len(names)
+    assert all(n.level in LEVELS for n in names)
+    assert all(n.level == "XX" for n in names if n.emotion == "NEU" or n.sentence != "IEO")
+    assert {n.level for n in names if n.sentence == "IEO" and n.emotion != "NEU"} == {"LO", "MD", "HI"}
+
+
+def test_bad_sizes_are_data_errors(tmp_path):
+    with pytest.raises(DataError):
+        make_synthetic_cremad(tmp_path, actors=0)
+    with pytest.raises(DataError):
+        plan_clips([1001], seed=0, clips_per_emotion=13)
+
+
+def test_wav_format(tree):
+    for path in sorted((tree / "AudioWAV").glob("*.wav"))[:8]:
+        info = soundfile.info(path)
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert 2.0 <= info.duration <= 3.0
+        audio, _ = soundfile.read(path)
+        assert 0.001 < np.sqrt(np.mean(audio**2)) and np.abs(audio).max() < 1.0
+
+
+def test_flv_format(tree):
+    for path in sorted((tree / "VideoFlash").glob("*.flv"))[:4]:
+        capture = cv2.VideoCapture(str(path))
+        assert capture.isOpened()
+        assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (480, 360)
+        assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(30, abs=0.5)
+        fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode()
+        assert fourcc.upper() == "FLV1"
+        frames = 0
+        while capture.read()[0]:
+            frames += 1
+        assert 65 <= frames <= 85
+        assert frames == pytest.approx(capture.get(cv2.CAP_PROP_FRAME_COUNT), abs=1)
+        assert soundfile.info(tree / "AudioWAV" / f"{path.stem}.wav").duration == pytest.approx(frames / 30, abs=0.05)
+
+
+def test_demographics(tree):
+    path = tree / "VideoDemographics.csv"
+    assert path.read_text().splitlines()[0] == '"ActorID","Age","Sex","Race","Ethnicity"'
+    table = load_demographics(str(path))
+    assert list(table.index) == list(range(FIRST_ACTOR, FIRST_ACTOR + ACTORS))
+    assert set(table.sex) == {"Male", "Female"}
+    assert table.age.between(20, 74).all()
+
+
+def test_same_seed_same_bytes_other_seed_differs(tree, tmp_path):
+    again = make_synthetic_cremad(tmp_path / "again", actors=ACTORS, clips_per_emotion=CLIPS, workers=2, progress=False)
+    assert tree_digest(again, "*.flv") == tree_digest(tree, "*.flv")
+    assert tree_digest(again) == tree_digest(tree)
+    other = make_synthetic_cremad(tmp_path / "other", actors=1, clips_per_emotion=1, seed=1, progress=False)
+    for path in (other / "AudioWAV").glob("*.wav"):
+        assert path.read_bytes() != synthesize_wav_bytes(path.stem, seed=0, folder=tmp_path)
+
+
+def synthesize_wav_bytes(stem: str, seed: int, folder: Path) -> bytes:
+    path = folder / f"{stem}.{seed}.wav"
+    soundfile.write(path, synthesize_clip(stem, seed, video=False).audio, 16000, subtype="PCM_16")
+    return path.read_bytes()
+
+
+def test_clip_does_not_depend_on_the_rest_of_the_tree(tree, tmp_path):
+    alone = make_synthetic_cremad(tmp_path / "alone", actors=1, clips_per_emotion=CLIPS, progress=False)
+    for path in (alone / "VideoFlash").glob("*.flv"):
+        assert path.read_bytes() == (tree / "VideoFlash" / path.name).read_bytes()
+    for path in (alone / "AudioWAV").glob("*.wav"):
+        assert path.read_bytes() == (tree / "AudioWAV" / path.name).read_bytes()
+
+
+def test_haar_cascade_finds_the_faces(tree):
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    found = []
+    for path in sorted((tree / "VideoFlash").glob("*.flv"))[::3]:
+        capture = cv2.VideoCapture(str(path))
+        for index in (5, 35, 65):
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+            ok, frame = capture.read()
+            assert ok
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            found.append(len(cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(60, 60))) > 0)
+    assert np.mean(found) >= 0.8
+
+
+def mean_face(stem: str) -> np.ndarray:
+    from emolib.synth import make_actor
+
+    x, y, width, height = head_box(make_actor(parse_name(stem).actor, 0).face)
+    frames = synthesize_clip(stem, 0).frames
+    return np.mean([cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)[y : y + height, x : x + width] for f in frames], 0)
+
+
+def test_face_shows_the_face_pair():
+    faces = {emotion: mean_face(f"1001_DFA_{emotion}_XX") for emotion in ("ANG", "DIS", "HAP", "SAD")}
+    same_pair = [np.abs(faces["ANG"] - faces["DIS"]).mean(), np.abs(faces["HAP"] - faces["SAD"]).mean()]
+    other_pair = np.abs(faces["ANG"] - faces["HAP"]).mean()
+    assert ("ANG", "DIS") in FACE_PAIRS and ("HAP", "SAD") in FACE_PAIRS
+    assert other_pair > 2 * max(same_pair)
+    assert min(same_pair) > 0.2
+
+
+def test_voice_shows_the_voice_pair():
+    def loudness(emotion):
+        return np.mean([np.sqrt(np.mean(synthesize_clip(f"1002_{s}_{emotion}_XX", 0, video=False).audio ** 2)) for s in ("DFA", "TIE", "ITS")])
+
+    assert ("ANG", "HAP") in VOICE_PAIRS and ("FEA", "SAD") in VOICE_PAIRS
+    for loud, moderate, quiet in (("ANG", "NEU", "SAD"), ("HAP", "DIS", "FEA")):
+        assert loudness(loud) > 1.3 * loudness(moderate) > 1.3**2 * loudness(quiet)
+
+
+def test_cli_synth(tmp_path):
+    from emolib.cli import main
+
+    assert main(["synth", str(tmp_path / "s"), "--actors", "2"]) == 0
+    assert len(list((tmp_path / "s" / "AudioWAV").glob("*.wav"))) == len(list((tmp_path / "s" / "VideoFlash").glob("*.flv"))) > 0
+    assert (tmp_path / "s" / "README.txt").exists()
