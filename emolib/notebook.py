@@ -37,10 +37,10 @@ def resolve_parameters(kaggle: bool = False, kind: str | None = None, data=None,
     """The notebook's parameters, completed: paths, defaults and the TrainConfig of ``kind``.
 
     With ``kaggle=True`` the Kaggle block (``kaggle_block(kind)``) replaces data, out, device,
-    backbone, face weights and freeze; epochs and batch_size keep the notebook's values.
-    None means the default: epochs are ``recipes.DEMO_EPOCHS[kind]`` for the ``tiny`` backbone
-    (the count of ``make demo``, so its finished models are reused) and ``recipes.DEFAULTS``
-    otherwise; batch size from ``recipes.DEFAULTS``; freeze ``none`` for tiny (as the demo) and
+    backbone and face weights; freeze, epochs and batch_size keep the notebook's values (None:
+    the Kaggle freeze / the defaults). Paths come back absolute. None means the default: epochs
+    are ``recipes.DEMO_EPOCHS[kind]`` for the ``tiny`` backbone (the count of ``make demo``, so
+    its finished models are reused) and ``recipes.DEFAULTS`` otherwise; batch size from ``recipes.DEFAULTS``; freeze ``none`` for tiny (as the demo) and
     ``recipes.DEFAULT_FREEZE`` otherwise. Returns a namespace with kaggle, kind, data, out,
     manifest, models, reports, cache, backbone, face_weights, freeze, epochs, batch_size, device,
     train (None without a kind), synthetic, plus any ``extra`` values unchanged.
@@ -60,9 +60,9 @@ def resolve_parameters(kaggle: bool = False, kind: str | None = None, data=None,
         batch_size = batch_size or DEFAULTS[kind].batch_size
     if kind in DEFAULT_FREEZE:
         freeze = freeze or ("none" if tiny else DEFAULT_FREEZE[kind])
-    out = Path(out)
+    out = Path(out).expanduser().resolve()
     return SimpleNamespace(
-        kaggle=bool(kaggle), kind=kind, data=Path(data) if data is not None else None, out=out,
+        kaggle=bool(kaggle), kind=kind, data=Path(data).expanduser().resolve() if data is not None else None, out=out,
         manifest=out / "manifest.csv", models=out / "models", reports=out / "reports", cache=out / "cache",
         backbone=backbone, face_weights=None if tiny else face_weights, freeze=freeze,
         epochs=epochs, batch_size=batch_size, device=device,

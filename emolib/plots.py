@@ -59,7 +59,8 @@ def plot_comparison(report: dict):
     if humans:
         for position, kind in zip(positions, kinds):
             ax.hlines(humans[kind], position - 0.4, position + 0.4, colors="black", linestyles="dashed")
-        ax.plot([], [], "k--", label="human raters (acc.)")
+        reference = " — reference only" if "synthetic" in humans.get("note", "") else ""
+        ax.plot([], [], "k--", label=f"human raters (acc.){reference}")
     ax.axhline(1 / len(EMOTIONS), color="grey", lw=0.8, ls=":", label="chance")
     ax.set(xticks=positions, xticklabels=kinds, ylim=(0, 1.05), ylabel="score", title=f"{report['split']} split: unimodal vs fusion")
     ax.legend(fontsize=8, loc="upper left")

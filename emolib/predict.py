@@ -92,7 +92,7 @@ class Prediction:
     def summary(self) -> str:
         """One line: emotion, confidence, and what it came from."""
         used = " + ".join(self.modalities)
-        how = {"fusion": f"fusion model on {used}", "average": f"mean of voice and face models"}.get(self.source, f"{self.source} model only")
+        how = {"fusion": f"fusion model on {used}", "average": "mean of voice and face models"}.get(self.source, f"{self.source} model only")
         return f"{self.emotion} ({self.emotion_name}) {self.confidence:.0%} - {how}"
 
 
@@ -457,7 +457,8 @@ def plot_prediction(prediction: Prediction, frame=None, audio=None, sample_rate:
         step = max(1, len(wave) // 4000)
         times = np.arange(0, len(wave), step) / sample_rate
         wave_ax.plot(times, wave[::step], color="#4C72B0", linewidth=0.6)
-        wave_ax.set(xlabel="seconds", ylim=(-1.05, 1.05))
+        peak = max(0.05, float(np.abs(wave).max()) * 1.1)
+        wave_ax.set(xlabel="seconds", ylim=(-peak, peak))
         rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
         wave_ax.set_title(f"audio: {len(wave) / sample_rate:.1f} s, RMS {rms:.3f}", fontsize=9)
     else:

@@ -1,48 +1,51 @@
 """Synthetic CREMA-D: a small, learnable stand-in for the real data set, in its layout.
 
-``make_synthetic_cremad(out)`` writes ``AudioWAV/*.wav`` (16 kHz mono PCM16),
-``VideoFlash/*.flv`` (FLV1, 480x360, 30 fps, a drawn talking face),
-``VideoDemographics.csv`` and ``README.txt``. Clip names are real CREMA-D names,
-``ACTOR_SENTENCE_EMOTION_LEVEL``: sentence IEO at LO/MD/HI, the others at XX, NEU always XX.
+``make_synthetic_cremad(out)`` writes ``AudioWAV/*.wav`` (16 kHz mono PCM16, 2.2-2.8 s),
+``VideoFlash/*.flv`` (FLV1, 480x360, 30 fps, a drawn face talking in sync with the audio),
+``VideoDemographics.csv`` (CREMA-D's columns) and ``README.txt``. Clip names are real CREMA-D
+names, ``ACTOR_SENTENCE_EMOTION_LEVEL``: sentence IEO at LO/MD/HI, the others at XX, NEU
+always XX. The default size (DEFAULT_ACTORS x 6 emotions x CLIPS_PER_EMOTION = 660 clips)
+lets the whole demo pipeline run in minutes on two CPU cores.
 
 Design, so that models trained on it behave like real ones:
 
-1. Per-actor variation, so that actor-disjoint splits matter: voice pitch (by sex,
-   plus a per-actor offset), vocal-tract length (formant scale), loudness, brightness,
-   breathiness and tempo; face size and aspect, skin, hair, hairline, eyebrow
-   thickness, lighting, position in the frame, background and shirt colour; and a
-   per-actor resting expression.
-2. Noise: background noise in the audio, a random strength of every cue in every
-   clip (LO/MD/HI scale it; XX draws it), pixel noise, head motion of a few pixels,
-   a mouth that opens with each syllable, FLV compression.
-3. Modality-specific confusions. Each modality sorts the six emotions into three pairs
-   and hardly tells the two emotions of a pair apart:
+1. Per-actor variation, so that actor-disjoint splits matter: voice pitch (by sex, plus
+   a per-actor offset), vocal-tract length (formant scale), loudness, brightness,
+   breathiness and tempo; face size and aspect, skin, hair, hairline, eyebrow thickness,
+   lighting, position in the frame, background and shirt colour; and a per-actor resting
+   expression.
+2. Noise: background noise in the audio; a random strength of every cue in every clip
+   (LO/MD/HI scale it, XX draws it); pixel noise; head motion of a few pixels; a mouth
+   that opens with each syllable; FLV compression.
+3. Modality-specific confusions. Each modality sorts the six emotions into three pairs:
 
-   ======  ====================  =========================================================
-   voice   {ANG, HAP}            loud, high, fast, bright
-           {DIS, NEU}            moderate (the actor's neutral voice)
-           {FEA, SAD}            quiet, slow, dark, breathy, trembling
-   face    {ANG, DIS}            brows lowered and knitted, narrowed eyes, pressed lips
-           {HAP, SAD}            brows raised, wide open mouth
-           {NEU, FEA}            relaxed brows, open eyes, closed mouth
-   ======  ====================  =========================================================
+   ======  ==========  ============================================================
+   voice   {ANG, HAP}  loud, high, fast, bright
+           {DIS, NEU}  moderate: the actor's neutral voice
+           {FEA, SAD}  quiet, slow, dark, breathy, trembling
+   face    {ANG, DIS}  brows lowered and knitted, narrowed eyes, pressed lips
+           {HAP, SAD}  brows raised, wide open mouth
+           {NEU, FEA}  relaxed brows, open eyes, closed mouth
+   ======  ==========  ============================================================
 
-   A weak cue separates the two members of a pair (voice: pitch glide and a slight
-   pitch shift; face: mouth corners up or down and eye openness). Every emotion has
+   Within a pair only a weak, noisy cue differs (voice: pitch glide and pitch; face:
+   mouth corners, mouth width and eye opening). Its value in a clip is the emotion's
+   side of the pair (-1 or +1) plus Gaussian noise of WITHIN_PAIR_SPREAD, so even an
+   ideal observer tells the two apart in only about 70 % of the clips. Every emotion has
    its own (voice pair, face pair), so fusion can tell all six apart while each single
    modality gets its three pairs and little more: about 55-70 % accuracy for one
-   modality and 85 % or more for both (chance is 1/6).
+   modality, 85 % or more for both (chance is 1/6).
 
-Every clip draws its randomness from ``(seed, stem)`` and every actor from
-``(seed, actor)``, so a clip does not depend on the other clips, their order or the
-number of workers, and the same seed gives the same bytes.
+A clip draws its randomness from ``(seed, stem)`` and an actor from ``(seed, actor)``, so a
+clip depends neither on the other clips, nor on their order, nor on the number of workers,
+and the same seed gives the same bytes (with the same OpenCV/FFmpeg build).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -106,7 +109,7 @@ class Clip:
 
     stem: str
     audio: np.ndarray
-    frames: list
+    frames: list[np.ndarray]
 
 
 def make_synthetic_cremad(out, actors: int = DEFAULT_ACTORS, seed: int = 0, clips_per_emotion: int = CLIPS_PER_EMOTION,
@@ -120,19 +123,22 @@ def make_synthetic_cremad(out, actors: int = DEFAULT_ACTORS, seed: int = 0, clip
     """
     if not 1 <= actors <= MAX_ACTORS:
         raise DataError(f"actors must be 1..{MAX_ACTORS}, got {actors}")
+    if seed < 0:
+        raise DataError(f"seed must be 0 or more, got {seed}")
+    cast = [make_actor(FIRST_ACTOR + index, seed) for index in range(actors)]
+    stems = plan_clips([actor.actor for actor in cast], seed, clips_per_emotion)
     root = Path(out)
     (root / "AudioWAV").mkdir(parents=True, exist_ok=True)
     if video:
         (root / "VideoFlash").mkdir(parents=True, exist_ok=True)
-    cast = [make_actor(FIRST_ACTOR + index, seed) for index in range(actors)]
-    stems = plan_clips([actor.actor for actor in cast], seed, clips_per_emotion)
+    (root / "README.txt").unlink(missing_ok=True)
     write_demographics(root / "VideoDemographics.csv", cast)
     jobs = [(root, stem, seed, video) for stem in stems]
     if workers is None:
         workers = _available_cpus() if len(jobs) >= PARALLEL_MIN_CLIPS else 1
     for _ in _progress(_run(_write_clip, jobs, workers), len(jobs), progress):
         pass
-    (root / "README.txt").write_text(_readme(seed, cast, len(stems), video))
+    (root / "README.txt").write_text(_readme(seed, cast, len(stems), clips_per_emotion, video))
     return root
 
 
@@ -185,8 +191,8 @@ def face_expression(emotion: str, intensity: float, resting: Expression, rng: np
     """Facial expression of ``emotion`` on a face whose resting expression is ``resting``."""
     group, sign = _pair_position(emotion, FACE_PAIRS)
     shown = _blend(NEUTRAL_FACE, FACE_GROUPS[group], FACE_WITHIN_PAIR, sign, intensity, rng)
-    fields = {name: getattr(shown, name) + getattr(resting, name) - getattr(NEUTRAL_FACE, name) for name in _fields(shown)}
-    return Expression(**fields)
+    values = {name: getattr(shown, name) + getattr(resting, name) - getattr(NEUTRAL_FACE, name) for name in _fields(shown)}
+    return Expression(**values)
 
 
 def write_demographics(path, cast: list[Actor]) -> None:
@@ -253,19 +259,21 @@ def _sentence_levels(emotion: str) -> list[tuple[str, str]]:
 
 
 def _fields(instance) -> list[str]:
-    return list(instance.__dataclass_fields__)
+    return [field.name for field in fields(instance)]
 
 
-def _readme(seed: int, cast: list[Actor], clips: int, video: bool) -> str:
-    ids = f"{cast[0].actor}-{cast[-1].actor}" if cast else "none"
+def _readme(seed: int, cast: list[Actor], clips: int, clips_per_emotion: int, video: bool) -> str:
+    layout = "AudioWAV/*.wav (16 kHz mono PCM16), " + ("VideoFlash/*.flv (FLV1, 480x360, 30 fps), " if video else "")
     return (
-        "Synthetic CREMA-D (not real recordings)\n\n"
-        f"Written by emolib.synth.make_synthetic_cremad with seed={seed}, {len(cast)} actors ({ids}), {clips} clips.\n"
+        "Synthetic CREMA-D: NOT real recordings.\n\n"
+        f"Made by emolib.synth.make_synthetic_cremad with seed={seed}: {len(cast)} actors "
+        f"({cast[0].actor}-{cast[-1].actor}), {clips} clips.\n"
+        f"Same data again: make_synthetic_cremad(OUT, actors={len(cast)}, seed={seed}, "
+        f"clips_per_emotion={clips_per_emotion}, video={video})\n\n"
         "Voices are synthesized syllables (harmonic tones through formant filters); faces are drawn with OpenCV.\n"
-        "Voice and face each confuse a different three pairs of emotions, so only their fusion tells all six apart;\n"
-        "see the emolib.synth module docstring for the design.\n"
-        f"Layout: AudioWAV/*.wav (16 kHz mono PCM16){', VideoFlash/*.flv (FLV1, 480x360, 30 fps)' if video else ''}, "
-        "VideoDemographics.csv.\n"
+        "Voice and face each confuse a different three pairs of emotions, so only their fusion tells all six apart\n"
+        "(see the emolib.synth module docstring).\n"
+        f"Layout: {layout}VideoDemographics.csv.\n"
     )
 
 

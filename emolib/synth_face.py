@@ -8,10 +8,12 @@ a few pixels and adds pixel noise.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
+
+from .errors import VideoError
 
 FRAME_WIDTH = 480
 FRAME_HEIGHT = 360
@@ -55,7 +57,10 @@ class FaceLook:
 
 @dataclass(frozen=True)
 class Expression:
-    """Expression parameters, 0 = neutral (brows, curve) or typical (eye_open, mouth_width = 1)."""
+    """A facial expression: brow height and knit, eye and mouth opening, mouth corners (+ up) and width.
+
+    Brows and mouth corners are 0 when relaxed; eye opening and mouth width are 1 when typical.
+    """
 
     brow_raise: float = 0.0
     brow_tilt: float = 0.0
@@ -117,7 +122,7 @@ def write_flv(path, frames) -> None:
     """Write BGR frames (any iterable) as an FLV1 (Sorenson H.263) .flv file at FPS."""
     writer = cv2.VideoWriter(str(path), FLV_TAG, FPS, (FRAME_WIDTH, FRAME_HEIGHT))
     if not writer.isOpened():
-        raise RuntimeError(f"{path}: OpenCV cannot write FLV1 video (is its FFmpeg backend missing?)")
+        raise VideoError(f"{path}: OpenCV cannot write FLV1 video (is its FFmpeg backend missing?)")
     for frame in frames:
         writer.write(frame)
     writer.release()
@@ -261,9 +266,7 @@ def _draw_mouth(sprite, cx, cy, a, b, look, expression):
 
 
 def _with_talk(expression: Expression, level: float) -> Expression:
-    fields = dict(expression.__dict__)
-    fields["mouth_open"] = expression.mouth_open + TALK_OPENING * level
-    return Expression(**fields)
+    return replace(expression, mouth_open=expression.mouth_open + TALK_OPENING * level)
 
 
 def _head_wander(frames: int, rng: np.random.Generator) -> np.ndarray:

@@ -97,7 +97,7 @@ class TestNotebook:
         markdown = [cell for cell in nb.cells if cell.cell_type == "markdown" and cell.source.strip()]
         assert markdown, "notebooks explain their steps in markdown cells"
 
-    def test_no_reading_outside_the_repo_defaults(self, path):
+    def test_never_reads_shared_folders(self, path):
         for cell in code_cells(read(path)):
             assert "../shared" not in cell.source
 
@@ -108,8 +108,9 @@ def test_local_defaults_match_the_demo():
         assert p.epochs == DEMO_EPOCHS[kind] and p.train.epochs == DEMO_EPOCHS[kind]
         assert p.batch_size == DEFAULTS[kind].batch_size
         assert p.train.encoder_lr == p.train.lr  # tiny encoders learn at the head's rate, as in the demo
-        assert p.models == Path("../work/models") and p.cache == Path("../work/cache")
-        assert p.manifest == Path("../work/manifest.csv") and p.reports == Path("../work/reports")
+        work = Path("../work").resolve()
+        assert p.models == work / "models" and p.cache == work / "cache" and p.data == work / "cremad-synth"
+        assert p.manifest == work / "manifest.csv" and p.reports == work / "reports"
         assert p.face_weights is None and p.kaggle is False
     assert notebook.resolve_parameters(False, kind="voice", backbone="tiny").freeze == "none"
 

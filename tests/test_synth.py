@@ -97,27 +97,24 @@ def test_demographics(tree):
     assert table.age.between(20, 74).all()
 
 
-def test_same_seed_same_bytes_other_seed_differs(tree, tmp_path):
-    again = make_synthetic_cremad(tmp_path / "again", actors=ACTORS, clips_per_emotion=CLIPS, workers=2, progress=False)
-    assert tree_digest(again, "*.flv") == tree_digest(tree, "*.flv")
-    assert tree_digest(again) == tree_digest(tree)
-    other = make_synthetic_cremad(tmp_path / "other", actors=1, clips_per_emotion=1, seed=1, progress=False)
+def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    first, second, other = (
+        make_synthetic_cremad(tmp_path / name, actors=1, clips_per_emotion=1, seed=seed, progress=False)
+        for name, seed in (("first", 0), ("second", 0), ("other", 1))
+    )
+    assert tree_digest(first, "*.flv") == tree_digest(second, "*.flv")
+    assert tree_digest(first) == tree_digest(second)
+    assert (first / "VideoDemographics.csv").read_bytes() != (other / "VideoDemographics.csv").read_bytes()
     for path in (other / "AudioWAV").glob("*.wav"):
-        assert path.read_bytes() != synthesize_wav_bytes(path.stem, seed=0, folder=tmp_path)
+        assert not np.array_equal(soundfile.read(path)[0][:16000], synthesize_clip(path.stem, seed=0, video=False).audio[:16000])
 
 
-def synthesize_wav_bytes(stem: str, seed: int, folder: Path) -> bytes:
-    path = folder / f"{stem}.{seed}.wav"
-    soundfile.write(path, synthesize_clip(stem, seed, video=False).audio, 16000, subtype="PCM_16")
-    return path.read_bytes()
-
-
-def test_clip_does_not_depend_on_the_rest_of_the_tree(tree, tmp_path):
-    alone = make_synthetic_cremad(tmp_path / "alone", actors=1, clips_per_emotion=CLIPS, progress=False)
-    for path in (alone / "VideoFlash").glob("*.flv"):
-        assert path.read_bytes() == (tree / "VideoFlash" / path.name).read_bytes()
-    for path in (alone / "AudioWAV").glob("*.wav"):
-        assert path.read_bytes() == (tree / "AudioWAV" / path.name).read_bytes()
+def test_clip_does_not_depend_on_the_rest_of_the_tree_nor_on_workers(tree, tmp_path):
+    alone = make_synthetic_cremad(tmp_path / "alone", actors=1, clips_per_emotion=CLIPS, workers=2, progress=False)
+    for folder, pattern in (("VideoFlash", "*.flv"), ("AudioWAV", "*.wav")):
+        paths = list((alone / folder).glob(pattern))
+        assert len(paths) == len(EMOTIONS) * CLIPS
+        assert all(path.read_bytes() == (tree / folder / path.name).read_bytes() for path in paths)
 
 
 def test_haar_cascade_finds_the_faces(tree):
@@ -160,9 +157,19 @@ def test_voice_shows_the_voice_pair():
         assert loudness(loud) > 1.3 * loudness(moderate) > 1.3**2 * loudness(quiet)
 
 
-def test_cli_synth(tmp_path):
+def test_cli_synth(tmp_path, monkeypatch):
+    import emolib.synth
     from emolib.cli import main
 
+    calls = []
+
+    def small(out, **options):
+        calls.append(options)
+        return make_synthetic_cremad(out, clips_per_emotion=1, **options)
+
+    monkeypatch.setattr(emolib.synth, "make_synthetic_cremad", small)
     assert main(["synth", str(tmp_path / "s"), "--actors", "2"]) == 0
-    assert len(list((tmp_path / "s" / "AudioWAV").glob("*.wav"))) == len(list((tmp_path / "s" / "VideoFlash").glob("*.flv"))) > 0
+    assert calls == [{"actors": 2, "seed": 0}]
+    assert len(list((tmp_path / "s" / "AudioWAV").glob("*.wav"))) == len(list((tmp_path / "s" / "VideoFlash").glob("*.flv"))) == 12
     assert (tmp_path / "s" / "README.txt").exists()
+    assert main(["synth", str(tmp_path / "bad"), "--seed", "-1"]) == 2

@@ -200,7 +200,7 @@ function render({ model, el }) {
   }
 
   function fail(problem) {
-    model.set({ status: "error", error: problem, message: "capture failed" });
+    model.set({ status: "error", error: problem, message: "capture failed", result: {}, result_text: "", result_png: new DataView(new ArrayBuffer(0)) });
     model.save_changes();
   }
 
