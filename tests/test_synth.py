@@ -157,6 +157,61 @@ def test_voice_shows_the_voice_pair():
         assert loudness(loud) > 1.3 * loudness(moderate) > 1.3**2 * loudness(quiet)
 
 
+def voice_features(audio: np.ndarray) -> np.ndarray:
+    frames = np.lib.stride_tricks.sliding_window_view(audio, 400)[::160] * np.hanning(400)
+    energy = np.log(np.mean(frames**2, 1) + 1e-8)
+    spectrum = np.abs(np.fft.rfft(frames, axis=1)) + 1e-6
+    loud = energy > np.median(energy)
+    centroid = (spectrum * np.arange(spectrum.shape[1])).sum(1) / spectrum.sum(1)
+    flatness = np.exp(np.log(spectrum).mean(1)) / spectrum.mean(1)
+    modulation = np.abs(np.fft.rfft(energy - energy.mean(), 512))[5:60]
+    return np.array([energy.mean(), energy.std(), np.percentile(energy, 95), centroid[loud].mean(), flatness[loud].mean(), modulation.argmax()])
+
+
+def face_features(frame: np.ndarray, actor: int) -> np.ndarray:
+    from emolib.synth import make_actor
+
+    x, y, width, height = head_box(make_actor(actor, 0).face)
+    gray = cv2.cvtColor(frame[y : y + height, x : x + width], cv2.COLOR_BGR2GRAY)
+    gray = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    gray = (gray - gray.mean()) / gray.std()
+    return np.concatenate([gray[:, 8:24].mean(1), cv2.resize(gray, (8, 8), interpolation=cv2.INTER_AREA).ravel()])
+
+
+def test_each_modality_gets_its_pairs_and_only_both_get_the_emotion():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    names = [parse_name(stem) for stem in plan_clips(range(1001, 1009), seed=0, clips_per_emotion=2)]
+    voice, face = [], []
+    for name in names:
+        clip = synthesize_clip(name.stem, 0)
+        voice.append(voice_features(clip.audio))
+        face.append(face_features(clip.frames[10], name.actor))
+    voice, face = np.array(voice), np.array(face)
+    label = np.array([name.label for name in names])
+    train = np.array([name.actor <= 1005 for name in names])
+
+    def predict(features, targets, c):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)).fit(features[train], targets[train])
+        return model.predict(features[~train])
+
+    def pair_of(pairs):
+        return np.array([next(index for index, pair in enumerate(pairs) if emotion in pair) for emotion in EMOTIONS])
+
+    voice_pair, face_pair = pair_of(VOICE_PAIRS), pair_of(FACE_PAIRS)
+    truth = label[~train]
+    voice_accuracy = np.mean(predict(voice, label, 1.0) == truth)
+    face_accuracy = np.mean(predict(face, label, 0.05) == truth)
+    voice_guess, face_guess = predict(voice, voice_pair[label], 1.0), predict(face, face_pair[label], 0.05)
+    emotion_of = {(voice_pair[e], face_pair[e]): e for e in range(len(EMOTIONS))}
+    both_accuracy = np.mean([emotion_of.get(pair, -1) == e for pair, e in zip(zip(voice_guess, face_guess), truth)])
+    assert np.mean(voice_guess == voice_pair[truth]) >= 0.85 and np.mean(face_guess == face_pair[truth]) >= 0.7
+    assert max(voice_accuracy, face_accuracy) <= 0.8
+    assert both_accuracy >= max(voice_accuracy, face_accuracy) + 0.15
+
+
 def test_cli_synth(tmp_path, monkeypatch):
     import emolib.synth
     from emolib.cli import main
