@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AudioError
+from .errors import AudioError, check_input_file
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 4.0
@@ -30,7 +30,7 @@ def load_audio(path: str | Path) -> np.ndarray:
     import soundfile
 
     path = Path(path)
-    _check_file(path)
+    check_input_file(path, AudioError)
     _check_wav_complete(path)
     try:
         samples, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
@@ -138,15 +138,6 @@ def _to_mono(wave: np.ndarray, name: str) -> np.ndarray:
     if wave.shape[0] <= 8 < wave.shape[1]:
         wave = wave.T
     return wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if not path.is_file():
-        raise AudioError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
 
 
 def _check_wav_complete(path: Path) -> None:

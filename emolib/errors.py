@@ -23,3 +23,16 @@ class ModelError(EmolibError, ValueError):
 
 class CaptureError(EmolibError, RuntimeError):
     """A camera or microphone is missing or refused."""
+
+
+def check_input_file(path, error: type[EmolibError]) -> None:
+    """Raise ``error`` naming ``path`` when it is missing, not a file, or empty."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{path}: no such file")
+    if not path.is_file():
+        raise error(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise error(f"{path}: empty file (0 bytes)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VideoError
+from .errors import VideoError, check_input_file
 
 DEFAULT_FRAMES = 3
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -28,7 +28,7 @@ def read_frames(path: str | Path, count: int = DEFAULT_FRAMES) -> list[np.ndarra
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
     path = Path(path)
-    _check_file(path)
+    check_input_file(path, VideoError)
     capture = _open(path)
     try:
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -53,7 +53,7 @@ def read_image(path: str | Path) -> np.ndarray:
     import cv2
 
     path = Path(path)
-    _check_file(path)
+    check_input_file(path, VideoError)
     data = np.fromfile(str(path), dtype=np.uint8)
     flags = cv2.IMREAD_COLOR if data[:3].tobytes() == JPEG_MAGIC else cv2.IMREAD_UNCHANGED
     image = cv2.imdecode(data, flags)
@@ -105,15 +105,6 @@ def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
     pixels = rgba.astype(np.float32) / 255.0 if rgba.dtype == np.uint8 else rgba
     alpha = np.clip(pixels[:, :, 3:], 0.0, 1.0)
     return pixels[:, :, :3] * alpha + (1.0 - alpha)
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise VideoError(f"{path}: no such file")
-    if not path.is_file():
-        raise VideoError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise VideoError(f"{path}: empty file (0 bytes)")
 
 
 def _open(path: Path):
