@@ -1,4 +1,4 @@
-"""Inference commands: ``emolib predict``, ``emolib timeline`` and ``emolib live``.
+"""Inference commands: ``emolib predict``, ``emolib timeline``, ``emolib live`` and ``emolib bench``.
 
 Registered with cli.py's ``@command`` when ``build_parser`` imports this module. Results go to
 stdout; progress, countdowns and warnings to stderr (``predict --json`` prints exactly one JSON
@@ -21,12 +21,14 @@ def _add_model_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, auto, ...")
     parser.add_argument("--single", choices=("model", "fusion"), default="model",
                         help="with one modality missing: use that modality's own model (default) or the fusion model with presence flags")
+    parser.add_argument("--no-fast", dest="fast", action="store_false",
+                        help="plain eager PyTorch fp32 instead of the cached ONNX Runtime fast path (int8 for full-size encoders; see BENCHMARKS.md)")
 
 
 def _predictor(args):
     from .predict import Predictor
 
-    return Predictor.from_dir(args.models, device=args.device, single=args.single)
+    return Predictor.from_dir(args.models, device=args.device, single=args.single, fast=args.fast)
 
 
 def _quiet_plots() -> None:
@@ -133,6 +135,37 @@ def _live(parser):
             print("emolib live: stopped", file=sys.stderr)
         finally:
             capture.close()
+
+    return run
+
+
+@command("bench", "measure the fast CPU path vs eager fp32 (latency, accuracy, face prep, features, memory) -> BENCHMARKS.md")
+def _bench(parser):
+    parser.add_argument("--out", default="BENCHMARKS.md", help="markdown report to write (default BENCHMARKS.md)")
+    parser.add_argument("--models", default=None, help="trained voice/, face/, fusion/ checkpoints: compare test-split UAR of eager vs fast")
+    parser.add_argument("--data", default=None, help="synthetic CREMA-D tree (default: a small one made under --work)")
+    parser.add_argument("--runs", type=int, default=20, help="live predictions per path (default 20)")
+    parser.add_argument("--work", default=None, help="folder for the full-size random-init checkpoints (default $EMOLIB_CACHE/bench)")
+    parser.add_argument("--clips", type=int, default=120, help="clips for the face-preparation throughput (default 120)")
+    parser.add_argument("--feature-clips", type=int, default=16, help="clips for the feature-extraction throughput (default 16)")
+    parser.add_argument("--workers", type=int, default=None, help="face-preparation worker processes (default min(4, CPUs))")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: physical cores)")
+    parser.add_argument("--json", default=None, help="also write the raw figures as JSON to this file")
+
+    def run(args):
+        import shlex
+
+        from .bench import run_bench
+        from .errors import EmolibError
+
+        if args.runs < 1:
+            raise EmolibError(f"--runs must be at least 1, got {args.runs}")
+        given = [("--out", args.out), ("--models", args.models), ("--data", args.data), ("--runs", args.runs), ("--work", args.work),
+                 ("--clips", args.clips), ("--feature-clips", args.feature_clips), ("--workers", args.workers), ("--threads", args.threads)]
+        command = "emolib bench " + " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in given if value is not None)
+        run_bench(args.out, args.models, args.data, args.runs, args.work, args.clips, args.feature_clips, args.workers,
+                  args.threads, command=command, json_out=args.json)
+        print(f"benchmarks: {args.out}")
 
     return run
 

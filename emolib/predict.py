@@ -101,9 +101,14 @@ def probability_dict(probabilities) -> dict:
 
 
 class Predictor:
-    """Voice, face and fusion models (any subset) with their training-time preprocessing."""
+    """Voice, face and fusion models (any subset) with their training-time preprocessing.
 
-    def __init__(self, voice=None, face=None, fusion=None, device: str = "cpu", single: str = "model", models_dir=None):
+    With ``fast=True`` (the default of ``from_dir``) the voice and face encoders run through the
+    cached ONNX Runtime fast path on CPU (``emolib.fastpath``; ``self.fast``), else eager fp32.
+    """
+
+    def __init__(self, voice=None, face=None, fusion=None, device: str = "cpu", single: str = "model", models_dir=None,
+                 fast: bool = False, quantize: str = "auto", threads: int | None = None):
         import torch
 
         if single not in SINGLE_CHOICES:
@@ -130,16 +135,55 @@ class Predictor:
             from .transforms import FaceSettings
 
             self.face_settings = FaceSettings(**face.checkpoint["preprocessing"]["face"])
+        self.fast = None
+        if fast and self.device.type == "cpu":
+            self.fast = self._load_fast(quantize, threads)
+
+    def _load_fast(self, quantize: str, threads: int | None):
+        """The ONNX Runtime fast path (emolib.fastpath), or None (with a warning) when it cannot be used."""
+        import warnings
+
+        from .fastpath import FastPath, load_encoder_weights
+
+        try:
+            fast = FastPath(self.voice, self.face, self.audio_settings, self.face_settings, quantize=quantize, threads=threads, release=True)
+        except Exception as error:  # noqa: BLE001 - the fast path is an optimisation: never fail a prediction over it
+            for model in (self.voice, self.face):
+                if model is not None:
+                    load_encoder_weights(model)
+            warnings.warn(f"fast CPU path unavailable ({type(error).__name__}: {error}); using eager PyTorch", stacklevel=3)
+            return None
+        return fast if (fast.voice or fast.face) else None
 
     @classmethod
-    def from_dir(cls, models_dir, device: str = "cpu", single: str = "model") -> "Predictor":
+    def from_dir(cls, models_dir, device: str = "cpu", single: str = "model", fast: bool = True, quantize: str = "auto",
+                 threads: int | None = None) -> "Predictor":
         """Load ``voice/``, ``face/`` and ``fusion/`` (any subset) from a models folder.
 
         A single checkpoint folder (with its own config.json) works too. The fusion model's
         encoders are ``models_dir/voice`` and ``models_dir/face``, or else the folders recorded
         in its config (``voice_checkpoint``, ``face_checkpoint``, relative to it).
+
+        ``fast`` (default) runs the voice and face encoders through the cached ONNX Runtime fast
+        path on CPU (``emolib.fastpath``: int8 transformer / int8 ResNet for full-size encoders,
+        fp32 for small ones; built on first use next to each checkpoint); ``fast=False`` is
+        plain eager PyTorch fp32. ``quantize`` ("auto", "int8", "fp32") and ``threads`` tune it.
         """
-        from .checkpoint import CONFIG_FILE, load_model, read_checkpoint_config
+        import torch
+
+        from .checkpoint import CONFIG_FILE, read_checkpoint_config
+        from .checkpoint import load_model as load_checkpoint
+
+        on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+
+        def load_model(path):
+            if fast and on_cpu:  # reads only what the cached fast files do not replace
+                from .fastpath import load_checkpoint as load_for_fast_path
+
+                return load_for_fast_path(path, quantize)
+            model = load_checkpoint(path)
+            model.checkpoint_dir = Path(path)
+            return model
 
         root = Path(models_dir)
         if not root.is_dir():
@@ -165,7 +209,8 @@ class Predictor:
             missing = [kind for kind in ("voice", "face") if kind not in models]
             if missing:
                 raise ModelError(f"{root}: the fusion model needs the {' and '.join(missing)} checkpoint it was trained with ({'/, '.join(missing)}/ missing)")
-        return cls(models.get("voice"), models.get("face"), fusion, device=device, single=single, models_dir=str(models_dir))
+        return cls(models.get("voice"), models.get("face"), fusion, device=device, single=single, models_dir=str(models_dir),
+                   fast=fast, quantize=quantize, threads=threads)
 
     @property
     def kinds(self) -> list[str]:
@@ -173,7 +218,8 @@ class Predictor:
         return [kind for kind in MODEL_KINDS if getattr(self, kind) is not None]
 
     def __repr__(self) -> str:
-        return f"Predictor({', '.join(self.kinds)}; from {self.models_dir or 'memory'}, device {self.device})"
+        speed = f", {self.fast!r}" if self.fast is not None else ", eager"
+        return f"Predictor({', '.join(self.kinds)}; from {self.models_dir or 'memory'}, device {self.device}{speed})"
 
     # ---------------------------------------------------------------- inputs
 
@@ -225,6 +271,8 @@ class Predictor:
         from .transforms import voice_inputs
 
         inputs = voice_inputs(wave, self.audio_settings)
+        if self.fast is not None and self.fast.voice is not None:
+            return torch.from_numpy(self.fast.voice.voice_features(inputs["input_values"].numpy()[None], inputs["attention_mask"].numpy()[None]))
         with torch.inference_mode():
             return self.voice.features(inputs["input_values"][None].to(self.device), inputs["attention_mask"][None].to(self.device)).float()
 
@@ -241,7 +289,10 @@ class Predictor:
 
         from .transforms import face_pixels
 
-        pixels = face_pixels(crops, self.face_settings)[None].to(self.device)
+        pixels = face_pixels(crops, self.face_settings)
+        if self.fast is not None and self.fast.face is not None:
+            return torch.from_numpy(self.fast.face.face_embeddings(pixels.numpy()).mean(axis=0, keepdims=True))
+        pixels = pixels[None].to(self.device)
         with torch.inference_mode():
             return self.face.features(pixels).float()
 

@@ -1,0 +1,242 @@
+"""The fast CPU path (emolib.fastpath): agreement with eager fp32, the on-disk cache, --no-fast, `emolib bench`'s pieces.
+
+Speed is never asserted here (see BENCHMARKS.md / `emolib bench`); only that the fast path gives
+the same answers as eager fp32 and that its cache behaves.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from emolib import fastpath
+from emolib.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from emolib.cli import build_parser, main
+from emolib.cremad import EMOTIONS
+from emolib.predict import Predictor
+
+from media import face_frames, face_image, no_face_image, write_wav
+from test_predict import make_untrained_models, speechlike
+
+TOLERANCE = 0.02
+
+
+@pytest.fixture(autouse=True)
+def private_user_cache(tmp_path, monkeypatch):
+    """Fast files that do not fit next to a checkpoint go to a per-test cache, never ~/.cache."""
+    monkeypatch.setenv("EMOLIB_CACHE", str(tmp_path / "user-cache"))
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> Path:
+    return make_untrained_models(tmp_path_factory.mktemp("fast") / "models")
+
+
+def copy_checkpoints(source: Path, target: Path) -> Path:
+    """Only config.json + model.safetensors of voice/, face/, fusion/ (no fast/ caches)."""
+    for kind in ("voice", "face", "fusion"):
+        if (source / kind / CONFIG_FILE).is_file():
+            (target / kind).mkdir(parents=True)
+            for name in (CONFIG_FILE, WEIGHTS_FILE):
+                shutil.copy2(source / kind / name, target / kind / name)
+    return target
+
+
+def fast_files(folder: Path) -> dict[str, int]:
+    """name -> mtime_ns of the fast files (ONNX and their JSON records) under a checkpoint folder."""
+    return {path.name: path.stat().st_mtime_ns for path in sorted(folder.glob("*/fast/*")) if path.is_file()}
+
+
+def probability_gap(first: dict | None, second: dict | None) -> float:
+    assert (first is None) == (second is None)
+    return 0.0 if first is None else max(abs(first[e] - second[e]) for e in EMOTIONS)
+
+
+def assert_same_prediction(eager, fast, label: str = "") -> None:
+    assert (fast.source, fast.modalities) == (eager.source, eager.modalities), label
+    assert fast.emotion == eager.emotion, label
+    for kind in ("voice", "face", "fusion"):
+        assert probability_gap(getattr(eager, kind), getattr(fast, kind)) <= TOLERANCE, (label, kind)
+    assert probability_gap(eager.probabilities, fast.probabilities) <= TOLERANCE, label
+
+
+INPUTS = {
+    "both": lambda: (speechlike(3.0), 16000, face_image()),
+    "long audio at 44.1 kHz, 3 frames": lambda: (speechlike(5.0, 44100, seed=2), 44100, face_frames(3)),
+    "voice only": lambda: (speechlike(2.0, seed=3), 16000, no_face_image()),
+    "face only": lambda: (None, None, face_image()),
+}
+
+
+# ---------------------------------------------------------------- agreement with eager fp32
+
+
+@pytest.mark.parametrize("quantize", ["auto", "int8"])
+def test_fast_path_matches_eager_on_tiny_models(tiny_models, tmp_path, quantize):
+    models = copy_checkpoints(tiny_models, tmp_path / "models")
+    eager = Predictor.from_dir(models, fast=False)
+    fast = Predictor.from_dir(models, quantize=quantize)
+    assert eager.fast is None and fast.fast is not None
+    expected = "fp32" if quantize == "auto" else "int8"  # tiny encoders stay fp32 unless int8 is forced
+    assert fast.fast.describe() == {"voice": expected, "face": expected}
+    for name, make in INPUTS.items():
+        audio, rate, image = make()
+        assert_same_prediction(eager.predict(audio, rate, image), fast.predict(audio, rate, image), name)
+
+
+def test_fast_path_matches_eager_on_the_trained_demo(trained_demo, tmp_path):
+    """The trained tiny demo models on test clips, through predict_files as `emolib predict` does."""
+    import pandas as pd
+
+    models = copy_checkpoints(trained_demo / "models", tmp_path / "models")
+    eager, fast = Predictor.from_dir(models, fast=False), Predictor.from_dir(models)
+    data = trained_demo / "cremad-synth"
+    stems = pd.read_csv(trained_demo / "reports" / "predictions.csv")["stem"].head(4)
+    for stem in stems:
+        files = {"audio": data / "AudioWAV" / f"{stem}.wav", "video": data / "VideoFlash" / f"{stem}.flv"}
+        assert_same_prediction(eager.predict_files(**files), fast.predict_files(**files), stem)
+
+
+def test_build_record_and_no_pickles(tiny_models, tmp_path):
+    models = copy_checkpoints(tiny_models, tmp_path / "models")
+    Predictor.from_dir(models)
+    for kind in ("voice", "face"):
+        files = sorted((models / kind / "fast").iterdir())
+        assert {path.suffix for path in files} == {".onnx", ".json"}, files  # nothing a loader would unpickle
+        record = json.loads(next(path for path in files if path.suffix == ".json").read_text())
+        assert record["ok"] and record["kind"] == kind and record["variant"] == "fp32"
+        assert record["weights_sha256"] == fastpath.file_digest(models / kind / WEIGHTS_FILE)
+        assert record["check"]["min_cosine"] > 0.9999 and record["check"]["same_label"]
+    assert not (models / "fusion" / "fast").exists()  # the fusion MLP stays in torch
+
+
+# ---------------------------------------------------------------- the cache
+
+
+def test_cache_is_reused_and_invalidated_by_new_weights(tiny_models, tmp_path, capsys):
+    import torch
+
+    from emolib.checkpoint import load_model, save_checkpoint
+
+    models = copy_checkpoints(tiny_models, tmp_path / "models")
+    first = Predictor.from_dir(models)
+    assert "building the fast CPU path" in capsys.readouterr().err
+    built = fast_files(models)
+    assert len(built) == 4  # voice and face: one .onnx and one .json each
+
+    second = Predictor.from_dir(models)
+    assert "building" not in capsys.readouterr().err
+    assert fast_files(models) == built  # same files, mtimes unchanged: nothing rewritten
+    assert second.voice.lean and second.face.lean  # encoder weights not even read: the ONNX files have them
+    audio, rate, image = INPUTS["both"]()
+    assert second.predict(audio, rate, image).probabilities == pytest.approx(first.predict(audio, rate, image).probabilities, abs=1e-6)
+
+    retrained = load_model(models / "voice")  # "retrain" the voice model: new weights, same config
+    with torch.no_grad():
+        for parameter in retrained.encoder.parameters():
+            parameter.mul_(1.5)
+    save_checkpoint(retrained, "voice", models / "voice", retrained.checkpoint["preprocessing"])
+    third = Predictor.from_dir(models)
+    assert "building the fast CPU path for the voice model" in capsys.readouterr().err
+    after = fast_files(models)
+    assert {name: time for name, time in after.items() if name.startswith("face")} == {n: t for n, t in built.items() if n.startswith("face")}
+    new_voice = {name for name in after if name.startswith("voice")}
+    assert len(new_voice) == 2 and not new_voice & set(built)  # the old voice file was replaced, not reused
+    eager = Predictor.from_dir(models, fast=False)
+    assert_same_prediction(eager.predict(audio, rate, image), third.predict(audio, rate, image))
+
+
+def test_read_only_checkpoint_uses_the_user_cache(tiny_models, tmp_path, monkeypatch):
+    models = copy_checkpoints(tiny_models, tmp_path / "models")
+    original = fastpath._writable
+    monkeypatch.setattr(fastpath, "_writable", lambda folder: not str(folder).startswith(str(models)) and original(folder))
+    fast = Predictor.from_dir(models)
+    assert fast.fast.voice is not None and fast.fast.face is not None
+    assert not fast_files(models)
+    cached = sorted(path.name for path in (tmp_path / "user-cache" / "fast").rglob("*.onnx"))
+    assert len(cached) == 2 and cached[0].startswith("face-") and cached[1].startswith("voice-")
+    again = Predictor.from_dir(models)  # found there the second time
+    assert again.voice.lean and str(again.fast.voice.path).startswith(str(tmp_path / "user-cache"))
+
+
+def test_damaged_cache_file_is_rebuilt(tiny_models, tmp_path):
+    models = copy_checkpoints(tiny_models, tmp_path / "models")
+    Predictor.from_dir(models)
+    onnx_file = next((models / "voice" / "fast").glob("*.onnx"))
+    onnx_file.write_bytes(b"not an onnx file")
+    fast = Predictor.from_dir(models)
+    assert fast.fast.voice is not None and onnx_file.stat().st_size > 1000
+    eager = Predictor.from_dir(models, fast=False)
+    audio, rate, image = INPUTS["both"]()
+    assert_same_prediction(eager.predict(audio, rate, image), fast.predict(audio, rate, image))
+
+
+def test_failed_check_falls_back(tiny_models, tmp_path, monkeypatch):
+    """An export that does not reproduce eager is recorded as not ok and never used."""
+    models = copy_checkpoints(tiny_models, tmp_path / "models")
+    monkeypatch.setattr(fastpath, "MIN_COSINE", {"int8": 2.0, "fp32": 2.0})  # nothing can pass
+    predictor = Predictor.from_dir(models)
+    assert predictor.fast is None and not getattr(predictor.voice, "lean", False)
+    records = [json.loads(path.read_text()) for path in (models / "voice" / "fast").glob("*.json")]
+    assert records and not any(record["ok"] for record in records)
+    eager = Predictor.from_dir(models, fast=False)
+    audio, rate, image = INPUTS["both"]()
+    assert predictor.predict(audio, rate, image).probabilities == eager.predict(audio, rate, image).probabilities
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_no_fast_flag(tiny_models, tmp_path, capsys):
+    models = copy_checkpoints(tiny_models, tmp_path / "models")
+    wav = write_wav(tmp_path / "speech.wav", speechlike(3.0))
+    image = tmp_path / "face.png"
+    import cv2
+
+    cv2.imwrite(str(image), cv2.cvtColor(face_image(), cv2.COLOR_RGB2BGR))
+    args = ["predict", "--models", str(models), "--audio", str(wav), "--image", str(image), "--json"]
+    assert main(args + ["--no-fast"]) == 0
+    eager = json.loads(capsys.readouterr().out)
+    assert not fast_files(models)  # --no-fast builds nothing
+    assert main(args) == 0
+    fast = json.loads(capsys.readouterr().out)
+    assert fast_files(models)
+    assert fast["emotion"] == eager["emotion"] and fast["source"] == eager["source"] == "fusion"
+    assert probability_gap(fast["probabilities"], eager["probabilities"]) <= TOLERANCE
+    for command in ("predict", "live", "timeline"):
+        parsed = build_parser().parse_args([command, "--no-fast"] + (["clip.mp4"] if command == "timeline" else []))
+        assert parsed.fast is False
+
+
+def test_bench_command_is_registered():
+    parsed = build_parser().parse_args(["bench", "--out", "B.md", "--models", "m", "--data", "d", "--runs", "3"])
+    assert (parsed.out, parsed.models, parsed.data, parsed.runs) == ("B.md", "m", "d", 3)
+
+
+# ---------------------------------------------------------------- bench pieces on tiny models
+
+
+def test_bench_measurements_on_tiny_models(tiny_models, tmp_path):
+    from emolib import bench
+
+    models = copy_checkpoints(tiny_models, tmp_path / "models")
+    eager, fast = Predictor.from_dir(models, fast=False), Predictor.from_dir(models)
+    live = bench.live_latency(eager, fast, runs=2)
+    assert live["eager"]["n"] == live["fast"]["n"] == 2 and live["speedup_p50"] > 0
+    assert live["max_prob_diff"] <= TOLERANCE and live["same_label"]
+    assert live["voice_min_cosine"] > 0.999 and live["face_min_cosine"] > 0.999
+    results = {
+        "command": "emolib bench", "machine": bench.machine(), "load_before": "0", "load_after": "0", "live": live,
+        "builds": bench.fast_build_records(models),
+        "faces": {"clips": 2, "serial": {"seconds": 1.0, "clips_per_second": 2.0}, "cached": {"seconds": 0.01, "clips_per_second": 200.0},
+                  "parallel": {"workers": 2, "seconds": 0.5, "clips_per_second": 4.0, "frames_with_face": 6, "frames": 6}},
+        "features": {"clips": 2, "voice eager (batch 16)": 1.0}, "rss": {"eager": 1.0, "fast": 0.5},
+    }
+    text = bench.markdown(results)
+    assert "| eager fp32 (`--no-fast`) |" in text and "## Targets" in text and "voice fp32" in text
