@@ -301,29 +301,31 @@ def peak_rss(models_dir, mode: str) -> float:
     return json.loads(result.stdout.strip().splitlines()[-1])["peak_kb"] / 1024 / 1024
 
 
-def face_preparation(manifest, clips: int, workers: int | None) -> dict:
-    """Throughput of prepare_faces on ``clips`` clips: serial, parallel, and the cached re-run."""
+def face_preparation(manifest, clips: int, workers: int | None, rounds: int = 2) -> dict:
+    """Throughput of prepare_faces on ``clips`` clips: serial vs parallel (alternated, best of ``rounds``), then a cached re-run."""
     from .faces import prepare_faces
 
     rows = manifest[manifest["video_path"].astype(str) != ""].head(clips)
-    result = {"clips": len(rows)}
     resolved = workers if workers is not None else min(4, os.cpu_count() or 1)
-    for label, count in (("serial", 0), ("parallel", resolved)):
-        with tempfile.TemporaryDirectory(prefix="emolib-bench-faces-") as cache:
-            started = time.perf_counter()
-            table = prepare_faces(rows, cache, workers=count, progress=False)
-            seconds = time.perf_counter() - started
-            result[label] = {"workers": count, "seconds": seconds, "clips_per_second": len(rows) / seconds,
-                             "frames_with_face": int(table["faces_found"].sum()), "frames": int(table["frames"].sum())}
-            if label == "parallel":
+    result = {"clips": len(rows)}
+    for _ in range(rounds):
+        for label, count in (("serial", 0), ("parallel", resolved)):
+            with tempfile.TemporaryDirectory(prefix="emolib-bench-faces-") as cache:
                 started = time.perf_counter()
-                prepare_faces(rows, cache, workers=count, progress=False)
+                table = prepare_faces(rows, cache, workers=count, progress=False)
                 seconds = time.perf_counter() - started
-                result["cached"] = {"seconds": seconds, "clips_per_second": len(rows) / max(seconds, 1e-9)}
+                if label not in result or seconds < result[label]["seconds"]:
+                    result[label] = {"workers": count, "seconds": seconds, "clips_per_second": len(rows) / seconds,
+                                     "frames_with_face": int(table["faces_found"].sum()), "frames": int(table["frames"].sum())}
+                if label == "parallel":
+                    started = time.perf_counter()
+                    prepare_faces(rows, cache, workers=count, progress=False)
+                    seconds = time.perf_counter() - started
+                    result["cached"] = {"seconds": seconds, "clips_per_second": len(rows) / max(seconds, 1e-9)}
     return result
 
 
-def feature_extraction(eager, fast, manifest, clips: int, work: Path) -> dict:
+def feature_extraction(eager, fast, manifest, clips: int, work: Path, rounds: int = 2) -> dict:
     """Frozen-feature extraction throughput (clips/s) of the full-size encoders: eager batches and the fast path."""
     from .datasets import FaceDataset, VoiceDataset
     from .faces import prepare_faces
@@ -335,25 +337,20 @@ def feature_extraction(eager, fast, manifest, clips: int, work: Path) -> dict:
     face_set = FaceDataset(rows, faces, eager.face_settings)
     for index in range(len(voice_set)):
         voice_set.wave(index)  # decode the audio once, outside the timing
-    result = {"clips": len(rows)}
-    started = time.perf_counter()
-    extract_features(eager.voice, voice_set, "voice", "cpu", progress=False)
-    result["voice eager (batch 16)"] = len(voice_set) / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for index in range(len(voice_set)):
-        fast.voice_features(voice_set.wave(index))
-    result["voice fast (per clip)"] = len(voice_set) / (time.perf_counter() - started)
-    started = time.perf_counter()
-    extract_features(eager.face, face_set, "face", "cpu", progress=False)
-    result["face eager (batch 16, 3 frames/clip)"] = len(face_set) / (time.perf_counter() - started)
-    started = time.perf_counter()
-    for index in range(len(face_set)):
-        fast.face_features(face_set.crops(index))
-    result["face fast (per clip, 3 frames)"] = len(face_set) / (time.perf_counter() - started)
-    return result
+    jobs = {
+        "voice eager (batch 16)": lambda: extract_features(eager.voice, voice_set, "voice", "cpu", progress=False),
+        "voice fast (per clip)": lambda: [fast.voice_features(voice_set.wave(index)) for index in range(len(voice_set))],
+        "face eager (batch 16, 3 frames/clip)": lambda: extract_features(eager.face, face_set, "face", "cpu", progress=False),
+        "face fast (per clip, 3 frames)": lambda: [fast.face_features(face_set.crops(index)) for index in range(len(face_set))],
+    }
+    best = {name: float("inf") for name in jobs}
+    for _ in range(rounds):  # alternate, best of ``rounds``: load from other processes hits all alike
+        for name, job in jobs.items():
+            best[name] = min(best[name], _timed(job))
+    return {"clips": len(rows), **{name: len(rows) / seconds for name, seconds in best.items()}}
 
 
-def test_split_uar(models_dir, data, work: Path, progress: bool = True) -> dict:
+def uar_on_test_split(models_dir, data, work: Path, progress: bool = True) -> dict:
     """UAR and largest probability difference on the test split: eager vs fast (auto) vs fast (int8 forced)."""
     from .checkpoint import CONFIG_FILE, WEIGHTS_FILE
     from .metrics import summary_metrics
@@ -494,14 +491,16 @@ def markdown(results: dict) -> str:
                 lines.append(f"| {kind} | {name} | {value['uar']:.3f} | {value['accuracy']:.3f} | {(value['uar'] - base) * 100:+.1f} | "
                              f"{value['max_prob_diff']:.4f} | {value['label_changes']}/{value['n']} |")
     faces = results["faces"]
-    lines += ["", f"## Face preparation (`prepare_faces`, {faces['clips']} synthetic CREMA-D clips, 3 frames each)", "",
+    lines += ["", f"## Face preparation (`prepare_faces`, {faces['clips']} synthetic CREMA-D clips, 3 frames each; best of 2 alternated runs)", "",
               "| run | workers | time | clips/s |", "|---|---|---|---|",
               f"| serial | 0 | {faces['serial']['seconds']:.1f} s | {faces['serial']['clips_per_second']:.1f} |",
               f"| parallel | {faces['parallel']['workers']} | {faces['parallel']['seconds']:.1f} s | {faces['parallel']['clips_per_second']:.1f} |",
               f"| cached re-run | {faces['parallel']['workers']} | {faces['cached']['seconds']:.2f} s | {faces['cached']['clips_per_second']:.0f} |", "",
               f"Frames with a detected face: {faces['parallel']['frames_with_face']}/{faces['parallel']['frames']}.", ""]
     features = results["features"]
-    lines += [f"## Frozen-feature extraction (full-size encoders, {features['clips']} clips)", "", "| encoder | clips/s |", "|---|---|"]
+    lines += [f"## Frozen-feature extraction (full-size encoders, {features['clips']} clips; best of 2 alternated runs)", "",
+              "`features.extract_features` (what training on frozen encoders uses) vs the fast path clip by clip.", "",
+              "| encoder | clips/s |", "|---|---|"]
     lines += [f"| {name} | {value:.2f} |" for name, value in features.items() if name != "clips"]
     rss = results["rss"]
     lines += ["", "## Peak memory of live prediction", "",
@@ -611,7 +610,7 @@ def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=
     if models:
         say(f"test-split UAR of {models}")
         results["models_dir"] = str(models)
-        results["uar"] = test_split_uar(models, data, work, progress)
+        results["uar"] = uar_on_test_split(models, data, work, progress)
     results["load_after"] = _load()
     out = Path(out)
     atomic_write_text(out, markdown(results))

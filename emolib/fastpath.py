@@ -267,12 +267,12 @@ def pick_variant(model, quantize: str) -> str:
 # ---------------------------------------------------------------- probe inputs
 
 
-def probe_speech(settings, seed: int = PROBE_SEED) -> list[np.ndarray]:
+def probe_speech(seed: int = PROBE_SEED) -> list[np.ndarray]:
     """Probe recordings: synthetic CREMA-D speech (emolib.synth): two single clips (zero-padded windows) and three in a row (full window)."""
     from .synth import synthesize_clip
 
     stems = ("1001_DFA_ANG_HI", "1002_IEO_SAD_LO", "1003_TIE_HAP_MD")
-    waves = [synthesize_clip(stem, seed=seed % 1000, video=False).audio for stem in stems]
+    waves = [synthesize_clip(stem, seed=seed, video=False).audio for stem in stems]
     return [waves[0], waves[1], np.concatenate(waves)]
 
 
@@ -449,7 +449,7 @@ def _check(kind: str, model, fast: FastModel, settings) -> dict:
 
     if kind == "voice":
         pairs = []
-        for wave in probe_speech(settings):
+        for wave in probe_speech():
             values, mask = voice_arrays(wave, settings)
             with torch.inference_mode():
                 eager = model.features(torch.from_numpy(values), torch.from_numpy(mask)).float().numpy()
