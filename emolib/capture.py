@@ -62,7 +62,7 @@ class FileCapture:
         if self.audio is not None:
             wave = load_audio(self.audio)
         elif self.video is not None:
-            from .predict import read_audio_track
+            from .media import read_audio_track
 
             track = read_audio_track(self.video)
             wave = to_model_rate(*track, name=str(self.video)) if track is not None else None

@@ -47,7 +47,7 @@ def _predict(parser):
 
     def run(args):
         from .errors import EmolibError
-        from .predict import format_prediction
+        from .predict_display import format_prediction
 
         if not (args.audio or args.image or args.video):
             raise EmolibError("nothing to predict: give --audio, --image and/or --video")
@@ -108,7 +108,8 @@ def _live(parser):
     def run(args):
         from .capture import LocalCapture
         from .errors import EmolibError
-        from .predict import PredictionError, format_prediction
+        from .predict import PredictionError
+        from .predict_display import format_prediction
 
         if args.seconds <= 0:
             raise EmolibError(f"--seconds must be positive, got {args.seconds}")

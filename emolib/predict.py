@@ -36,10 +36,11 @@ import numpy as np
 from .audio import MIN_SECONDS, SAMPLE_RATE, fixed_window, is_silent, load_audio, to_model_rate
 from .cremad import EMOTION_NAMES, EMOTIONS
 from .errors import AudioError, EmolibError, ModelError, VideoError
+from .media import read_audio_track
+from .predict_display import figure_png, format_prediction, plot_prediction  # noqa: F401  re-exported: notebooks import them from here
 
 MODEL_KINDS = ("voice", "face", "fusion")
 SINGLE_CHOICES = ("model", "fusion")
-MODEL_COLOURS = {"voice": "#4C72B0", "face": "#DD8452", "fusion": "#55A868", "average": "#55A868"}
 
 
 class PredictionError(EmolibError, ValueError):
@@ -422,121 +423,3 @@ class Predictor:
                 wave, sample_rate = track
         display = frames[len(frames) // 2] if frames else None
         return display, frames, wave, sample_rate, notes
-
-
-def read_audio_track(path) -> tuple[np.ndarray, int] | None:
-    """The first audio stream of a media file as ((frames, channels) float32, sample rate), or None.
-
-    Decoded with PyAV; pass the result to ``audio.to_model_rate`` (Predictor.predict does).
-    Raises AudioError naming the file when the stream cannot be decoded.
-    """
-    import av
-
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"{path}: no such file")
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError, ValueError) as error:
-        raise VideoError(f"{path}: not a readable media file ({type(error).__name__}: {' '.join(str(error).split())})") from None
-    chunks = []
-    with container:
-        if not container.streams.audio:
-            return None
-        stream = container.streams.audio[0]
-        rate = stream.codec_context.sample_rate or stream.rate
-        resampler = av.AudioResampler(format="fltp", rate=rate)
-        try:
-            for frame in container.decode(stream):
-                chunks.extend(piece.to_ndarray() for piece in resampler.resample(frame))
-            chunks.extend(piece.to_ndarray() for piece in resampler.resample(None))
-        except (av.error.FFmpegError, ValueError) as error:
-            if not chunks:
-                raise AudioError(f"{path}: audio track cannot be decoded ({type(error).__name__})") from None
-    if not chunks or not rate:
-        return None
-    samples = np.concatenate(chunks, axis=1).T.astype(np.float32, copy=False)
-    return np.ascontiguousarray(samples), int(rate)
-
-
-# -------------------------------------------------------------------- output
-
-
-def format_prediction(prediction: Prediction) -> str:
-    """Human-readable lines: the emotion, each model's probabilities, modalities, face, notes."""
-    lines = [f"emotion: {prediction.emotion} ({prediction.emotion_name}), p={prediction.confidence:.2f}"]
-    width = max(len(kind) for kind in ("voice", "face", "fusion", prediction.source))
-    lines.append(" " * (width + 2) + " ".join(f"{emotion:>5}" for emotion in EMOTIONS))
-    rows = [("voice", prediction.voice), ("face", prediction.face), ("fusion", prediction.fusion)]
-    if prediction.source == "average":
-        rows.append(("average", prediction.probabilities))
-    for kind, probabilities in rows:
-        if probabilities is not None:
-            marker = "*" if kind == prediction.source else " "
-            lines.append(f"{kind:<{width}}{marker} " + " ".join(f"{probabilities[emotion]:5.2f}" for emotion in EMOTIONS))
-    used = ", ".join(prediction.modalities)
-    lines.append(f"used: {used} -> {prediction.source}" + (f" (present flags {prediction.present})" if prediction.present else ""))
-    if prediction.face_found is None:
-        lines.append("face found: no image")
-    elif prediction.face_found:
-        lines.append(f"face found: yes, box (x, y, w, h) {prediction.face_box}"
-                     + (f" in {prediction.frames_with_face}/{prediction.frames} frames" if prediction.frames > 1 else ""))
-    else:
-        lines.append("face found: no")
-    lines.extend(f"note: {note}" for note in prediction.notes)
-    return "\n".join(lines)
-
-
-def plot_prediction(prediction: Prediction, frame=None, audio=None, sample_rate: int = SAMPLE_RATE):
-    """A figure: the frame with the face box, the waveform, and voice/face/final probabilities as bars."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    figure, (image_ax, wave_ax, bar_ax) = plt.subplots(1, 3, figsize=(12, 3.2), gridspec_kw={"width_ratios": [1, 1.3, 1.5]})
-    if frame is not None:
-        image_ax.imshow(frame)
-        if prediction.face_box is not None:
-            x, y, w, h = prediction.face_box
-            image_ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor="#00ff66", linewidth=2))
-        image_ax.set_title("face found" if prediction.face_found else "no face found", fontsize=9)
-    else:
-        image_ax.text(0.5, 0.5, "no image", ha="center", va="center")
-    image_ax.axis("off")
-    if audio is not None and np.asarray(audio).size:
-        wave = np.asarray(audio, dtype=np.float32)
-        wave = wave.mean(axis=1) if wave.ndim == 2 else wave
-        step = max(1, len(wave) // 4000)
-        times = np.arange(0, len(wave), step) / sample_rate
-        wave_ax.plot(times, wave[::step], color="#4C72B0", linewidth=0.6)
-        peak = max(0.05, float(np.abs(wave).max()) * 1.1)
-        wave_ax.set(xlabel="seconds", ylim=(-peak, peak))
-        rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
-        wave_ax.set_title(f"audio: {len(wave) / sample_rate:.1f} s, RMS {rms:.3f}", fontsize=9)
-    else:
-        wave_ax.text(0.5, 0.5, "no audio", ha="center", va="center", transform=wave_ax.transAxes)
-        wave_ax.set_yticks([])
-    rows = [(kind, getattr(prediction, kind)) for kind in ("voice", "face", "fusion") if getattr(prediction, kind) is not None]
-    if prediction.source == "average":
-        rows.append(("average", prediction.probabilities))
-    positions = np.arange(len(EMOTIONS))
-    width = 0.8 / max(1, len(rows))
-    for index, (kind, probabilities) in enumerate(rows):
-        bar_ax.bar(positions - 0.4 + width * (index + 0.5), [probabilities[e] for e in EMOTIONS], width,
-                   label=kind + (" (final)" if kind == prediction.source else ""), color=MODEL_COLOURS[kind])
-    bar_ax.set(xticks=positions, xticklabels=EMOTIONS, ylim=(0, 1), ylabel="probability")
-    bar_ax.legend(fontsize=7, loc="upper right")
-    bar_ax.set_title(f"{prediction.emotion} ({prediction.emotion_name}) {prediction.confidence:.0%} from {' + '.join(prediction.modalities)}", fontsize=10)
-    figure.tight_layout()
-    return figure
-
-
-def figure_png(figure, dpi: int = 80) -> bytes:
-    """A matplotlib figure as PNG bytes; closes the figure."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
-    plt.close(figure)
-    return buffer.getvalue()

@@ -15,7 +15,8 @@ import numpy as np
 from .audio import SAMPLE_RATE, load_audio, to_model_rate
 from .cremad import EMOTION_NAMES, EMOTIONS
 from .errors import VideoError
-from .predict import Predictor, PredictionError, read_audio_track
+from .media import read_audio_track
+from .predict import Predictor, PredictionError
 
 EMOTION_COLOURS = {"ANG": "#d62728", "DIS": "#8c564b", "FEA": "#9467bd", "HAP": "#ffbf00", "NEU": "#7f7f7f", "SAD": "#1f77b4"}
 

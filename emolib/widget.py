@@ -119,7 +119,7 @@ class LiveDemo(anywidget.AnyWidget):
 
     def process(self, frame, audio, sample_rate):
         """Report what arrived, save it (``save_dir``), predict, and show the result. Returns the Prediction or None."""
-        from .predict import figure_png, plot_prediction
+        from .predict_display import figure_png, plot_prediction
 
         self.received = capture_stats(frame, audio, sample_rate)
         self.last_capture = (frame, audio, sample_rate)
