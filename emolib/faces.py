@@ -124,14 +124,17 @@ def crop_box(image: np.ndarray, box: Box, size: int = FACE_SIZE, margin: float =
     return cv2.resize(crop, (size, size), interpolation=interpolation)
 
 
-def crop_clip_faces(frames: list[np.ndarray], size: int = FACE_SIZE, margin: float = FACE_MARGIN):
+def crop_clip_faces(frames: list[np.ndarray], size: int = FACE_SIZE, margin: float = FACE_MARGIN, detections=None):
     """Crop each frame of a clip; frames without a face reuse the nearest frame's detected box.
 
+    ``detections`` (one ``detect_faces`` list per frame) skips detecting again when the caller has them.
     Returns (crops uint8 (n, size, size, 3), found bool (n,), boxes int (n, 4)): ``found`` marks
     frames where a face was detected, ``boxes`` the face box each crop used (-1 for the centred
     fallback, used only when no frame of the clip has a face).
     """
-    detected = [(detect_faces(frame) or [None])[0] for frame in frames]
+    if detections is None:
+        detections = [detect_faces(frame) for frame in frames]
+    detected = [(faces or [None])[0] for faces in detections]
     found = np.array([box is not None for box in detected], dtype=bool)
     boxes = np.full((len(frames), 4), -1, dtype=np.int64)
     crops = np.empty((len(frames), size, size, 3), dtype=np.uint8)

@@ -277,12 +277,12 @@ class Predictor:
         with torch.inference_mode():
             return self.voice.features(inputs["input_values"][None].to(self.device), inputs["attention_mask"][None].to(self.device)).float()
 
-    def face_crops(self, frames: list[np.ndarray]):
+    def face_crops(self, frames: list[np.ndarray], detections=None):
         """(crops (F, 224, 224, 3), found (F,), boxes (F, 4)) as the training crop cache makes them."""
         from .faces import crop_clip_faces
         from .transforms import FACE_IMAGE_SIZE
 
-        return crop_clip_faces(frames, FACE_IMAGE_SIZE, self.face_settings.margin)
+        return crop_clip_faces(frames, FACE_IMAGE_SIZE, self.face_settings.margin, detections)
 
     def face_features(self, crops: np.ndarray):
         """Pooled face embedding (1, D) of a clip's crops (mean over frames), through transforms.face_pixels."""
@@ -335,14 +335,15 @@ class Predictor:
         if frames is not None and self.face is None:
             notes.append(f"no face model in {self.models_dir}: image ignored")
         elif frames is not None:
-            crops, found, boxes = self.face_crops(frames)
+            from .faces import detect_faces
+
+            detections = [detect_faces(frame) for frame in frames]
+            crops, found, boxes = self.face_crops(frames, detections)
             result["face_found"] = bool(found.any())
             result["frames_with_face"] = int(found.sum())
             if found.any():
                 index = int(np.flatnonzero(found)[0])
-                from .faces import detect_faces
-
-                result.update(face_box=tuple(int(v) for v in boxes[index]), face_frame=index, faces=len(detect_faces(frames[index])))
+                result.update(face_box=tuple(int(v) for v in boxes[index]), face_frame=index, faces=len(detections[index]))
                 face_features = self.face_features(crops)
                 result["face"] = self._classify(self.face, face_features)
         have_voice, have_face = voice_features is not None, face_features is not None
