@@ -131,8 +131,7 @@ def bounds(results: dict) -> list[str]:
         "(ONNX Runtime fp32, fused kernels, threads, channels-last) can only shave the rest.",
         f"- The fast path's compute floor at these roofs is {fp32_ms:.0f} ms (fp32 part) + {int8_ms:.0f} ms (int8 part) = "
         f"{fp32_ms + int8_ms:.0f} ms; measured p50 {live['fast']['p50'] * 1000:.0f} ms, the rest being element-wise operators "
-        f"(GELU, norms, dynamic quantization; see the profile) and about {2 * detection:.0f} ms of Haar face detection and cropping "
-        "(`predict` runs the detector on the chosen frame twice: for the crop and to count faces).",
+        f"(GELU, norms, dynamic quantization; see the profile) and about {detection:.0f} ms of Haar face detection and cropping.",
         f"- Even with all {total:.0f} GFLOPs in int8 at the int8 roof, a prediction would take {all_int8_ms:.0f} ms: at most "
         f"{live['eager']['p50'] * 1000 / all_int8_ms:.1f}x faster than eager here. The 3x target needs int8 everywhere at the roof; "
         "the 0.25 s target needs the conv feature encoder in int8.",
