@@ -1,5 +1,5 @@
 # make demo: set up .venv if needed, then run the whole pipeline on synthetic CREMA-D.
-# make test: set up .venv if needed, then run the unit tests and execute the notebooks.
+# make test: set up .venv if needed, check the import layering (lint-imports), then run the unit tests and execute the notebooks.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.emolib-installed
@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(PY) -m emolib demo --work $(WORK)
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests notebooks --nbmake --durations=15
 
 clean:

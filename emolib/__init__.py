@@ -9,7 +9,7 @@ __all__ = ["EMOTIONS", "EMOTION_NAMES", "load_model", "__version__"]
 
 
 def load_model(path, **kwargs):
-    """Rebuild a voice, face or fusion model from a checkpoint directory (see emolib.checkpoint)."""
-    from .checkpoint import load_model as _load_model
+    """Rebuild a voice, face or fusion model from a checkpoint directory (see emolib.models.checkpoint)."""
+    from .models.checkpoint import load_model as _load_model
 
     return _load_model(path, **kwargs)

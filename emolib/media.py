@@ -1,7 +1,8 @@
-"""Media files: the audio track of a video (or any media file PyAV reads).
+"""Media files: the audio track of a video (or any media file PyAV reads), and the sound of an input.
 
-``Predictor.load_inputs``, ``timeline`` and ``FileCapture`` read a clip's sound through
-``read_audio_track``; the frames come from ``emolib.video``.
+``input_audio`` is the one function that picks the audio of an input (a sound file, or else the
+audio track of a video); the predictor, the timeline and the file capture all use it. The frames
+come from ``emolib.video``.
 """
 from __future__ import annotations
 
@@ -9,7 +10,21 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import load_audio, to_model_rate
 from .errors import AudioError, VideoError
+
+
+def input_audio(audio=None, video=None) -> tuple[np.ndarray | None, list[str]]:
+    """The sound of an input as a 16 kHz mono waveform, and notes: ``audio`` (a sound file) when
+    given, else the audio track of ``video``; (None, [why]) when the video has no audio track."""
+    if audio is not None:
+        return load_audio(audio), []
+    if video is None:
+        return None, ["no audio"]
+    track = read_audio_track(video)
+    if track is None:
+        return None, [f"{video}: no audio track"]
+    return to_model_rate(*track, name=str(video)), []
 
 
 def read_audio_track(path) -> tuple[np.ndarray, int] | None:

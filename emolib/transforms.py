@@ -11,10 +11,12 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, WINDOW_SECONDS, fixed_window, normalize_wave
+from .errors import ModelError
+from .faces import FACE_MARGIN, FACE_SIZE, Detector, crop_clip_faces
+from .video import DEFAULT_FRAMES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-FACE_IMAGE_SIZE = 224
 
 
 @dataclass
@@ -25,16 +27,55 @@ class AudioSettings:
     window_seconds: float = WINDOW_SECONDS
     normalize: bool = True
 
+    def __post_init__(self):
+        if not self.window_seconds > 0:
+            raise ModelError(f"audio settings: window_seconds must be positive, got {self.window_seconds}")
+        if not self.sample_rate > 0:
+            raise ModelError(f"audio settings: sample_rate must be positive, got {self.sample_rate}")
+
+    @classmethod
+    def of(cls, model) -> "AudioSettings":
+        """The AudioSettings stored in a voice (or fusion) model's checkpoint config."""
+        return cls(**_stored_preprocessing(model, "audio"))
+
 
 @dataclass
 class FaceSettings:
-    """How face crops become ``pixels``; frames and margin also key the face-crop cache."""
+    """How a clip's frames become face crops and the crops ``pixels``: frames per clip, crop size and margin,
+    the face detector, and the normalisation. Stored in every face checkpoint; all of it keys the crop cache."""
 
-    image_size: int = FACE_IMAGE_SIZE
-    frames: int = 3
-    margin: float = 0.25
+    image_size: int = FACE_SIZE
+    frames: int = DEFAULT_FRAMES
+    margin: float = FACE_MARGIN
     mean: tuple = field(default_factory=lambda: IMAGENET_MEAN)
     std: tuple = field(default_factory=lambda: IMAGENET_STD)
+    detector: Detector = field(default_factory=Detector)
+
+    @classmethod
+    def of(cls, model) -> "FaceSettings":
+        """The FaceSettings stored in a face (or fusion) model's checkpoint config."""
+        return cls(**_stored_preprocessing(model, "face"))
+
+    def __post_init__(self):
+        if isinstance(self.detector, dict):
+            self.detector = Detector(**self.detector)
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        if int(self.frames) < 1 or int(self.image_size) < 1 or not self.margin >= 0:
+            raise ModelError(f"face settings: frames and image_size must be at least 1 and margin non-negative "
+                             f"(got frames={self.frames}, image_size={self.image_size}, margin={self.margin})")
+
+
+def _stored_preprocessing(model, key: str) -> dict:
+    config = getattr(model, "checkpoint", None) or {}
+    stored = (config.get("preprocessing") or {}).get(key)
+    if not isinstance(stored, dict):
+        raise ModelError(f"{getattr(model, 'checkpoint_dir', 'model')}: checkpoint config has no preprocessing.{key} settings")
+    return stored
+
+
+def crop_clip(frames: list[np.ndarray], settings: FaceSettings, detections=None):
+    """A clip's frames -> (crops, found, boxes) with the settings' detector, crop size and margin (faces.crop_clip_faces)."""
+    return crop_clip_faces(frames, settings.image_size, settings.margin, detections, settings.detector)
 
 
 def voice_inputs(wave: np.ndarray, settings: AudioSettings, rng: np.random.Generator | None = None) -> dict:

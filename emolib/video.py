@@ -176,3 +176,47 @@ def _why_unreadable(path: Path) -> str:
     except (av.error.FFmpegError, ValueError, OSError) as error:
         reason = getattr(error, "strerror", None) or type(error).__name__
         return f"not a readable video ({reason})"
+
+
+def video_info(path) -> tuple[int, float]:
+    """(frame count, frames per second) of a video, counting frames when the container does not say."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not capture.isOpened():
+        capture.release()
+        raise VideoError(f"{path}: not a readable video")
+    try:
+        total, fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), float(capture.get(cv2.CAP_PROP_FPS))
+        if total <= 0:
+            total = 0
+            while capture.grab():
+                total += 1
+    finally:
+        capture.release()
+    if total <= 0:
+        raise VideoError(f"{path}: no readable video frames")
+    if not fps or not np.isfinite(fps) or fps <= 0:
+        raise VideoError(f"{path}: unknown frame rate")
+    return total, fps
+
+
+def read_frames_at(path, indices) -> dict[int, np.ndarray]:
+    """RGB frames at the given indices, in one sequential pass (only those frames are kept)."""
+    import cv2
+
+    wanted = sorted(set(int(i) for i in indices))
+    frames: dict[int, np.ndarray] = {}
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        index, position = 0, 0
+        while position < len(wanted) and capture.grab():
+            if index == wanted[position]:
+                ok, frame = capture.retrieve()
+                if ok:
+                    frames[index] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                position += 1
+            index += 1
+    finally:
+        capture.release()
+    return frames

@@ -23,7 +23,7 @@ def trained_demo() -> Path:
     Runs the demo pipeline once per session, or reuses a finished one: the notebooks executed
     by nbmake read the same folder (../work), so the suite trains each model only once.
     """
-    from emolib.recipes import run_demo
+    from emolib.train.recipes import run_demo
 
     if not (DEMO_WORK / "reports" / "metrics.json").exists():
         run_demo(DEMO_WORK, progress=False)

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from emolib.capture import Capture, FileCapture, LocalCapture, demo_clip, make_capture
-from emolib.cli import main
+from emolib.live.capture import Capture, FileCapture, LocalCapture, demo_clip, make_capture
+from emolib.cli.main import main
 from emolib.cremad import EMOTIONS
 from emolib.errors import CaptureError
 
@@ -25,7 +25,7 @@ def untrained_models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(untrained_models):
-    from emolib.predict import Predictor
+    from emolib.infer.predictor import Predictor
 
     return Predictor.from_dir(untrained_models)
 
@@ -211,7 +211,7 @@ def test_live_with_fake_devices(fake_devices, untrained_models, capsys):
 
 
 def test_live_loop_stops_on_ctrl_c(fake_devices, untrained_models, capsys, monkeypatch):
-    import emolib.capture as capture_module
+    import emolib.live.capture as capture_module
 
     calls = []
     original = capture_module.LocalCapture.capture
@@ -246,7 +246,7 @@ def jpeg(image_rgb) -> bytes:
 
 
 def test_widget_predicts_what_the_browser_sends(predictor, tmp_path):
-    from emolib.widget import LiveDemo
+    from emolib.live.widget import LiveDemo
 
     demo = LiveDemo(predictor, "browser", seconds=4, save_dir=tmp_path / "live")
     wave = speechlike(4.0, 48000)
@@ -269,7 +269,7 @@ def test_widget_predicts_what_the_browser_sends(predictor, tmp_path):
 
 
 def test_widget_shows_why_nothing_was_predicted(predictor):
-    from emolib.widget import LiveDemo
+    from emolib.live.widget import LiveDemo
 
     demo = LiveDemo(predictor, "browser")
     with demo.hold_trait_notifications():
@@ -282,7 +282,7 @@ def test_widget_shows_why_nothing_was_predicted(predictor):
 
 
 def test_widget_reports_a_bad_frame(predictor):
-    from emolib.widget import LiveDemo
+    from emolib.live.widget import LiveDemo
 
     demo = LiveDemo(predictor, "browser")
     with demo.hold_trait_notifications():
@@ -292,7 +292,7 @@ def test_widget_reports_a_bad_frame(predictor):
 
 
 def test_widget_file_backend(predictor, clip):
-    from emolib.widget import LiveDemo
+    from emolib.live.widget import LiveDemo
 
     _, video, wav = clip
     demo = LiveDemo(predictor, FileCapture(video=video, audio=wav), seconds=4)
@@ -304,7 +304,7 @@ def test_widget_file_backend(predictor, clip):
 
 
 def test_widget_local_backend_without_devices(predictor, no_devices):
-    from emolib.widget import LiveDemo
+    from emolib.live.widget import LiveDemo
 
     broken = LiveDemo(predictor, LocalCapture(camera=5))
     assert broken.record() is None

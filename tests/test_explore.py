@@ -1,4 +1,4 @@
-"""emolib.explore on a tiny synthetic CREMA-D (3 actors, one clip per emotion, one video and one audio file removed)."""
+"""emolib.eval.explore on a tiny synthetic CREMA-D (3 actors, one clip per emotion, one video and one audio file removed)."""
 from __future__ import annotations
 
 import matplotlib
@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import soundfile
 
-from emolib import explore
+from emolib.eval import explore, tables
 from emolib.cremad import EMOTIONS
-from emolib.evaluation import evaluate_predictions, probability_table
-from emolib.manifest import index_dataset
-from emolib.synth import DURATION_S, make_synthetic_cremad
+from emolib.eval.evaluation import evaluate_predictions, probability_table
+from emolib.data.manifest import index_dataset
+from emolib.data.synth.corpus import DURATION_S, make_synthetic_cremad
 
 ACTORS = 3
 
@@ -135,7 +135,7 @@ def test_prediction_examples_show_correct_and_wrong_faces(manifest, cache):
     explore.plot_face_grid(manifest, cache, per_emotion=ACTORS)  # make sure the crops are cached
     predictions = fake_predictions(manifest)
     wrong = int((predictions["face_pred"] != predictions["emotion"]).sum())
-    figure = explore.prediction_examples(predictions, cache, "face", "val", n=4)
+    figure = tables.prediction_examples(predictions, cache, "face", "val", n=4)
     assert len(figure.axes) == 2 * 4
     top, bottom = figure.axes[:4], figure.axes[4:]
     assert sum(bool(ax.images) for ax in top) == 4
@@ -148,14 +148,14 @@ def test_prediction_examples_show_correct_and_wrong_faces(manifest, cache):
 
 def test_breakdown_and_comparison_tables(manifest):
     report = evaluate_predictions(fake_predictions(manifest, ("voice", "face", "fusion")), "test", synthetic=True)
-    breakdown = explore.breakdown_table(report)
+    breakdown = tables.breakdown_table(report)
     assert breakdown.columns.names[0] == "test split"
     assert set(breakdown.columns.get_level_values(0)) == {"voice", "face", "fusion"}
     for kind in ("voice", "face", "fusion"):
         n = report["models"][kind]["n"]
         assert breakdown.loc["sex", (kind, "n")].sum() == n
         assert breakdown.loc["age", (kind, "n")].sum() == n
-    comparison = explore.comparison_table(report)
+    comparison = tables.comparison_table(report)
     assert list(comparison.index) == ["voice", "face", "fusion"] and "test split" in comparison.index.name
     best = max(report["models"]["voice"]["uar"], report["models"]["face"]["uar"])
     assert comparison.loc["fusion", "uar_vs_best_unimodal"] == pytest.approx(report["models"]["fusion"]["uar"] - best, abs=1e-3)
@@ -166,12 +166,12 @@ def test_human_rater_table_is_reference_only_on_synthetic_data(manifest):
     report = evaluate_predictions(predictions, "test", synthetic=True)
     if "human_raters" not in report:
         pytest.skip("no CREMA-D votes for these synthetic clip names")
-    table = explore.human_rater_table(report)
+    table = tables.human_rater_table(report)
     assert list(table.index) == ["voice", "face", "fusion"]
     assert "REFERENCE ONLY" in table.index.name and "test split" in table.index.name
     assert table.loc["face", "human raters accuracy"] == pytest.approx(report["human_raters"]["face"], abs=1e-3)
-    assert "human_acc (reference only)" in explore.comparison_table(report).columns
-    assert len(explore.plot_human_comparison(report).axes) == 1
+    assert "human_acc (reference only)" in tables.comparison_table(report).columns
+    assert len(tables.plot_human_comparison(report).axes) == 1
     report.pop("human_raters")
-    assert explore.human_rater_table(report).empty
-    assert "human_acc" not in explore.comparison_table(report).columns
+    assert tables.human_rater_table(report).empty
+    assert "human_acc" not in tables.comparison_table(report).columns

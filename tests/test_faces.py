@@ -6,8 +6,11 @@ import pandas as pd
 import pytest
 
 from emolib import faces
+from emolib.data import face_cache
 from emolib.errors import ModelError, VideoError
-from emolib.faces import FACE_SIZE, crop_box, crop_face, detect_faces, load_face_crops, prepare_faces, settings_key
+from emolib.data.face_cache import load_face_crops, prepare_faces, settings_key
+from emolib.faces import FACE_SIZE, Detector, crop_box, crop_face, detect_faces
+from emolib.transforms import FaceSettings
 from emolib.video import as_rgb, frame_indices, read_frames, read_image
 
 from media import face_frames, face_image, frame_number, no_face_image, write_video
@@ -179,7 +182,7 @@ def count_decodes(monkeypatch) -> list:
         calls.append(path)
         return read_frames(path, count)
 
-    monkeypatch.setattr(faces, "read_frames", counting)
+    monkeypatch.setattr(face_cache, "read_frames", counting)
     return calls
 
 
@@ -192,12 +195,12 @@ def test_prepare_faces_caches_and_reports_bad_videos(tmp_path, flv, monkeypatch)
     decodes = count_decodes(monkeypatch)
     with pytest.warns(UserWarning, match="1002_DFA_SAD_XX"):
         table = prepare_faces(manifest, tmp_path / "cache", workers=0, progress=False)
-    assert list(table.columns) == ["stem", "face_path", "faces_found", "frames", "error"]
+    assert list(table.columns) == ["stem", "face_path", "faces_found", "frames", "has_face", "error"]
     assert list(table["stem"]) == ["1001_DFA_ANG_XX", "1002_DFA_SAD_XX"] and len(decodes) == 2
     good, failed = table.iloc[0], table.iloc[1]
-    assert good["faces_found"] == 3 and good["frames"] == 3 and good["error"] == ""
+    assert good["faces_found"] == 3 and good["frames"] == 3 and good["has_face"] and good["error"] == ""
     assert failed["face_path"] == "" and "1002_DFA_SAD_XX.flv" in failed["error"]
-    assert good["face_path"].endswith(f"{settings_key()}/1001_DFA_ANG_XX.npz")
+    assert good["face_path"].endswith(f"{settings_key(FaceSettings())}/1001_DFA_ANG_XX.npz")
     crops = load_face_crops(good["face_path"])
     assert crops.shape == (3, FACE_SIZE, FACE_SIZE, 3) and crops.dtype == np.uint8
     with np.load(good["face_path"], allow_pickle=False) as archive:
@@ -209,10 +212,11 @@ def test_prepare_faces_caches_and_reports_bad_videos(tmp_path, flv, monkeypatch)
     assert len(decodes) == 2
     assert again.iloc[0][["face_path", "faces_found", "frames"]].tolist() == good[["face_path", "faces_found", "frames"]].tolist()
 
-    resized = prepare_faces(manifest.iloc[:1], tmp_path / "cache", size=64, workers=0, progress=False)
-    assert len(decodes) == 3 and settings_key(size=64) in resized["face_path"][0]
+    resized = prepare_faces(manifest.iloc[:1], tmp_path / "cache", FaceSettings(image_size=64), workers=0, progress=False)
+    assert len(decodes) == 3 and settings_key(FaceSettings(image_size=64)) in resized["face_path"][0]
     assert load_face_crops(resized["face_path"][0]).shape == (3, 64, 64, 3)
-    assert settings_key(margin=0.4) != settings_key() != settings_key(frames=5)
+    keys = {settings_key(FaceSettings(**change)) for change in ({}, {"margin": 0.4}, {"frames": 5}, {"detector": Detector(min_neighbors=3)})}
+    assert len(keys) == 4
 
 
 def test_corrupt_cache_file(tmp_path):
@@ -226,8 +230,8 @@ def test_corrupt_cache_file(tmp_path):
 def test_prepare_faces_with_worker_processes(tmp_path, flv):
     videos = [write_video(tmp_path / f"100{i}_IEO_NEU_XX.flv", face_frames(30, index_patch=False)) for i in range(3)]
     manifest = pd.DataFrame({"stem": [video.stem for video in videos], "video_path": videos})
-    table = prepare_faces(manifest, tmp_path / "cache", frames=2, workers=2, progress=False)
+    table = prepare_faces(manifest, tmp_path / "cache", FaceSettings(frames=2), workers=2, progress=False)
     assert (table["error"] == "").all() and (table["faces_found"] == 2).all()
-    serial = prepare_faces(manifest, tmp_path / "serial", frames=2, workers=0, progress=False)
+    serial = prepare_faces(manifest, tmp_path / "serial", FaceSettings(frames=2), workers=0, progress=False)
     for parallel_path, serial_path in zip(table["face_path"], serial["face_path"]):
         np.testing.assert_array_equal(load_face_crops(parallel_path), load_face_crops(serial_path))

@@ -1,4 +1,4 @@
-"""The fast CPU path (emolib.fastpath): agreement with eager fp32, the on-disk cache, --no-fast, `emolib bench`'s pieces.
+"""The fast CPU path (emolib.infer.fast_runtime): agreement with eager fp32, the on-disk cache, --no-fast, `emolib bench`'s pieces.
 
 Speed is never asserted here (see BENCHMARKS.md / `emolib bench`); only that the fast path gives
 the same answers as eager fp32 and that its cache behaves.
@@ -14,11 +14,11 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from emolib import fastpath
-from emolib.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-from emolib.cli import build_parser, main
+from emolib.infer import fast_cache, fast_runtime
+from emolib.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from emolib.cli.main import build_parser, main
 from emolib.cremad import EMOTIONS
-from emolib.predict import Predictor
+from emolib.infer.predictor import Predictor
 
 from media import face_frames, face_image, no_face_image, write_wav
 from test_predict import make_untrained_models, speechlike
@@ -110,7 +110,7 @@ def test_build_record_and_no_pickles(tiny_models, tmp_path):
         assert {path.suffix for path in files} == {".onnx", ".json"}, files  # nothing a loader would unpickle
         record = json.loads(next(path for path in files if path.suffix == ".json").read_text())
         assert record["ok"] and record["kind"] == kind and record["variant"] == "fp32"
-        assert record["weights_sha256"] == fastpath.file_digest(models / kind / WEIGHTS_FILE)
+        assert record["weights_sha256"] == fast_cache.file_digest(models / kind / WEIGHTS_FILE)
         assert record["check"]["min_cosine"] > 0.9999 and record["check"]["same_label"]
     assert not (models / "fusion" / "fast").exists()  # the fusion MLP stays in torch
 
@@ -121,7 +121,7 @@ def test_build_record_and_no_pickles(tiny_models, tmp_path):
 def test_cache_is_reused_and_invalidated_by_new_weights(tiny_models, tmp_path, capsys):
     import torch
 
-    from emolib.checkpoint import load_model, save_checkpoint
+    from emolib.models.checkpoint import load_model, save_checkpoint
 
     models = copy_checkpoints(tiny_models, tmp_path / "models")
     first = Predictor.from_dir(models)
@@ -153,8 +153,8 @@ def test_cache_is_reused_and_invalidated_by_new_weights(tiny_models, tmp_path, c
 
 def test_read_only_checkpoint_uses_the_user_cache(tiny_models, tmp_path, monkeypatch):
     models = copy_checkpoints(tiny_models, tmp_path / "models")
-    original = fastpath._writable
-    monkeypatch.setattr(fastpath, "_writable", lambda folder: not str(folder).startswith(str(models)) and original(folder))
+    original = fast_runtime.writable
+    monkeypatch.setattr(fast_runtime, "writable", lambda folder: not str(folder).startswith(str(models)) and original(folder))
     fast = Predictor.from_dir(models)
     assert fast.fast.voice is not None and fast.fast.face is not None
     assert not fast_files(models)
@@ -179,7 +179,7 @@ def test_damaged_cache_file_is_rebuilt(tiny_models, tmp_path):
 def test_failed_check_falls_back(tiny_models, tmp_path, monkeypatch):
     """An export that does not reproduce eager is recorded as not ok and never used."""
     models = copy_checkpoints(tiny_models, tmp_path / "models")
-    monkeypatch.setattr(fastpath, "MIN_COSINE", {"int8": 2.0, "fp32": 2.0})  # nothing can pass
+    monkeypatch.setattr(fast_cache, "MIN_COSINE", {"int8": 2.0, "fp32": 2.0})  # nothing can pass
     predictor = Predictor.from_dir(models)
     assert predictor.fast is None and not getattr(predictor.voice, "lean", False)
     records = [json.loads(path.read_text()) for path in (models / "voice" / "fast").glob("*.json")]
@@ -222,20 +222,20 @@ def test_bench_command_is_registered():
 
 
 def test_bench_measurements_on_tiny_models(tiny_models, tmp_path):
-    from emolib import bench
+    from emolib.bench import latency as bench_latency, report as bench_report, run as bench_run
 
     models = copy_checkpoints(tiny_models, tmp_path / "models")
     eager, fast = Predictor.from_dir(models, fast=False), Predictor.from_dir(models)
-    live = bench.live_latency(eager, fast, runs=2)
+    live = bench_latency.live_latency(eager, fast, runs=2)
     assert live["eager"]["n"] == live["fast"]["n"] == 2 and live["speedup_p50"] > 0
     assert live["max_prob_diff"] <= TOLERANCE and live["same_label"]
     assert live["voice_min_cosine"] > 0.999 and live["face_min_cosine"] > 0.999
     results = {
-        "command": "emolib bench", "machine": bench.machine(), "load_before": "0", "load_after": "0", "live": live,
-        "builds": bench.fast_build_records(models),
+        "command": "emolib bench", "machine": bench_run.machine(), "load_before": "0", "load_after": "0", "live": live,
+        "builds": bench_run.fast_build_records(models),
         "faces": {"clips": 2, "serial": {"seconds": 1.0, "clips_per_second": 2.0}, "cached": {"seconds": 0.01, "clips_per_second": 200.0},
                   "parallel": {"workers": 2, "seconds": 0.5, "clips_per_second": 4.0, "frames_with_face": 6, "frames": 6}},
         "features": {"clips": 2, "voice eager (batch 16)": 1.0}, "rss": {"eager": 1.0, "fast": 0.5},
     }
-    text = bench.markdown(results)
+    text = bench_report.markdown(results)
     assert "| eager fp32 (`--no-fast`) |" in text and "## Targets" in text and "voice fp32" in text

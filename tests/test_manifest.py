@@ -1,15 +1,15 @@
-"""Indexing CREMA-D trees into manifests (emolib.manifest) and the `emolib index` command."""
+"""Indexing CREMA-D trees into manifests (emolib.data.manifest) and the `emolib index` command."""
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from emolib import manifest as manifest_module
-from emolib.cli import main
+from emolib.data import manifest as manifest_module
+from emolib.cli.main import main
 from emolib.cremad import asset_path, parse_name, try_parse_name
 from emolib.errors import DataError
-from emolib.manifest import (
+from emolib.data.manifest import (
     MANIFEST_COLUMNS,
     index_dataset,
     load_manifest,

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emolib.backbones import build_face_encoder, tiny_resnet
+from emolib.models.backbones import build_face_encoder, tiny_resnet
 from emolib.errors import ModelError
-from emolib.models import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel, drop_one_modality, masked_mean
+from emolib.models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel, drop_one_modality, masked_mean
 
 
 def tiny_voice(**kwargs):
@@ -93,7 +93,7 @@ def test_modality_dropout_never_drops_both():
 def test_voice_backbone_from_local_directory(tmp_path):
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-    from emolib.backbones import TINY_VOICE_CONFIG
+    from emolib.models.backbones import TINY_VOICE_CONFIG
 
     torch.manual_seed(1)
     saved = Wav2Vec2Model(Wav2Vec2Config(**TINY_VOICE_CONFIG))

@@ -1,4 +1,4 @@
-"""Static checks of the notebooks (fast: nothing is executed; nbmake runs them) and of emolib.notebook."""
+"""Static checks of the notebooks (fast: nothing is executed; nbmake runs them) and of emolib.train.notebook."""
 from __future__ import annotations
 
 import ast
@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from emolib import notebook
-from emolib.recipes import DEFAULTS, DEMO_EPOCHS
+from emolib.train import notebook
+from emolib.train.recipes import DEFAULTS, DEMO_EPOCHS
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from emolib import load_model
-from emolib.cli import main
-from emolib.manifest import load_manifest
-from emolib.synth import make_synthetic_cremad
+from emolib.cli.main import main
+from emolib.data.manifest import load_manifest
+from emolib.data.synth.corpus import make_synthetic_cremad
 
 CHANCE = 1 / 6
 

@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emolib.cli import main
+from emolib.cli.main import main
 from emolib.cremad import EMOTIONS
 from emolib.errors import EmolibError, ModelError
-from emolib.predict import Prediction, PredictionError, Predictor, read_audio_track
+from emolib.infer.prediction import Prediction, PredictionError
+from emolib.infer.predictor import Predictor
+from emolib.media import read_audio_track
 
 from media import face_frames, face_image, no_face_image, write_video, write_wav
 
@@ -73,8 +75,8 @@ def make_untrained_models(root: Path) -> Path:
     """Random-init tiny voice, face and fusion checkpoints in root/{voice,face,fusion} (seconds, no training)."""
     import torch
 
-    from emolib.checkpoint import save_checkpoint
-    from emolib.models import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
+    from emolib.models.checkpoint import save_checkpoint
+    from emolib.models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
     from emolib.transforms import AudioSettings, FaceSettings
 
     torch.manual_seed(0)
@@ -331,7 +333,8 @@ def test_timeline_windows_csv_and_png(untrained_models, media_dir, tmp_path, cap
 
 def test_timeline_window_frames_come_from_the_window(predictor, media_dir):
     """Frames are sampled inside each window (read back from the frame numbers drawn on them)."""
-    from emolib.timeline import read_frames_at, window_frame_indices
+    from emolib.infer.timeline import window_frame_indices
+    from emolib.video import read_frames_at
 
     from media import frame_number
 

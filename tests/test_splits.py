@@ -1,4 +1,4 @@
-"""Actor-disjoint, sex-stratified, deterministic splits (emolib.splits)."""
+"""Actor-disjoint, sex-stratified, deterministic splits (emolib.data.splits)."""
 from collections import Counter
 
 import pandas as pd
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from emolib.cremad import load_demographics
 from emolib.errors import DataError
-from emolib.splits import SPLITS, assign_splits, kfold_actors, split_actors
+from emolib.data.splits import SPLITS, assign_splits, kfold_actors, split_actors
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import soundfile
 
 from emolib.cremad import EMOTIONS, LEVELS, load_demographics, parse_name
 from emolib.errors import DataError
-from emolib.synth import (
+from emolib.data.synth.corpus import (
     FACE_PAIRS,
     FIRST_ACTOR,
     VOICE_PAIRS,
@@ -19,7 +19,7 @@ from emolib.synth import (
     plan_clips,
     synthesize_clip,
 )
-from emolib.synth_face import head_box
+from emolib.data.synth.face import head_box
 
 ACTORS = 3
 CLIPS = 2
@@ -132,7 +132,7 @@ def test_haar_cascade_finds_the_faces(tree):
 
 
 def mean_face(stem: str) -> np.ndarray:
-    from emolib.synth import make_actor
+    from emolib.data.synth.corpus import make_actor
 
     x, y, width, height = head_box(make_actor(parse_name(stem).actor, 0).face)
     frames = synthesize_clip(stem, 0).frames
@@ -169,7 +169,7 @@ def voice_features(audio: np.ndarray) -> np.ndarray:
 
 
 def face_features(frame: np.ndarray, actor: int) -> np.ndarray:
-    from emolib.synth import make_actor
+    from emolib.data.synth.corpus import make_actor
 
     x, y, width, height = head_box(make_actor(actor, 0).face)
     gray = cv2.cvtColor(frame[y : y + height, x : x + width], cv2.COLOR_BGR2GRAY)
@@ -213,8 +213,8 @@ def test_each_modality_gets_its_pairs_and_only_both_get_the_emotion():
 
 
 def test_cli_synth(tmp_path, monkeypatch):
-    import emolib.synth
-    from emolib.cli import main
+    import emolib.data.synth.corpus
+    from emolib.cli.main import main
 
     calls = []
 
@@ -222,7 +222,7 @@ def test_cli_synth(tmp_path, monkeypatch):
         calls.append(options)
         return make_synthetic_cremad(out, clips_per_emotion=1, **options)
 
-    monkeypatch.setattr(emolib.synth, "make_synthetic_cremad", small)
+    monkeypatch.setattr(emolib.data.synth.corpus, "make_synthetic_cremad", small)
     assert main(["synth", str(tmp_path / "s"), "--actors", "2"]) == 0
     assert calls == [{"actors": 2, "seed": 0}]
     assert len(list((tmp_path / "s" / "AudioWAV").glob("*.wav"))) == len(list((tmp_path / "s" / "VideoFlash").glob("*.flv"))) == 12

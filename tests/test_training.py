@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from emolib.checkpoint import load_model, save_checkpoint
-from emolib.datasets import FeatureDataset
+from emolib.models.checkpoint import load_model, save_checkpoint
+from emolib.data.datasets import FeatureDataset
 from emolib.errors import ModelError
-from emolib.models import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
-from emolib.training import HISTORY_FILE, RESUME_DIR, Trainer, TrainConfig
+from emolib.models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
+from emolib.train.trainer import HISTORY_FILE, RESUME_DIR, Trainer, TrainConfig
 
 
 def clusters(n_per_class=40, seed=0, noise=0.6):

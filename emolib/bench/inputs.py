@@ -1,0 +1,72 @@
+"""The benchmark's inputs: full-size random-init checkpoints, live inputs (synthetic speech + a frame), a small synthetic data set."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE, WINDOW_SECONDS
+
+LIVE_STEMS = (("1001_DFA_ANG_HI", "1001_IEO_HAP_HI"), ("1002_TIE_SAD_MD", "1002_ITS_NEU_XX"),
+              ("1003_WSI_FEA_HI", "1003_MTI_DIS_LO"), ("1004_IWL_HAP_MD", "1004_TSI_ANG_XX"))
+WARMUP = 2
+
+
+def default_work() -> Path:
+    return Path(os.environ.get("EMOLIB_CACHE", Path.home() / ".cache" / "emolib")) / "bench"
+
+
+# ---------------------------------------------------------------- inputs and models
+
+
+def full_size_models(root) -> Path:
+    """Random-init wav2vec2-base + ResNet-50 + fusion checkpoints in ``root`` (written once, then reused)."""
+    import torch
+    from transformers import Wav2Vec2Config
+
+    from ..models.backbones import DEFAULT_VOICE_BACKBONE
+    from ..models.checkpoint import CONFIG_FILE, save_checkpoint
+    from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
+    from ..transforms import AudioSettings, FaceSettings
+
+    root = Path(root)
+    if all((root / kind / CONFIG_FILE).is_file() for kind in ("voice", "face", "fusion")):
+        return root
+    torch.manual_seed(0)
+    voice = VoiceModel(VoiceConfig(backbone=DEFAULT_VOICE_BACKBONE, encoder_config=Wav2Vec2Config().to_dict(), freeze="none"))
+    face = FaceModel(FaceConfig(backbone="resnet50", weights=None))
+    fusion = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim))
+    audio, faces = {"audio": asdict(AudioSettings())}, {"face": asdict(FaceSettings())}
+    save_checkpoint(voice, "voice", root / "voice", audio)
+    save_checkpoint(face, "face", root / "face", faces)
+    save_checkpoint(fusion, "fusion", root / "fusion", {**audio, **faces}, {"voice_checkpoint": "../voice", "face_checkpoint": "../face"})
+    return root
+
+
+def live_inputs(index: int, seconds: float = WINDOW_SECONDS):
+    """(audio: ``seconds`` of 16 kHz synthetic speech, frame: a 480x360 RGB camera-like frame with a face)."""
+    import cv2
+
+    from ..data.synth.corpus import synthesize_clip
+
+    first, second = (synthesize_clip(stem) for stem in LIVE_STEMS[index % len(LIVE_STEMS)])
+    samples = int(seconds * SAMPLE_RATE)
+    audio = np.concatenate([first.audio, second.audio, first.audio])[:samples].astype(np.float32)
+    frame = cv2.cvtColor(first.frames[len(first.frames) // 2], cv2.COLOR_BGR2RGB)
+    return audio, frame
+
+
+def synthetic_data(work: Path, actors: int = 4) -> Path:
+    from ..data.synth.corpus import make_synthetic_cremad
+
+    root = work / "cremad-synth"
+    if not (root / "README.txt").is_file():
+        make_synthetic_cremad(root, actors=actors, progress=False)
+    return root
+
+
+# ---------------------------------------------------------------- measurements
+
+

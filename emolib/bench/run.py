@@ -1,0 +1,122 @@
+"""``emolib bench``: measure the fast CPU path against eager fp32 in one run and write a markdown report.
+
+Everything is measured in the same process run on the same machine, with the variants
+interleaved (eager, fast, eager, fast, ...) so that load from other processes hits both alike:
+
+- live prediction latency (p50, p90) of full-size random-init wav2vec2-base + ResNet-50 + fusion
+  (built offline from ``Wav2Vec2Config()`` defaults, which are wav2vec2-base's architecture, and
+  ``FaceConfig(backbone="resnet50", weights=None)``), eager fp32 vs the fast path, their ratio,
+  where the time goes, and how far the fast path's outputs are from eager's;
+- UAR on the test split of trained checkpoints (``--models``): eager vs the fast path as
+  ``emolib predict`` uses it, and with int8 forced (the full-size recipe applied to them);
+- face preparation throughput (clips/s): serial vs parallel workers, and the cached re-run;
+- frozen-feature extraction throughput (clips/s) of the full-size encoders;
+- peak RSS of a process doing live predictions (each in its own subprocess).
+
+The full-size random-init checkpoints (470 MB) and, without ``--data``, a small synthetic
+CREMA-D tree are written once under ``--work`` (default ``$EMOLIB_CACHE/bench``).
+The markdown report itself is written by ``emolib.bench.report``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+
+from .report import markdown
+from .inputs import default_work, full_size_models, synthetic_data
+from .latency import flop_budget, gemm_rates, live_latency, profiles
+from .throughput import face_preparation, feature_extraction, peak_rss, uar_on_test_split
+
+def fast_build_records(models_dir) -> dict:
+    """The build records (variant, check, build seconds) of the fast files next to the checkpoints."""
+    records = {}
+    for kind in ("voice", "face"):
+        for path in sorted((Path(models_dir) / kind / "fast").glob(f"{kind}-*.json")):
+            record = json.loads(path.read_text())
+            records[f"{kind} {record.get('variant')}"] = {"check": record.get("check"), "build_seconds": record.get("build_seconds"),
+                                                          "file_mb": round(path.with_suffix(".onnx").stat().st_size / 1e6, 1)}
+    return records
+
+
+# ---------------------------------------------------------------- machine
+
+
+def machine() -> dict:
+    """This machine and run: CPU model and flags, cores, Python, torch and onnxruntime versions (the report's header)."""
+    import onnxruntime
+    import torch
+
+    from ..infer.fast_session import physical_cores
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
+    present = set(cpuinfo.split())
+    flags = ", ".join(flag for flag in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if flag in present) or "none of avx2/avx512"
+    return {"cpu": model or platform.processor(), "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(), "flags": flags,
+            "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "torch_threads": torch.get_num_threads()}
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=None, clips: int = 120, feature_clips: int = 16,
+              workers: int | None = None, threads: int | None = None, command: str | None = None, notes=(), json_out=None,
+              progress: bool = True) -> dict:
+    """Run every measurement and write the markdown report to ``out`` (and the raw figures to ``json_out`` if given)."""
+    from ..files import atomic_write
+    from ..infer.predictor import Predictor
+    from ..train.recipes import DataOptions, load_manifest_for
+
+    def say(message):
+        if progress:
+            print(f"bench: {message}", file=sys.stderr, flush=True)
+
+    work = Path(work) if work else default_work()
+    work.mkdir(parents=True, exist_ok=True)
+    if models and not any((Path(models) / kind / "config.json").is_file() for kind in ("voice", "face", "fusion")):
+        from ..errors import ModelError
+
+        raise ModelError(f"{models}: no voice/, face/ or fusion/ checkpoints to compare on the test split")
+    data = Path(data) if data else synthetic_data(work)
+    manifest = load_manifest_for(DataOptions(str(data)), quiet=True)  # fails now, not after minutes of measuring, on a bad --data
+    results = {"command": command or "emolib bench", "load_before": _load(), "machine": machine(), "notes": list(notes)}
+    say(f"full-size random-init models in {work / 'full-size'}")
+    full = full_size_models(work / "full-size")
+    eager = Predictor.from_dir(full, fast=False)
+    fast = Predictor.from_dir(full, threads=threads)
+    results["builds"] = fast_build_records(full)
+    say(f"live latency: {runs} interleaved runs each ({fast!r})")
+    results["live"] = live_latency(eager, fast, runs)
+    results["profiles"] = profiles(fast)
+    say("GEMM roofs and FLOP budget")
+    results["roof"] = gemm_rates(fast.fast.threads if fast.fast else (threads or 1))
+    results["flops"] = flop_budget(eager)
+    say("peak RSS (subprocesses)")
+    results["rss"] = {"eager": peak_rss(full, "eager"), "fast": peak_rss(full, "fast")}
+    say(f"face preparation on {min(clips, len(manifest))} clips of {data}")
+    results["faces"] = face_preparation(manifest, clips, workers)
+    say(f"frozen-feature extraction on {feature_clips} clips")
+    with tempfile.TemporaryDirectory(prefix="emolib-bench-features-") as scratch:
+        results["features"] = feature_extraction(eager, fast, manifest, feature_clips, Path(scratch))
+    del eager, fast
+    if models:
+        say(f"test-split UAR of {models}")
+        results["models_dir"] = str(models)
+        results["uar"] = uar_on_test_split(models, data, work, progress)
+    results["load_after"] = _load()
+    out = Path(out)
+    atomic_write(out, markdown(results))
+    if json_out:
+        atomic_write(Path(json_out), json.dumps(results, indent=2, default=str))
+    say(f"wrote {out}")
+    return results

@@ -1,0 +1,184 @@
+"""Inference commands: ``emolib predict``, ``emolib timeline``, ``emolib live`` and ``emolib bench``.
+
+Registered with cli.py's ``@command`` when ``build_parser`` imports this module. Results go to
+stdout; progress, countdowns and warnings to stderr (``predict --json`` prints exactly one JSON
+object on stdout).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+
+from ..audio import WINDOW_SECONDS
+from .registry import command
+
+DEFAULT_MODELS = "models"
+
+
+def _add_model_arguments(parser) -> None:
+    parser.add_argument("--models", default=DEFAULT_MODELS, help="folder with voice/, face/ and/or fusion/ checkpoints (default: models)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, auto, ...")
+    parser.add_argument("--single", choices=("model", "fusion"), default="model",
+                        help="with one modality missing: use that modality's own model (default) or the fusion model with presence flags")
+    parser.add_argument("--no-fast", dest="fast", action="store_false",
+                        help="plain eager PyTorch fp32 instead of the cached ONNX Runtime fast path (int8 for full-size encoders; see BENCHMARKS.md)")
+
+
+def _predictor(args):
+    from ..infer.predictor import Predictor
+
+    return Predictor.from_dir(args.models, device=args.device, single=args.single, fast=args.fast)
+
+
+def _quiet_plots() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+@command("predict", "predict the emotion of an audio file, an image and/or a video (its frames and audio track)")
+def _predict(parser):
+    parser.add_argument("--audio", default=None, help="speech file (wav, flac, ...); overrides a video's audio track")
+    parser.add_argument("--image", default=None, help="image with a face (jpg, png, ...)")
+    parser.add_argument("--video", default=None, help="video (mp4, flv, ...): face frames and, unless --audio is given, its audio track")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _add_model_arguments(parser)
+
+    def run(args):
+        from ..errors import EmolibError
+        from ..infer.display import format_prediction
+
+        if not (args.audio or args.image or args.video):
+            raise EmolibError("nothing to predict: give --audio, --image and/or --video")
+        if args.image and args.video:
+            raise EmolibError(f"{args.image}: give --image or --video, not both")
+        stdout = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+            prediction = _predictor(args).predict_files(audio=args.audio, image=args.image, video=args.video)
+        if args.json:
+            stdout.write(json.dumps(prediction.to_dict()) + "\n")
+            stdout.flush()
+            for note in prediction.notes:
+                print(f"emolib predict: note: {note}", file=sys.stderr)
+        else:
+            print(format_prediction(prediction))
+
+    return run
+
+
+@command("timeline", "emotions over time in a long video: sliding windows -> timeline.csv and timeline.png")
+def _timeline(parser):
+    parser.add_argument("video", help="video file (its audio track is used unless --audio is given)")
+    parser.add_argument("--out", default="timeline", help="output folder for timeline.csv and timeline.png (default: timeline)")
+    parser.add_argument("--audio", default=None, help="speech file to use instead of the video's audio track")
+    parser.add_argument("--window", type=float, default=None, help="window length in seconds (default: the voice model's, 4 s)")
+    parser.add_argument("--hop", type=float, default=1.0, help="seconds between window starts (default: 1)")
+    _add_model_arguments(parser)
+
+    def run(args):
+        from pathlib import Path
+
+        from ..errors import EmolibError
+        from ..infer.timeline import write_timeline
+
+        if (args.window is not None and args.window <= 0) or args.hop <= 0:
+            raise EmolibError(f"--window and --hop must be positive (got {args.window} and {args.hop})")
+        _quiet_plots()
+        table = write_timeline(_predictor(args), args.video, args.out, audio=args.audio, window=args.window, hop=args.hop)
+        labels = table["label"].fillna("").astype(str)
+        counts = labels[labels != ""].value_counts()
+        summary = ", ".join(f"{label} {count}" for label, count in counts.items()) or "no usable window"
+        print(f"{len(table)} windows: {summary}")
+        print(f"timeline: {Path(args.out) / 'timeline.csv'}, {Path(args.out) / 'timeline.png'}")
+
+    return run
+
+
+@command("live", "webcam frame + microphone recording -> emotion (Ctrl-C stops --loop)")
+def _live(parser):
+    parser.add_argument("--camera", type=int, default=0, help="OpenCV camera index (default 0)")
+    parser.add_argument("--mic", default=None, help="microphone name (substring) or index; list them with `python -m sounddevice`")
+    parser.add_argument("--seconds", type=float, default=WINDOW_SECONDS, help=f"seconds of audio to record (default {WINDOW_SECONDS:g})")
+    parser.add_argument("--countdown", type=int, default=3, help="seconds of countdown before recording (default 3)")
+    parser.add_argument("--loop", action="store_true", help="record and predict again and again until Ctrl-C")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per prediction")
+    _add_model_arguments(parser)
+
+    def run(args):
+        from ..live.capture import LocalCapture
+        from ..errors import EmolibError
+        from ..infer.predictor import PredictionError
+        from ..infer.display import format_prediction
+
+        if args.seconds <= 0:
+            raise EmolibError(f"--seconds must be positive, got {args.seconds}")
+        capture = LocalCapture(args.camera, args.mic)
+        capture.check()  # fail fast, naming every missing device and the flag that picks another
+        predictor = _predictor(args)
+        try:
+            while True:
+                _countdown(args.countdown)
+                frame, audio, rate = capture.capture(args.seconds, progress=_progress_bar)
+                print(file=sys.stderr)
+                try:
+                    prediction = predictor.predict(audio, rate, frame, audio_name="microphone", image_name=f"camera {args.camera}")
+                except PredictionError as error:
+                    if not args.loop:
+                        raise
+                    print(f"emolib live: {error}", file=sys.stderr)
+                else:
+                    print(json.dumps(prediction.to_dict()) if args.json else format_prediction(prediction), flush=True)
+                if not args.loop:
+                    break
+                print("-" * 40, file=sys.stderr)
+        except KeyboardInterrupt:
+            print("emolib live: stopped", file=sys.stderr)
+        finally:
+            capture.close()
+
+    return run
+
+
+@command("bench", "measure the fast CPU path vs eager fp32 (latency, accuracy, face prep, features, memory) -> BENCHMARKS.md")
+def _bench(parser):
+    parser.add_argument("--out", default="BENCHMARKS.md", help="markdown report to write (default BENCHMARKS.md)")
+    parser.add_argument("--models", default=None, help="trained voice/, face/, fusion/ checkpoints: compare test-split UAR of eager vs fast")
+    parser.add_argument("--data", default=None, help="synthetic CREMA-D tree (default: a small one made under --work)")
+    parser.add_argument("--runs", type=int, default=20, help="live predictions per path (default 20)")
+    parser.add_argument("--work", default=None, help="folder for the full-size random-init checkpoints (default $EMOLIB_CACHE/bench)")
+    parser.add_argument("--clips", type=int, default=120, help="clips for the face-preparation throughput (default 120)")
+    parser.add_argument("--feature-clips", type=int, default=16, help="clips for the feature-extraction throughput (default 16)")
+    parser.add_argument("--workers", type=int, default=None, help="face-preparation worker processes (default min(4, CPUs))")
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: physical cores)")
+    parser.add_argument("--json", default=None, help="also write the raw figures as JSON to this file")
+
+    def run(args):
+        import shlex
+
+        from ..bench.run import run_bench
+        from ..errors import EmolibError
+
+        if args.runs < 1:
+            raise EmolibError(f"--runs must be at least 1, got {args.runs}")
+        given = [("--out", args.out), ("--models", args.models), ("--data", args.data), ("--runs", args.runs), ("--work", args.work),
+                 ("--clips", args.clips), ("--feature-clips", args.feature_clips), ("--workers", args.workers), ("--threads", args.threads)]
+        command = "emolib bench " + " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in given if value is not None)
+        run_bench(args.out, args.models, args.data, args.runs, args.work, args.clips, args.feature_clips, args.workers,
+                  args.threads, command=command, json_out=args.json)
+        print(f"benchmarks: {args.out}")
+
+    return run
+
+
+def _countdown(seconds: int) -> None:
+    for left in range(seconds, 0, -1):
+        print(f"\rrecording in {left}...   ", end="", file=sys.stderr, flush=True)
+        time.sleep(1)
+
+
+def _progress_bar(elapsed: float, seconds: float, width: int = 30) -> None:
+    done = int(width * min(1.0, elapsed / seconds))
+    print(f"\rrecording [{'#' * done}{'.' * (width - done)}] {max(0.0, seconds - elapsed):4.1f} s left ",
+          end="", file=sys.stderr, flush=True)

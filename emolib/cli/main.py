@@ -1,0 +1,39 @@
+"""Command line: ``emolib COMMAND ...`` (also ``python -m emolib``).
+
+Every command turns expected failures (bad files, missing weights, missing devices)
+into one line on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import EmolibError
+from .registry import COMMANDS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``emolib`` parser with every registered subcommand."""
+    from . import train_commands  # noqa: F401  registers synth, index, train, evaluate, demo
+    from . import infer_commands  # noqa: F401  registers predict, timeline, live, bench
+
+    parser = argparse.ArgumentParser(prog="emolib", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name, (help, add_arguments) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=add_arguments(sub))
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``emolib`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except (EmolibError, FileNotFoundError) as error:
+        print(f"emolib {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"emolib {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0

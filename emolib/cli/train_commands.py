@@ -1,0 +1,140 @@
+"""Data and training commands: ``emolib synth``, ``index``, ``train``, ``evaluate`` and ``demo``.
+
+The CLI translates its arguments into the typed options of ``emolib.train.recipes``.
+"""
+from __future__ import annotations
+
+from .registry import command
+
+
+@command("synth", "write a synthetic CREMA-D-layout dataset")
+def _synth(parser):
+    parser.add_argument("out", help="output folder")
+    parser.add_argument("--actors", type=int, default=None, help="number of actors (default: the demo size)")
+    parser.add_argument("--seed", type=int, default=0)
+
+    def run(args):
+        from ..data.synth.corpus import DEFAULT_ACTORS, make_synthetic_cremad
+
+        root = make_synthetic_cremad(args.out, actors=args.actors or DEFAULT_ACTORS, seed=args.seed)
+        print(f"wrote synthetic CREMA-D to {root}")
+
+    return run
+
+
+@command("index", "index a CREMA-D tree into a manifest CSV")
+def _index(parser):
+    parser.add_argument("data", nargs="?", default=None, help="CREMA-D root (AudioWAV/, VideoFlash/); default: auto-detect under /kaggle/input")
+    parser.add_argument("--video-dir", default=None, help="video root when it differs from DATA")
+    parser.add_argument("--out", default="manifest.csv")
+    parser.add_argument("--fold", type=int, default=None, help="use fold K of k-fold splits instead of train/val/test")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+
+    def run(args):
+        from ..data.manifest import index_dataset, summarize, write_manifest
+
+        result = index_dataset(args.data, video_dir=args.video_dir, fold=args.fold, folds=args.folds, seed=args.seed)
+        write_manifest(result.manifest, args.out)
+        print(summarize(result))
+        print(f"manifest: {args.out}")
+
+    return run
+
+
+def _add_data_arguments(parser, cross_validation: bool = False) -> None:
+    parser.add_argument("--data", default=None, help="CREMA-D root (AudioWAV/, VideoFlash/); default: auto-detect under /kaggle/input")
+    parser.add_argument("--video-dir", default=None, help="video root when it differs from DATA")
+    parser.add_argument("--fold", type=int, default=None, help="use fold K (0-based) of actor-disjoint k-fold splits")
+    if cross_validation:
+        parser.add_argument("--folds", type=int, default=None, metavar="K",
+                            help="actor-disjoint K-fold cross-validation: train all three models per fold, report mean and std")
+    else:
+        parser.add_argument("--folds", type=int, default=5, help="number of folds for --fold")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the actor split")
+    parser.add_argument("--cache", default=None, help="cache folder for face crops and features (default ~/.cache/emolib or $EMOLIB_CACHE)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+
+
+def _add_training_arguments(parser) -> None:
+    parser.add_argument("--backbone", default=None, help="hub name, local directory or 'tiny' (voice default facebook/wav2vec2-base, face default resnet50)")
+    parser.add_argument("--face-weights", default=None, help="ImageNet weights of the face ResNet: torchvision enum name or a local file (default IMAGENET1K_V2)")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None, help="learning rate of the heads")
+    parser.add_argument("--encoder-lr", type=float, default=None, help="learning rate of a fine-tuned pretrained encoder")
+    parser.add_argument("--freeze", choices=("none", "cnn", "all"), default=None,
+                        help="none: fine-tune all; cnn: freeze the convolutional front (voice default); all: frozen encoder + cached features (the CPU path)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=None, help="processes for face preparation")
+    parser.add_argument("--restart", action="store_true", help="discard saved resume state and start over")
+
+
+def data_options(args):
+    """The DataOptions of the parsed data arguments."""
+    from ..train.recipes import DataOptions
+
+    return DataOptions(args.data, args.video_dir, args.fold, args.folds or DataOptions.folds, args.split_seed)
+
+
+def model_options(args):
+    """The ModelOptions of the parsed training arguments."""
+    from ..train.recipes import ModelOptions
+
+    return ModelOptions(args.backbone, args.face_weights, args.freeze, args.epochs, args.batch_size, args.lr, args.encoder_lr,
+                        args.seed, args.device, args.workers, args.restart)
+
+
+@command("train", "train the voice, face or fusion model")
+def _train(parser):
+    parser.add_argument("kind", choices=("voice", "face", "fusion"))
+    parser.add_argument("--out", default="models", help="models folder; the model goes to OUT/KIND/")
+    _add_data_arguments(parser)
+    _add_training_arguments(parser)
+
+    def run(args):
+        from ..train.recipes import load_manifest_for, train_with
+
+        manifest = load_manifest_for(data_options(args))
+        history = train_with(args.kind, manifest, args.out, model_options(args), args.cache)
+        best = max(history, key=lambda row: row["val_uar"]) if history else None
+        if best:
+            print(f"{args.kind}: best val UAR {best['val_uar']:.3f} (val acc {best['val_accuracy']:.3f}) at epoch {best['epoch']}")
+
+    return run
+
+
+@command("evaluate", "evaluate trained models on the test split (or k-fold cross-validation)")
+def _evaluate(parser):
+    parser.add_argument("--models", default="models", help="folder with voice/, face/, fusion/ checkpoints")
+    parser.add_argument("--out", default="reports")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    _add_data_arguments(parser, cross_validation=True)
+    _add_training_arguments(parser)
+
+    def run(args):
+        from ..train.recipes import cross_validate, evaluate_split
+
+        if args.folds:
+            cross_validate(data_options(args), args.folds, args.models, args.out, model_options(args), args.cache)
+        else:
+            evaluate_split(data_options(args), args.models, args.out, args.split, args.cache, args.device)
+
+    return run
+
+
+@command("demo", "synthetic CREMA-D -> train voice, face, fusion (tiny) -> evaluate -> results table")
+def _demo(parser):
+    parser.add_argument("--work", default="work", help="working folder for data, models and reports")
+    parser.add_argument("--actors", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+
+    def run(args):
+        from ..train.recipes import run_demo
+
+        run_demo(args.work, actors=args.actors, epochs=args.epochs, device=args.device)
+
+    return run
+
+

@@ -1,0 +1,97 @@
+"""torch Datasets over a manifest: voice clips, face crops, and cached features.
+
+Each item is a dict of tensors with a ``label``; the other keys are the model's inputs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from ..audio import load_audio
+from ..transforms import AudioSettings, FaceSettings, face_pixels, voice_inputs
+from .face_cache import load_face_crops
+
+MODEL_INPUTS = {"voice": ("input_values", "attention_mask"), "face": ("pixels",), "fusion": ("voice", "face", "present")}
+
+
+def select_split(manifest: pd.DataFrame, split: str | None) -> pd.DataFrame:
+    """Rows of one split (all rows when ``split`` is None)."""
+    rows = manifest if split is None else manifest[manifest["split"] == split]
+    return rows.reset_index(drop=True)
+
+
+def face_rows(manifest: pd.DataFrame, faces: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``manifest`` the face model may use: cropped, with a face (``has_face``: the no-face policy), plus ``face_path``."""
+    usable = faces[(faces["face_path"].astype(str) != "") & faces["has_face"].astype(bool)][["stem", "face_path"]]
+    return manifest.merge(usable, on="stem", how="inner").reset_index(drop=True)
+
+
+def paired_rows(manifest: pd.DataFrame, faces: pd.DataFrame) -> pd.DataFrame:
+    """Rows with audio and a readable video (face found or not): the clips the fusion model sees."""
+    cropped = set(faces.loc[faces["face_path"].astype(str) != "", "stem"])
+    rows = manifest[(manifest["audio_path"].astype(str) != "") & manifest["stem"].isin(cropped)]
+    return rows.reset_index(drop=True)
+
+
+def _augmentation_rng(train: bool) -> np.random.Generator | None:
+    return np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)))) if train else None
+
+
+class VoiceDataset(Dataset):
+    """Clips with audio -> ``input_values``, ``attention_mask``; random crop when ``train``."""
+
+    def __init__(self, manifest: pd.DataFrame, settings: AudioSettings | None = None, train: bool = False):
+        self.rows = manifest[manifest["audio_path"].astype(str) != ""].reset_index(drop=True)
+        self.settings, self.train = settings or AudioSettings(), train
+        self.waves: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def wave(self, index: int) -> np.ndarray:
+        if index not in self.waves:
+            self.waves[index] = load_audio(self.rows.at[index, "audio_path"])
+        return self.waves[index]
+
+    def __getitem__(self, index: int) -> dict:
+        item = voice_inputs(self.wave(index), self.settings, _augmentation_rng(self.train))
+        return {**item, "label": torch.tensor(int(self.rows.at[index, "label"]))}
+
+
+class FaceDataset(Dataset):
+    """Clips with a face in their cached crops -> ``pixels`` (F, 3, S, S); one random jittered frame when ``train``."""
+
+    def __init__(self, manifest: pd.DataFrame, faces: pd.DataFrame, settings: FaceSettings | None = None, train: bool = False):
+        self.rows = face_rows(manifest, faces)
+        self.settings, self.train = settings or FaceSettings(), train
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def crops(self, index: int) -> np.ndarray:
+        return load_face_crops(self.rows.at[index, "face_path"])
+
+    def __getitem__(self, index: int) -> dict:
+        crops = self.crops(index)
+        rng = _augmentation_rng(self.train)
+        if rng is not None:
+            crops = crops[[rng.integers(len(crops))]]
+        return {"pixels": face_pixels(crops, self.settings, rng), "label": torch.tensor(int(self.rows.at[index, "label"]))}
+
+
+class FeatureDataset(Dataset):
+    """Precomputed tensors (e.g. frozen-encoder embeddings) with labels."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], labels: torch.Tensor):
+        lengths = {len(value) for value in tensors.values()} | {len(labels)}
+        if len(lengths) != 1:
+            raise ValueError(f"feature tensors have different lengths: {sorted(lengths)}")
+        self.tensors, self.labels = tensors, labels.long()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**{name: value[index] for name, value in self.tensors.items()}, "label": self.labels[index]}

@@ -1,0 +1,97 @@
+"""Embeddings from a (frozen) encoder, extracted once and cached on disk as safetensors.
+
+The cache key covers the model weights, the clips and the preprocessing, so a cache entry is
+never reused for anything else. This is the CPU path: train heads and the fusion model on
+cached embeddings in seconds. Models are duck-typed here (``features``, ``checkpoint``): the
+data layer does not import the model code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..devices import move, pick_device
+from ..files import atomic_save_tensors, cache_root
+from ..transforms import AudioSettings, FaceSettings
+from .datasets import MODEL_INPUTS, FaceDataset, VoiceDataset, paired_rows, select_split
+
+FEATURE_BATCH_SIZE = 16
+FEATURES_DIR = "features"
+SETTINGS_KEYS = {"voice": "audio", "face": "face"}
+
+
+def model_fingerprint(model) -> str:
+    """A hash of a model's weights."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_key(kind: str, model, stems, settings: dict) -> str:
+    payload = json.dumps({"kind": kind, "model": model_fingerprint(model), "stems": list(stems), "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha1(payload.encode()).hexdigest()[:20]
+
+
+def modality_settings(model, kind: str) -> dict:
+    """The part of a voice or face checkpoint's preprocessing that its embeddings depend on."""
+    key = SETTINGS_KEYS[kind]
+    return {key: model.checkpoint["preprocessing"][key]}
+
+
+def extract_features(model, dataset, kind: str, device: str = "auto", batch_size: int = FEATURE_BATCH_SIZE, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled ``model.features`` of every item of ``dataset`` and their labels."""
+    from tqdm.auto import tqdm
+
+    device = pick_device(device)
+    model.to(device).eval()
+    inputs = MODEL_INPUTS[kind]
+    features, labels = [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc=f"{kind} features", leave=False, disable=not progress):
+            batch = move(batch, device)
+            features.append(model.features(**{name: batch[name] for name in inputs}).float().cpu())
+            labels.append(batch["label"].cpu())
+    if not features:
+        return torch.zeros(0, getattr(model, "feature_dim", 0)), torch.zeros(0, dtype=torch.long)
+    return torch.cat(features), torch.cat(labels)
+
+
+def cached_features(model, dataset, kind: str, cache_dir=None, settings: dict | None = None, device: str = "auto", progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like extract_features, but read from / written to ``cache_dir`` (default: the cache root) keyed by weights, clips and settings."""
+    from safetensors.torch import load_file
+
+    settings = settings if settings is not None else modality_settings(model, kind)
+    key = cache_key(kind, model, dataset.rows["stem"], settings)
+    path = Path(cache_dir or cache_root()) / FEATURES_DIR / f"{kind}-{key}.safetensors"
+    if path.exists():
+        stored = load_file(str(path))
+        return stored["features"], stored["labels"]
+    features, labels = extract_features(model, dataset, kind, device, progress=progress)
+    atomic_save_tensors({"features": features, "labels": labels}, path)
+    return features, labels
+
+
+def paired_features(manifest, split, voice, face, faces, cache_dir=None, device="auto", progress=True):
+    """The fusion model's inputs for the clips of one split that have audio and a video.
+
+    Returns ({"voice", "face", "present"} tensors, labels, stems). A clip whose video has no
+    detected face (``faces.clip_has_face``) gets zero face features and ``present`` [1, 0], as
+    the Predictor gives it; its voice features are those of the voice model alone.
+    """
+    rows = paired_rows(select_split(manifest, split), faces)
+    voice_set = VoiceDataset(rows, AudioSettings.of(voice))
+    face_set = FaceDataset(rows, faces, FaceSettings.of(face))
+    voice_features, labels = cached_features(voice, voice_set, "voice", cache_dir, None, device, progress)
+    face_part, _ = cached_features(face, face_set, "face", cache_dir, None, device, progress)
+    with_face = torch.tensor(rows["stem"].isin(set(face_set.rows["stem"])).to_numpy(), dtype=torch.bool)
+    face_features = torch.zeros(len(rows), face.feature_dim)
+    face_features[with_face] = face_part
+    present = torch.stack([torch.ones(len(rows)), with_face.float()], dim=1)
+    return {"voice": voice_features, "face": face_features, "present": present}, labels, list(rows["stem"])

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, split evaluation and reports, figures, exploration and result tables."""

@@ -1,0 +1,86 @@
+"""Where emolib keeps files and how it writes them: the cache root and the one atomic writer.
+
+Every file emolib writes (checkpoints, configs, histories, reports, manifests, cache entries) goes
+through ``atomic_write``: a temporary file in the target's folder, then ``os.replace``, so a
+reader never sees half a file and a kill leaves the old file or the new one. Files get the
+permissions a plain ``open`` would give (0666 less the umask: 0644 under the usual umask 022),
+not mkstemp's private 0600, so a teammate can read a shared models folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+CACHE_ENV = "EMOLIB_CACHE"
+DEFAULT_CACHE_ROOT = Path.home() / ".cache" / "emolib"
+TEMP_SUFFIX = ".tmp"
+
+
+def cache_root() -> Path:
+    """The cache folder: ``$EMOLIB_CACHE``, else ``~/.cache/emolib`` (read at each call, never at import)."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_ROOT).expanduser()
+
+
+def umask_mode(base: int = 0o666) -> int:
+    """``base`` less the process umask: the mode ``open(path, "w")`` would give a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` (mode as for a new file).
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    os.close(handle)
+    try:
+        yield Path(temp)
+        os.chmod(temp, umask_mode())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path, data: bytes | str) -> Path:
+    """Write ``data`` (text is UTF-8 encoded) to ``path`` atomically; return the path."""
+    payload = data.encode() if isinstance(data, str) else data
+    with atomic_path(path) as temp:
+        temp.write_bytes(payload)
+    return Path(path)
+
+
+def atomic_save_tensors(tensors: dict, path, metadata: dict | None = None) -> Path:
+    """Save a dict of torch tensors as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as temp:
+        save_file({name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}, str(temp), metadata=metadata)
+    return Path(path)
+
+
+def atomic_save_arrays(path, **arrays) -> Path:
+    """Save numpy arrays as an uncompressed ``.npz``, atomically (read back with allow_pickle=False)."""
+    import numpy as np
+
+    with atomic_path(path) as temp:
+        with open(temp, "wb") as file:
+            np.savez(file, **arrays)
+    return Path(path)
+
+
+def remove_stale_temporaries(folder) -> int:
+    """Delete temporary files left in ``folder`` by writes that were killed; returns how many."""
+    removed = 0
+    for stale in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            removed += 1
+    return removed

@@ -1,0 +1,94 @@
+"""Showing a Prediction: text lines for the terminal, a matplotlib figure, PNG bytes for the widget."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE
+from ..cremad import EMOTIONS
+
+if TYPE_CHECKING:
+    from .predictor import Prediction
+
+MODEL_COLOURS = {"voice": "#4C72B0", "face": "#DD8452", "fusion": "#55A868", "average": "#55A868"}
+
+
+def format_prediction(prediction: Prediction) -> str:
+    """Human-readable lines: the emotion, each model's probabilities, modalities, face, notes."""
+    lines = [f"emotion: {prediction.emotion} ({prediction.emotion_name}), p={prediction.confidence:.2f}"]
+    width = max(len(kind) for kind in ("voice", "face", "fusion", prediction.source))
+    lines.append(" " * (width + 2) + " ".join(f"{emotion:>5}" for emotion in EMOTIONS))
+    rows = [("voice", prediction.voice), ("face", prediction.face), ("fusion", prediction.fusion)]
+    if prediction.source == "average":
+        rows.append(("average", prediction.probabilities))
+    for kind, probabilities in rows:
+        if probabilities is not None:
+            marker = "*" if kind == prediction.source else " "
+            lines.append(f"{kind:<{width}}{marker} " + " ".join(f"{probabilities[emotion]:5.2f}" for emotion in EMOTIONS))
+    used = ", ".join(prediction.modalities)
+    lines.append(f"used: {used} -> {prediction.source}" + (f" (present flags {prediction.present})" if prediction.present else ""))
+    if prediction.face_found is None:
+        lines.append("face found: no image")
+    elif prediction.face_found:
+        lines.append(f"face found: yes, box (x, y, w, h) {prediction.face_box}"
+                     + (f" in {prediction.frames_with_face}/{prediction.frames} frames" if prediction.frames > 1 else ""))
+    else:
+        lines.append("face found: no")
+    lines.extend(f"note: {note}" for note in prediction.notes)
+    return "\n".join(lines)
+
+
+def plot_prediction(prediction: Prediction, frame=None, audio=None, sample_rate: int = SAMPLE_RATE):
+    """A figure: the frame with the face box, the waveform, and voice/face/final probabilities as bars."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    figure, (image_ax, wave_ax, bar_ax) = plt.subplots(1, 3, figsize=(12, 3.2), gridspec_kw={"width_ratios": [1, 1.3, 1.5]})
+    if frame is not None:
+        image_ax.imshow(frame)
+        if prediction.face_box is not None:
+            x, y, w, h = prediction.face_box
+            image_ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor="#00ff66", linewidth=2))
+        image_ax.set_title("face found" if prediction.face_found else "no face found", fontsize=9)
+    else:
+        image_ax.text(0.5, 0.5, "no image", ha="center", va="center")
+    image_ax.axis("off")
+    if audio is not None and np.asarray(audio).size:
+        wave = np.asarray(audio, dtype=np.float32)
+        wave = wave.mean(axis=1) if wave.ndim == 2 else wave
+        step = max(1, len(wave) // 4000)
+        times = np.arange(0, len(wave), step) / sample_rate
+        wave_ax.plot(times, wave[::step], color="#4C72B0", linewidth=0.6)
+        peak = max(0.05, float(np.abs(wave).max()) * 1.1)
+        wave_ax.set(xlabel="seconds", ylim=(-peak, peak))
+        rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
+        wave_ax.set_title(f"audio: {len(wave) / sample_rate:.1f} s, RMS {rms:.3f}", fontsize=9)
+    else:
+        wave_ax.text(0.5, 0.5, "no audio", ha="center", va="center", transform=wave_ax.transAxes)
+        wave_ax.set_yticks([])
+    rows = [(kind, getattr(prediction, kind)) for kind in ("voice", "face", "fusion") if getattr(prediction, kind) is not None]
+    if prediction.source == "average":
+        rows.append(("average", prediction.probabilities))
+    positions = np.arange(len(EMOTIONS))
+    width = 0.8 / max(1, len(rows))
+    for index, (kind, probabilities) in enumerate(rows):
+        bar_ax.bar(positions - 0.4 + width * (index + 0.5), [probabilities[e] for e in EMOTIONS], width,
+                   label=kind + (" (final)" if kind == prediction.source else ""), color=MODEL_COLOURS[kind])
+    bar_ax.set(xticks=positions, xticklabels=EMOTIONS, ylim=(0, 1), ylabel="probability")
+    bar_ax.legend(fontsize=7, loc="upper right")
+    bar_ax.set_title(f"{prediction.emotion} ({prediction.emotion_name}) {prediction.confidence:.0%} from {' + '.join(prediction.modalities)}", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def figure_png(figure, dpi: int = 80) -> bytes:
+    """A matplotlib figure as PNG bytes; closes the figure."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    plt.close(figure)
+    return buffer.getvalue()

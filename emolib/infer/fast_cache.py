@@ -1,0 +1,167 @@
+"""The fast path's cache of checked ONNX files: where they live, how they are keyed, which one to use.
+
+Cache: ``<checkpoint>/fast/<kind>-<variant>-<key>.onnx`` where ``key`` hashes the weights file
+(sha256), the preprocessing that fixes the input shape, the recipe version, the opset and the
+onnxruntime version: retraining (new weights) or upgrading builds a new file and deletes the
+old one. Each ONNX file has a build record ``<name>.json`` saying whether it passed its check
+against eager fp32. If the checkpoint folder is read-only the files go to
+``<cache root>/fast/<folder>-<hash of its path>/`` (``emolib.files.cache_root``). Only ONNX and
+JSON files are written and read: nothing is unpickled.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from ..files import atomic_write, cache_root
+
+RECIPE_VERSION = 2
+FAST_DIR = "fast"
+OPSET = 17
+QUANTIZE_MIN_PARAMS = 5_000_000
+QUANTIZE_CHOICES = ("auto", "int8", "fp32")
+# build-time check on probe inputs; int8 gets half the 0.02 tolerance the predictions must keep, as headroom for real inputs
+MIN_COSINE = {"int8": 0.995, "fp32": 0.9999}
+MAX_PROB_DIFF = {"int8": 0.01, "fp32": 1e-3}
+
+
+def user_cache_dir() -> Path:
+    """The fast files' folder in the user cache, for read-only checkpoint folders."""
+    return cache_root() / FAST_DIR
+
+
+def file_digest(path) -> str:
+    """sha256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_digest(model) -> str:
+    """sha256 of the checkpoint's weights file, or of the in-memory weights when there is none (memoized on the model)."""
+    import torch
+
+    known = getattr(model, "weights_sha256", None)
+    if known:
+        return known
+    directory = getattr(model, "checkpoint_dir", None)
+    if directory is not None:
+        from ..models.checkpoint import WEIGHTS_FILE
+
+        weights = Path(directory) / WEIGHTS_FILE
+        if weights.is_file():
+            model.weights_sha256 = file_digest(weights)
+            return model.weights_sha256
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(kind: str, weights: str, shape_settings: dict, variant: str) -> str:
+    import onnxruntime
+
+    payload = {
+        "kind": kind, "weights": weights, "settings": shape_settings, "variant": variant, "recipe": RECIPE_VERSION,
+        "opset": OPSET, "onnxruntime": ".".join(onnxruntime.__version__.split(".")[:2]),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cache_folders(model) -> list[Path]:
+    """Where fast files may live: next to the checkpoint first, then a folder of the user cache for it."""
+    directory = getattr(model, "checkpoint_dir", None)
+    if directory is None:
+        return [user_cache_dir() / "in-memory"]
+    place = hashlib.sha256(str(Path(directory).resolve()).encode()).hexdigest()[:12]
+    return [Path(directory) / FAST_DIR, user_cache_dir() / f"{Path(directory).name}-{place}"]
+
+
+def writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
+        os.close(handle)
+        os.unlink(probe)
+        return True
+    except OSError:
+        return False
+
+
+def find_cached(folders: list[Path], name: str) -> Path | None:
+    """The first folder's ``name`` whose build record exists (the record says whether the file is usable)."""
+    for folder in folders:
+        path = folder / name
+        if path.with_suffix(".json").is_file():
+            return path
+    return None
+
+
+def write_record(path: Path, record: dict) -> None:
+    """Write a build record (JSON) next to its ONNX file, atomically."""
+    atomic_write(path, json.dumps(record, indent=2))
+
+
+def remove_stale(folder: Path, prefix: str, keep: str) -> None:
+    """Delete this checkpoint's older fast files of the same kind and variant (other keys: old weights or versions)."""
+    if folder.name == "in-memory":
+        return
+    for path in folder.glob(f"{prefix}-*.json"):
+        path = path.with_suffix(".onnx")
+        if path.name != keep:
+            for stale in (path, path.with_suffix(".json")):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+
+
+def parameter_count(module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def pick_variant(model, quantize: str) -> str:
+    if quantize not in QUANTIZE_CHOICES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}, got {quantize!r}")
+    if quantize != "auto":
+        return quantize
+    return "int8" if parameter_count(model.encoder) >= QUANTIZE_MIN_PARAMS else "fp32"
+
+
+def passes(check: dict, variant: str) -> bool:
+    return check["min_cosine"] >= MIN_COSINE[variant] and check["max_prob_diff"] <= MAX_PROB_DIFF[variant]
+
+
+def shape_settings(kind: str, settings) -> dict:
+    """The preprocessing that fixes the exported input shape (part of the cache key)."""
+    if kind == "voice":
+        return {"samples": int(round(settings.window_seconds * settings.sample_rate))}
+    return {"image_size": settings.image_size}
+
+
+def find_fast_file(kind: str, model, settings, quantize: str = "auto") -> tuple[Path, dict] | None:
+    """(path, build record) of a cached fast file of ``model`` that passed its check, or None."""
+    variant = pick_variant(model, quantize)
+    weights = weights_digest(model)
+    for attempt in ([variant, "fp32"] if variant != "fp32" else ["fp32"]):
+        name = f"{kind}-{attempt}-{cache_key(kind, weights, shape_settings(kind, settings), attempt)}.onnx"
+        found = find_cached(cache_folders(model), name)
+        if found is None:
+            return None
+        record = json.loads(found.with_suffix(".json").read_text())
+        if record.get("ok"):
+            return found, record
+    return None
+
+
+def say(log, message: str) -> None:
+    if log is False:
+        return
+    (log or (lambda text: print(f"emolib: {text}", file=sys.stderr, flush=True)))(message)

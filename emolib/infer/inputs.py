@@ -1,0 +1,77 @@
+"""What the Predictor accepts: audio arrays, images or frames, and files, checked and converted.
+
+Audio becomes the 16 kHz mono waveform the voice model may use (or the reason it may not);
+images become RGB frames; files are read with the same readers training uses.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..audio import MIN_SECONDS, SAMPLE_RATE, WINDOW_SECONDS, fixed_window, is_silent, to_model_rate
+from ..errors import AudioError, VideoError
+from ..media import input_audio
+from ..video import as_rgb, read_frames, read_image
+
+
+def prepare_audio(audio, sample_rate, settings=None, name: str = "audio array"):
+    """(16 kHz wave or None, notes, seconds, rms): the waveform the voice model may use, or why not.
+
+    ``settings`` (AudioSettings) gives the window whose RMS decides whether the audio is silent.
+    """
+    if audio is None:
+        return None, ["no audio"], None, None
+    samples = np.asarray(audio)
+    if samples.size == 0:
+        return None, [f"{name}: empty recording"], 0.0, None
+    if sample_rate is None:
+        raise AudioError(f"{name}: sample_rate is required with an audio array (e.g. 16000)")
+    wave = to_model_rate(samples, sample_rate, name=name)
+    seconds = len(wave) / SAMPLE_RATE
+    window, valid = fixed_window(wave, settings.window_seconds if settings else WINDOW_SECONDS, SAMPLE_RATE)
+    rms = float(np.sqrt(np.mean(np.square(window[:valid], dtype=np.float64)))) if valid else 0.0
+    if seconds < MIN_SECONDS:
+        return None, [f"{name}: {seconds:.2f} s of audio, shorter than the minimum of {MIN_SECONDS:.2f} s"], seconds, rms
+    if is_silent(window[:valid]):
+        return None, [f"{name}: audio is silent (RMS {rms:.1e}; is the microphone muted?)"], seconds, rms
+    return wave, [], seconds, rms
+
+
+def prepare_frames(image, name: str = "image"):
+    """(list of RGB frames or None): a single image (H, W[, C]), a list of them, or an (F, H, W, C) array."""
+    if image is None:
+        return None
+    if isinstance(image, np.ndarray) and image.ndim == 4:
+        frames = list(image)
+    elif isinstance(image, (list, tuple)):
+        frames = list(image)
+    else:
+        frames = [image]
+    if not frames:
+        return None
+    try:
+        return [as_rgb(frame) for frame in frames]
+    except VideoError as error:
+        raise VideoError(f"{name}: {str(error).split(': ', 1)[-1]}") from None
+
+
+def load_inputs(predictor, audio=None, image=None, video=None):
+    """(display frame, frames, wave, sample_rate, notes) read from files for ``predictor.predict``.
+
+    A video gives ``settings.frames`` frames (``video.read_frames``, as the training crop cache);
+    the sound is ``media.input_audio(audio, video)``, read only when the predictor has a voice model.
+    """
+    if image is not None and video is not None:
+        raise VideoError(f"{image}: give an image or a video, not both")
+    notes, frames = [], None
+    if image is not None and predictor.face is not None:
+        frames = [read_image(image)]
+    elif image is not None:
+        notes.append(f"no face model in {predictor.models_dir}: {image} ignored")
+    if video is not None and predictor.face is not None:
+        frames = read_frames(video, predictor.face_settings.frames)
+    wave = None
+    if audio is not None or (video is not None and predictor.voice is not None):
+        wave, audio_notes = input_audio(audio, video)
+        notes += audio_notes
+    display = frames[len(frames) // 2] if frames else None
+    return display, frames, wave, SAMPLE_RATE, notes

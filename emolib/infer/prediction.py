@@ -1,0 +1,67 @@
+"""What a prediction returns: ``Prediction`` (probabilities, the models that ran, notes) and ``PredictionError``."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..cremad import EMOTION_NAMES, EMOTIONS
+from ..errors import EmolibError
+
+
+class PredictionError(EmolibError, ValueError):
+    """Neither modality is usable (no audio or silence, and no face), so there is nothing to predict from."""
+
+
+@dataclass
+class Prediction:
+    """The result of one prediction.
+
+    ``probabilities`` are the final ones (``source``: "fusion", "average", "voice" or "face");
+    ``voice``, ``face`` and ``fusion`` hold each model's probabilities when it ran (None otherwise);
+    ``modalities`` are the inputs that were used; ``face_box`` (x, y, w, h) is in the pixels of
+    frame ``face_frame`` of the input; ``notes`` explain every fallback.
+    """
+
+    emotion: str
+    probabilities: dict
+    source: str
+    modalities: list
+    voice: dict | None = None
+    face: dict | None = None
+    fusion: dict | None = None
+    present: list | None = None
+    face_found: bool | None = None
+    face_box: tuple | None = None
+    face_frame: int | None = None
+    faces: int = 0
+    frames: int = 0
+    frames_with_face: int = 0
+    audio_seconds: float | None = None
+    audio_rms: float | None = None
+    notes: list = field(default_factory=list)
+
+    @property
+    def emotion_name(self) -> str:
+        return EMOTION_NAMES[self.emotion]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities[self.emotion])
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict (plain floats, ints, lists)."""
+        result = asdict(self)
+        result["emotion_name"] = self.emotion_name
+        result["face_box"] = list(self.face_box) if self.face_box is not None else None
+        return result
+
+    def summary(self) -> str:
+        """One line: emotion, confidence, and what it came from."""
+        used = " + ".join(self.modalities)
+        how = {"fusion": f"fusion model on {used}", "average": "mean of voice and face models"}.get(self.source, f"{self.source} model only")
+        return f"{self.emotion} ({self.emotion_name}) {self.confidence:.0%} - {how}"
+
+
+def probability_dict(probabilities) -> dict:
+    return {emotion: float(value) for emotion, value in zip(EMOTIONS, np.asarray(probabilities, dtype=np.float64))}

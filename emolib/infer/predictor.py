@@ -1,0 +1,252 @@
+"""Predict an emotion from arrays or files with the trained voice, face and fusion models.
+
+``Predictor.from_dir("models")`` loads whichever of ``voice/``, ``face/`` and ``fusion/`` exist,
+and ``predict(audio=..., sample_rate=..., image=...)`` runs exactly the training-time
+preprocessing of each checkpoint:
+
+- voice: ``audio.to_model_rate`` (16 kHz mono float32) -> ``transforms.voice_inputs`` with the
+  checkpoint's AudioSettings (the same 4 s window, centre-cropped, and normalisation);
+- face: each frame -> ``transforms.crop_clip`` (the checkpoint's detector, crop size and
+  margin; frames without a face reuse the nearest frame's box, as the training
+  crop cache does) -> ``transforms.face_pixels``; the frames' embeddings are averaged, as in
+  training. For a video file, the frames are ``video.read_frames(path, settings.frames)``, the
+  frames the face-crop cache used, so ``emolib predict --video`` reproduces ``emolib evaluate``.
+
+Fallbacks (each one is reported in ``Prediction.notes``):
+
+- no face found in any frame: the face model is not used (the centre-crop fallback that
+  training uses for face-less clips is not fed to the face model for live prediction: a wall or
+  a ceiling would get a confident emotion), and the voice model decides;
+- no audio, an empty or too short recording, or silence (``audio.is_silent`` on the window the
+  model would see): the face model decides;
+- both modalities usable and a fusion model loaded: the fusion model decides (presence flags
+  [1, 1]); without a fusion model, the mean of the voice and face probabilities;
+- one modality usable: its own model decides (``single="model"``, the default), or the fusion
+  model with that modality flagged present and the other zeroed and flagged missing
+  (``single="fusion"``; it was trained with modality dropout);
+- neither usable: ``PredictionError`` (an EmolibError) saying why.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ModelError
+from ..faces import clip_has_face, detect_faces
+from ..transforms import AudioSettings, FaceSettings, crop_clip
+from .inputs import load_inputs, prepare_audio, prepare_frames
+from .prediction import Prediction, PredictionError, probability_dict
+
+MODEL_KINDS = ("voice", "face", "fusion")
+SINGLE_CHOICES = ("model", "fusion")
+
+
+class Predictor:
+    """Voice, face and fusion models (any subset) with their training-time preprocessing.
+
+    With ``fast=True`` (the default of ``from_dir``) the voice and face encoders run through the
+    cached ONNX Runtime fast path on CPU (``emolib.infer.fast_runtime``; ``self.fast``), else eager fp32.
+    ``probes`` (``emolib.infer.probes.Probes``) are the inputs a new fast-path export is checked
+    and calibrated on; by default the packaged ones.
+    """
+
+    def __init__(self, voice=None, face=None, fusion=None, device: str = "cpu", single: str = "model", models_dir=None,
+                 fast: bool = False, quantize: str = "auto", threads: int | None = None, probes=None):
+        from ..devices import pick_device
+
+        if single not in SINGLE_CHOICES:
+            raise ValueError(f"single must be one of {SINGLE_CHOICES}, got {single!r}")
+        if voice is None and face is None:
+            raise ModelError(f"{models_dir or 'Predictor'}: no voice or face model to predict with")
+        if fusion is not None and (voice is None or face is None):
+            raise ModelError(f"{models_dir or 'Predictor'}: the fusion model needs both the voice and the face model")
+        if fusion is not None:
+            expected = (fusion.config.voice_dim, fusion.config.face_dim)
+            if expected != (voice.feature_dim, face.feature_dim):
+                raise ModelError(f"{models_dir or 'Predictor'}: fusion expects voice/face features of sizes {expected}, "
+                                 f"the models give {(voice.feature_dim, face.feature_dim)} (models from different runs?)")
+        self.device = pick_device(device)
+        self.voice, self.face, self.fusion = (m.to(self.device).eval() if m is not None else None for m in (voice, face, fusion))
+        self.single = single
+        self.models_dir = models_dir
+        self.audio_settings = AudioSettings.of(voice) if voice is not None else None
+        self.face_settings = FaceSettings.of(face) if face is not None else None
+        self.fast = None
+        if fast and self.device.type == "cpu":
+            self.fast = self._load_fast(quantize, threads, probes)
+
+    def _load_fast(self, quantize: str, threads: int | None, probes):
+        """The ONNX Runtime fast path (emolib.infer.fast_runtime), or None (with a warning) when it cannot be used."""
+        import warnings
+
+        from .fast_runtime import FastPath, load_encoder_weights
+
+        try:
+            fast = FastPath(self.voice, self.face, self.audio_settings, self.face_settings, quantize=quantize, threads=threads,
+                            release=True, probes=probes)
+        except Exception as error:  # noqa: BLE001 - the fast path is an optimisation: never fail a prediction over it
+            for model in (self.voice, self.face):
+                if model is not None:
+                    load_encoder_weights(model)
+            warnings.warn(f"fast CPU path unavailable ({type(error).__name__}: {error}); using eager PyTorch", stacklevel=3)
+            return None
+        return fast if (fast.voice or fast.face) else None
+
+    @classmethod
+    def from_dir(cls, models_dir, device: str = "cpu", single: str = "model", fast: bool = True, quantize: str = "auto",
+                 threads: int | None = None, probes=None) -> "Predictor":
+        """Load the models ``models.checkpoint.find_models(models_dir)`` finds (voice, face, fusion; any subset).
+
+        ``fast`` (default) runs the voice and face encoders through the cached ONNX Runtime fast
+        path on CPU (``emolib.infer.fast_runtime``: int8 transformer / int8 ResNet for full-size
+        encoders, fp32 for small ones; built on first use next to each checkpoint); ``fast=False``
+        is plain eager PyTorch fp32. ``quantize`` ("auto", "int8", "fp32") and ``threads`` tune it.
+        """
+        from ..devices import pick_device
+        from ..models.checkpoint import find_models, load_model
+
+        lean = fast and pick_device(device).type == "cpu"
+        if lean:  # reads only what the cached fast files do not replace
+            from .fast_runtime import load_checkpoint as load_model  # noqa: F811
+
+            models = {kind: load_model(folder, quantize) for kind, folder in find_models(models_dir).items()}
+        else:
+            models = {kind: load_model(folder) for kind, folder in find_models(models_dir).items()}
+        return cls(models.get("voice"), models.get("face"), models.get("fusion"), device=device, single=single,
+                   models_dir=str(models_dir), fast=fast, quantize=quantize, threads=threads, probes=probes)
+
+    @property
+    def kinds(self) -> list[str]:
+        """The loaded models, e.g. ["voice", "face", "fusion"]."""
+        return [kind for kind in MODEL_KINDS if getattr(self, kind) is not None]
+
+    def __repr__(self) -> str:
+        speed = f", {self.fast!r}" if self.fast is not None else ", eager"
+        return f"Predictor({', '.join(self.kinds)}; from {self.models_dir or 'memory'}, device {self.device}{speed})"
+
+    # ---------------------------------------------------------------- models
+
+    def voice_features(self, wave: np.ndarray):
+        """Pooled voice embedding (1, D) of a 16 kHz wave, through transforms.voice_inputs."""
+        import torch
+
+        from ..transforms import voice_inputs
+
+        inputs = voice_inputs(wave, self.audio_settings)
+        if self.fast is not None and self.fast.voice is not None:
+            return torch.from_numpy(self.fast.voice.voice_features(inputs["input_values"].numpy()[None], inputs["attention_mask"].numpy()[None]))
+        with torch.inference_mode():
+            return self.voice.features(inputs["input_values"][None].to(self.device), inputs["attention_mask"][None].to(self.device)).float()
+
+    def face_features(self, crops: np.ndarray):
+        """Pooled face embedding (1, D) of a clip's crops (mean over frames), through transforms.face_pixels."""
+        import torch
+
+        from ..transforms import face_pixels
+
+        pixels = face_pixels(crops, self.face_settings)
+        if self.fast is not None and self.fast.face is not None:
+            return torch.from_numpy(self.fast.face.face_embeddings(pixels.numpy()).mean(axis=0, keepdims=True))
+        pixels = pixels[None].to(self.device)
+        with torch.inference_mode():
+            return self.face.features(pixels).float()
+
+    def _classify(self, model, features) -> dict:
+        import torch
+
+        with torch.inference_mode():
+            return probability_dict(torch.softmax(model.classify(features), dim=1)[0].cpu().numpy())
+
+    def _fuse(self, voice_features, face_features, present: list[int]) -> dict:
+        import torch
+
+        voice = voice_features if voice_features is not None else torch.zeros(1, self.fusion.config.voice_dim, device=self.device)
+        face = face_features if face_features is not None else torch.zeros(1, self.fusion.config.face_dim, device=self.device)
+        flags = torch.tensor([present], dtype=torch.float32, device=self.device)
+        with torch.inference_mode():
+            return probability_dict(torch.softmax(self.fusion(voice, face, flags), dim=1)[0].cpu().numpy())
+
+    # ---------------------------------------------------------------- predict
+
+    def predict(self, audio=None, sample_rate=None, image=None, audio_name: str = "audio array", image_name: str = "image") -> Prediction:
+        """Predict from an audio array (any rate, mono or (frames, channels)) and/or an RGB image or frames.
+
+        ``image`` is an RGB (H, W, 3) array, a list of frames, or an (F, H, W, 3) array; the
+        frames' embeddings are averaged like a training clip's. Raises PredictionError when
+        neither modality is usable.
+        """
+        notes: list[str] = []
+        wave, audio_notes, seconds, rms = prepare_audio(audio, sample_rate, self.audio_settings, audio_name)
+        frames = prepare_frames(image, image_name)
+        if wave is not None and self.voice is None:
+            notes.append(f"no voice model in {self.models_dir}: audio ignored")
+            wave = None
+        result = {"audio_seconds": seconds, "audio_rms": rms, "frames": len(frames) if frames else 0}
+        voice_features = face_features = None
+        if wave is not None:
+            voice_features = self.voice_features(wave)
+            result["voice"] = self._classify(self.voice, voice_features)
+        if frames is not None and self.face is None:
+            notes.append(f"no face model in {self.models_dir}: image ignored")
+        elif frames is not None:
+            detections = [detect_faces(frame, self.face_settings.detector) for frame in frames]
+            crops, found, boxes = crop_clip(frames, self.face_settings, detections)
+            result["face_found"] = clip_has_face(found)
+            result["frames_with_face"] = int(found.sum())
+            if result["face_found"]:
+                index = int(np.flatnonzero(found)[0])
+                result.update(face_box=tuple(int(v) for v in boxes[index]), face_frame=index, faces=len(detections[index]))
+                face_features = self.face_features(crops)
+                result["face"] = self._classify(self.face, face_features)
+        have_voice, have_face = voice_features is not None, face_features is not None
+        if not have_voice and not have_face:
+            raise PredictionError(self._nothing_message(audio_notes, frames, result, image_name))
+        if not have_face and self.face is not None:
+            why = "no image" if frames is None else f"no face found in {image_name}" + (f" ({len(frames)} frames)" if len(frames) > 1 else "")
+            notes.append(f"{why}: voice only")
+        if not have_voice and self.voice is not None:
+            notes.append(f"{'; '.join(audio_notes)}: face only")
+        if have_voice and have_face:
+            if self.fusion is not None:
+                result["present"] = [1, 1]
+                result["fusion"] = self._fuse(voice_features, face_features, [1, 1])
+                final, source = result["fusion"], "fusion"
+            else:
+                final = probability_dict((np.array(list(result["voice"].values())) + np.array(list(result["face"].values()))) / 2)
+                source = "average"
+                notes.append("no fusion model: mean of the voice and face probabilities")
+        elif self.single == "fusion" and self.fusion is not None:
+            result["present"] = [int(have_voice), int(have_face)]
+            result["fusion"] = self._fuse(voice_features, face_features, result["present"])
+            final, source = result["fusion"], "fusion"
+            notes.append(f"fusion model with the {'face' if have_voice else 'voice'} flagged missing (present {result['present']})")
+        else:
+            source = "voice" if have_voice else "face"
+            final = result[source]
+        modalities = [kind for kind, used in (("voice", have_voice), ("face", have_face)) if used]
+        emotion = max(final, key=final.get)
+        return Prediction(emotion=emotion, probabilities=final, source=source, modalities=modalities, notes=notes, **result)
+
+    def _nothing_message(self, audio_notes, frames, result, image_name) -> str:
+        reasons = [note for note in audio_notes if note != "no audio"] or (["no audio"] if self.voice is not None else [])
+        if frames is None:
+            reasons.append("no image")
+        elif self.face is not None and not result.get("face_found"):
+            reasons.append(f"no face found in {image_name}")
+        if self.voice is None:
+            reasons.append("no voice model")
+        if self.face is None:
+            reasons.append("no face model")
+        return "nothing to predict from: " + "; ".join(reasons)
+
+    def predict_files(self, audio=None, image=None, video=None) -> Prediction:
+        """Predict from files: a sound ``audio`` file, an ``image``, and/or a ``video``.
+
+        A video gives the face frames (``read_frames(video, settings.frames)``, as in training)
+        and, unless ``audio`` is given, its audio track (``media.input_audio``).
+        """
+        _, frames, wave, sample_rate, notes = load_inputs(self, audio, image, video)
+        audio_name = str(audio or video or "audio")
+        image_name = str(image or video or "image")
+        prediction = self.predict(wave, sample_rate, frames, audio_name=audio_name, image_name=image_name)
+        prediction.notes = notes + prediction.notes
+        return prediction

@@ -1,0 +1,131 @@
+"""Emotions over time in a long video: sliding windows (4 s, hop 1 s) through the Predictor.
+
+Each window gets the audio samples inside it and ``settings.frames`` video frames sampled inside
+it (frame i at (i + 0.5) / frames of the window, the spacing ``video.read_frames`` uses for a
+whole clip), so a 4 s window is predicted like a 4 s clip. ``timeline.csv`` has one row per
+window; ``timeline.png`` plots the final probabilities as a stacked area and each model's
+top emotion as markers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE, WINDOW_SECONDS
+from ..cremad import EMOTION_NAMES, EMOTIONS
+from ..errors import VideoError
+from ..files import atomic_write
+from ..media import input_audio
+from ..video import read_frames_at, video_info
+from .prediction import PredictionError
+from .predictor import Predictor
+
+EMOTION_COLOURS = {"ANG": "#d62728", "DIS": "#8c564b", "FEA": "#9467bd", "HAP": "#ffbf00", "NEU": "#7f7f7f", "SAD": "#1f77b4"}
+
+
+def window_starts(duration: float, window: float = WINDOW_SECONDS, hop: float = 1.0) -> list[float]:
+    """Start times of the windows: every ``hop`` seconds while the window fits; one window for short media."""
+    if window <= 0 or hop <= 0:
+        raise ValueError(f"window and hop must be positive, got {window} and {hop}")
+    if duration <= window:
+        return [0.0]
+    count = int(np.floor((duration - window) / hop + 1e-6)) + 1
+    return [round(index * hop, 6) for index in range(count)]
+
+
+def window_frame_indices(start: float, end: float, fps: float, total: int, count: int) -> list[int]:
+    """``count`` frame indices evenly spread over [start, end), frame i at (i + 0.5) / count of it."""
+    first = start * fps
+    span = max(end - start, 1.0 / fps) * fps
+    return [min(total - 1, max(0, int(first + (i + 0.5) * span / count))) for i in range(count)]
+
+
+def predict_timeline(predictor: Predictor, video, audio=None, window: float | None = None, hop: float = 1.0, progress: bool = True):
+    """A DataFrame with one row per window: start, end, label, source, and each model's probabilities.
+
+    ``audio`` (a file) overrides the video's audio track. Windows where neither modality is
+    usable get an empty label and the reason in ``notes``.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    video = Path(video)
+    if not video.is_file():
+        raise VideoError(f"{video}: no such file")
+    window = window or (predictor.audio_settings.window_seconds if predictor.audio_settings else WINDOW_SECONDS)
+    total, fps = video_info(video)
+    wave, notes = input_audio(audio, video)
+    duration = max(total / fps, len(wave) / SAMPLE_RATE if wave is not None else 0.0)
+    starts = window_starts(duration, window, hop)
+    frame_count = predictor.face_settings.frames if predictor.face_settings else 0
+    plans = [window_frame_indices(start, min(start + window, total / fps), fps, total, frame_count) if frame_count else [] for start in starts]
+    frames = read_frames_at(video, [index for plan in plans for index in plan]) if frame_count else {}
+    rows = []
+    for start, plan in tqdm(list(zip(starts, plans)), desc="timeline", unit="window", disable=not progress):
+        end = min(start + window, duration)
+        clip = wave[int(round(start * SAMPLE_RATE)) : int(round(end * SAMPLE_RATE))] if wave is not None else None
+        images = [frames[index] for index in plan if index in frames] or None
+        row = {"start": start, "end": round(end, 6)}
+        try:
+            prediction = predictor.predict(clip if clip is not None and clip.size else None, SAMPLE_RATE, images,
+                                           audio_name=f"audio {start:g}-{end:g} s", image_name=f"frames {start:g}-{end:g} s")
+        except PredictionError as error:
+            rows.append({**row, "label": "", "source": "", "modalities": "", "face_found": False, "notes": str(error)})
+            continue
+        row.update(label=prediction.emotion, source=prediction.source, modalities="+".join(prediction.modalities),
+                   face_found=bool(prediction.face_found))
+        for kind in ("voice", "face", "fusion"):
+            probabilities = getattr(prediction, kind)
+            row[f"{kind}_pred"] = max(probabilities, key=probabilities.get) if probabilities else ""
+        for kind in ("voice", "face", "fusion"):
+            probabilities = getattr(prediction, kind) or {}
+            row.update({f"{kind}_{emotion}": probabilities.get(emotion, np.nan) for emotion in EMOTIONS})
+        row.update({f"prob_{emotion}": prediction.probabilities[emotion] for emotion in EMOTIONS})
+        row["notes"] = "; ".join(notes + prediction.notes)
+        rows.append(row)
+    columns = ["start", "end", "label", "source", "modalities", "face_found", "voice_pred", "face_pred", "fusion_pred"]
+    columns += [f"{kind}_{emotion}" for kind in ("prob", "voice", "face", "fusion") for emotion in EMOTIONS] + ["notes"]
+    return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def plot_timeline(table, title: str = ""):
+    """Stacked area of the final probabilities per window centre, and the voice/face/final top emotion."""
+    import matplotlib.pyplot as plt
+
+    centres = ((table["start"] + table["end"]) / 2).to_numpy(dtype=float)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    probabilities = np.nan_to_num(table[[f"prob_{e}" for e in EMOTIONS]].to_numpy(dtype=float)).T
+    if len(centres) == 1:
+        centres_plot, probabilities = np.array([table["start"].iloc[0], table["end"].iloc[0]]), np.repeat(probabilities, 2, axis=1)
+    else:
+        centres_plot = centres
+    top.stackplot(centres_plot, probabilities, labels=[f"{e} ({EMOTION_NAMES[e]})" for e in EMOTIONS],
+                  colors=[EMOTION_COLOURS[e] for e in EMOTIONS], alpha=0.85)
+    top.set(ylim=(0, 1), ylabel="probability", title=title or "emotions over time (final probabilities per window)")
+    top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    for offset, (column, marker, label) in zip((-0.2, 0.0, 0.2), (("voice_pred", "o", "voice"), ("face_pred", "s", "face"), ("label", "*", "final"))):
+        values = table[column].fillna("").astype(str)
+        keep = values.isin(EMOTIONS).to_numpy()
+        if keep.any():
+            bottom.scatter(centres[keep], [EMOTIONS.index(v) + offset for v in values[keep]], marker=marker, s=40 if marker != "*" else 90,
+                           c=[EMOTION_COLOURS[v] for v in values[keep]], edgecolors="black", linewidths=0.5, label=label)
+    bottom.set(yticks=range(len(EMOTIONS)), yticklabels=EMOTIONS, ylim=(-0.6, len(EMOTIONS) - 0.4), xlabel="time (s, window centre)", ylabel="top emotion")
+    bottom.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    bottom.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def write_timeline(predictor: Predictor, video, out_dir, audio=None, window: float | None = None, hop: float = 1.0, progress: bool = True):
+    """Write ``out_dir/timeline.csv`` and ``out_dir/timeline.png``; returns the table."""
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = predict_timeline(predictor, video, audio, window, hop, progress)
+    atomic_write(out_dir / "timeline.csv", table.to_csv(index=False, float_format="%.5f"))
+    figure = plot_timeline(table, f"{Path(video).name}: emotions over time")
+    figure.savefig(out_dir / "timeline.png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return table

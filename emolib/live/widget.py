@@ -1,0 +1,212 @@
+"""The live demo widget: a Record button that captures a frame and a few seconds of audio, then
+shows the frame with the face box, the waveform, voice/face/fused probabilities and the emotion.
+
+``LiveDemo(predictor, backend="browser")`` records in the user's browser (getUserMedia; works
+on remote Jupyter, Kaggle, Colab): the JavaScript sends mono Float32 PCM with its sample rate
+and a JPEG frame to the kernel through binary traitlets, and the kernel predicts with exactly
+the training-time preprocessing (``Predictor.predict``). With a capture object instead
+(``emolib.live.capture.LocalCapture`` or ``FileCapture``) the button asks the kernel to capture.
+
+Failures (permission denied, no camera or microphone, silence with no face, ...) are shown in
+the widget and kept in its ``status`` and ``error`` traits; nothing is swallowed.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import anywidget
+import numpy as np
+import traitlets
+from ipywidgets.widgets.trait_types import bytes_serialization
+
+from ..audio import WINDOW_SECONDS
+from ..errors import CaptureError, EmolibError
+
+WIDGET_JS = Path(__file__).with_name("capture_widget.js")
+
+CSS = """
+.emolib-capture { font-family: var(--jp-ui-font-family, sans-serif); font-size: 13px; padding: 6px 0; max-width: 980px; }
+.emolib-capture .emolib-header { display: flex; align-items: center; gap: 12px; }
+.emolib-capture .emolib-record { background: #c62828; color: white; border: none; border-radius: 4px; padding: 6px 16px;
+  font-size: 14px; cursor: pointer; }
+.emolib-capture .emolib-record:disabled { background: #9e9e9e; cursor: default; }
+.emolib-capture .emolib-progress { height: 6px; background: #e0e0e0; border-radius: 3px; margin: 8px 0; max-width: 420px; }
+.emolib-capture .emolib-progress-fill { height: 100%; width: 0; background: #c62828; border-radius: 3px; transition: width 0.1s; }
+.emolib-capture .emolib-preview { width: 240px; border-radius: 4px; margin: 4px 0; }
+.emolib-capture .emolib-error { color: #b00020; font-weight: bold; margin: 6px 0; white-space: pre-wrap; }
+.emolib-capture .emolib-stats { color: #555; margin: 4px 0; }
+.emolib-capture .emolib-result-text { font-size: 16px; font-weight: bold; margin: 6px 0; }
+.emolib-capture .emolib-result-image { max-width: 100%; }
+"""
+
+
+class LiveDemo(anywidget.AnyWidget):
+    """Record button + result display; see the module docstring. ``last_prediction``,
+    ``last_capture`` (frame, audio, sample_rate) hold the latest result for later cells.
+    """
+
+    _esm = WIDGET_JS
+    _css = CSS
+
+    backend = traitlets.Unicode("browser").tag(sync=True)
+    seconds = traitlets.Float(WINDOW_SECONDS).tag(sync=True)
+    status = traitlets.Unicode("idle").tag(sync=True)
+    message = traitlets.Unicode("").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    # browser -> kernel
+    audio = traitlets.Bytes(b"").tag(sync=True, **bytes_serialization)
+    sample_rate = traitlets.Int(0).tag(sync=True)
+    frame = traitlets.Bytes(b"").tag(sync=True, **bytes_serialization)
+    page_stats = traitlets.Dict().tag(sync=True)
+    captures = traitlets.Int(0).tag(sync=True)
+    # kernel -> browser
+    received = traitlets.Dict().tag(sync=True)
+    result = traitlets.Dict().tag(sync=True)
+    result_text = traitlets.Unicode("").tag(sync=True)
+    result_png = traitlets.Bytes(b"").tag(sync=True, **bytes_serialization)
+
+    def __init__(self, predictor=None, backend="browser", seconds: float = WINDOW_SECONDS, save_dir=None, **kwargs):
+        self.capturer = None if backend == "browser" else backend
+        name = "browser" if backend == "browser" else getattr(backend, "name", type(backend).__name__)
+        super().__init__(backend=name, seconds=float(seconds), **kwargs)
+        self.predictor = predictor
+        self.save_dir = Path(save_dir) if save_dir else None
+        self.last_prediction = None
+        self.last_capture = None
+        self.message = f"press Record to capture {seconds:g} s " + ("in this browser" if name == "browser" else f"with {backend!r}")
+        self.observe(self._on_browser_capture, names="captures")
+        self.on_msg(self._on_message)
+
+    # ---------------------------------------------------------------- events
+
+    def _on_browser_capture(self, change) -> None:
+        """The browser sent a capture (audio, sample_rate, frame were set in the same update)."""
+        try:
+            audio = np.frombuffer(bytes(self.audio), dtype="<f4").copy() if self.audio else None
+            frame = decode_image(bytes(self.frame)) if self.frame else None
+        except EmolibError as error:
+            self._fail(str(error))
+            return
+        self.process(frame, audio, self.sample_rate or None)
+
+    def _on_message(self, widget, content, buffers) -> None:
+        if not isinstance(content, dict) or content.get("type") != "record":
+            return
+        self.record()
+
+    def record(self):
+        """Capture with the kernel-side back-end (LocalCapture, FileCapture) and predict."""
+        if self.capturer is None:
+            self._fail("this widget records in the browser: press its Record button")
+            return None
+        self.set_state_quietly(status="recording", error="", message=f"recording {self.seconds:g} s with {self.capturer!r}...")
+        try:
+            frame, audio, rate = self.capturer.capture(self.seconds, progress=self._progress)
+        except EmolibError as error:
+            self._fail(str(error))
+            return None
+        except Exception as error:  # a driver or decoder failure: show it, do not swallow it
+            self._fail(f"capture failed: {type(error).__name__}: {error}", log=True)
+            return None
+        return self.process(frame, audio, rate)
+
+    def _progress(self, elapsed: float, seconds: float) -> None:
+        self.send({"type": "progress", "elapsed": float(elapsed), "seconds": float(seconds)})
+
+    # ---------------------------------------------------------------- predict
+
+    def process(self, frame, audio, sample_rate):
+        """Report what arrived, save it (``save_dir``), predict, and show the result. Returns the Prediction or None."""
+        from ..infer.display import figure_png, plot_prediction
+
+        self.received = capture_stats(frame, audio, sample_rate)
+        self.last_capture = (frame, audio, sample_rate)
+        self.set_state_quietly(status="processing", message="predicting...", error="")
+        prediction, problem = None, ""
+        try:
+            if self.predictor is None:
+                raise CaptureError("no predictor: create the widget with LiveDemo(Predictor.from_dir(models))")
+            prediction = self.predictor.predict(audio, sample_rate, frame, audio_name="recorded audio", image_name="the frame")
+        except EmolibError as error:
+            problem = str(error)
+        except Exception as error:
+            problem = f"prediction failed: {type(error).__name__}: {error}"
+            traceback.print_exc(file=sys.stderr)
+        if self.save_dir is not None:
+            self._save(frame, audio, sample_rate, prediction, problem)
+        if prediction is None:
+            self._fail(problem)
+            return None
+        self.last_prediction = prediction
+        wave = None
+        if audio is not None and len(audio) and sample_rate:
+            from ..audio import to_model_rate
+
+            wave = to_model_rate(audio, sample_rate, name="recorded audio")
+        png = figure_png(plot_prediction(prediction, frame, wave))
+        notes = f" ({'; '.join(prediction.notes)})" if prediction.notes else ""
+        self.set_state_quietly(result=prediction.to_dict(), result_png=png, result_text=prediction.summary() + notes,
+                               status="done", message=f"done: {prediction.emotion} ({prediction.emotion_name})", error="")
+        return prediction
+
+    def _fail(self, problem: str, log: bool = False) -> None:
+        if log:
+            traceback.print_exc(file=sys.stderr)
+        self.set_state_quietly(status="error", error=problem, message="failed", result={}, result_text="", result_png=b"")
+
+    def set_state_quietly(self, **values) -> None:
+        """Set several traits and sync them in one message."""
+        with self.hold_sync():
+            for name, value in values.items():
+                setattr(self, name, value)
+
+    def _save(self, frame, audio, sample_rate, prediction, problem) -> None:
+        """Write capture.json (what was received + the prediction), frame.png and audio.wav into save_dir."""
+        import cv2
+        import soundfile
+
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        report = {"received": self.received, "page_stats": dict(self.page_stats), "backend": self.backend,
+                  "prediction": prediction.to_dict() if prediction else None, "error": problem}
+        if frame is not None:
+            cv2.imwrite(str(self.save_dir / "frame.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        if audio is not None and len(audio) and sample_rate:
+            soundfile.write(str(self.save_dir / "audio.wav"), np.asarray(audio, dtype=np.float32), int(sample_rate))
+        (self.save_dir / "capture.json").write_text(json.dumps(report, indent=2, default=str))
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """JPEG/PNG bytes -> RGB uint8 array (VideoError when undecodable)."""
+    import cv2
+
+    from ..errors import VideoError
+    from ..video import as_rgb
+
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise VideoError(f"frame from the browser: {len(data)} bytes, not a decodable JPEG/PNG")
+    return as_rgb(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+
+
+def capture_stats(frame, audio, sample_rate) -> dict:
+    """What the kernel received: audio length, rate and RMS; frame shape and pixel standard deviation."""
+    stats = {"audio_seconds": None, "sample_rate": int(sample_rate or 0), "audio_rms": None, "frame_shape": None, "frame_std": None}
+    if audio is not None and len(audio):
+        wave = np.asarray(audio, dtype=np.float64)
+        stats["audio_rms"] = float(np.sqrt(np.mean(wave**2)))
+        stats["audio_seconds"] = float(len(wave) / sample_rate) if sample_rate else None
+    if frame is not None:
+        stats["frame_shape"] = [int(v) for v in np.asarray(frame).shape]
+        stats["frame_std"] = float(np.asarray(frame, dtype=np.float64).std())
+    return stats
+
+
+def live_demo(predictor, capture: str = "auto", seconds: float = WINDOW_SECONDS, camera: int = 0, mic=None,
+              video=None, audio=None, image=None, save_dir=None) -> LiveDemo:
+    """A LiveDemo with the back-end named ``capture`` ("auto", "browser", "local", "file"; see capture.make_capture)."""
+    from .capture import make_capture
+
+    return LiveDemo(predictor, make_capture(capture, camera, mic, video, audio, image), seconds, save_dir)

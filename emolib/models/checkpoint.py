@@ -1,0 +1,122 @@
+"""Checkpoints: ``model.safetensors`` + ``config.json`` (model config, label order, preprocessing).
+
+``load_model(path)`` rebuilds a voice, face or fusion model from those two files alone: no
+hub access, no pickles. ``find_models(dir)`` is the one place that decides which checkpoints a
+models folder holds. Files are written atomically (``emolib.files``).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from ..cremad import EMOTIONS
+from ..errors import ModelError
+from ..files import atomic_save_tensors, atomic_write
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT_VERSION = 1
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
+MODEL_KINDS = ("voice", "face", "fusion")
+ENCODER_LINKS = {"voice": "voice_checkpoint", "face": "face_checkpoint"}
+
+
+def save_checkpoint(model, kind: str, directory, preprocessing: dict, extra: dict | None = None) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` for a model into ``directory``."""
+    directory = Path(directory)
+    atomic_save_tensors(model.state_dict(), directory / WEIGHTS_FILE)
+    config = {
+        "format": FORMAT_VERSION,
+        "kind": kind,
+        "labels": list(EMOTIONS),
+        "model": asdict(model.config),
+        "preprocessing": preprocessing,
+        **(extra or {}),
+    }
+    atomic_write(directory / CONFIG_FILE, json.dumps(config, indent=2))
+    return directory
+
+
+def is_checkpoint(directory) -> bool:
+    """True when ``directory`` holds a checkpoint's config.json."""
+    return (Path(directory) / CONFIG_FILE).is_file()
+
+
+def read_checkpoint_config(path) -> tuple[Path, dict]:
+    """The checkpoint folder and its parsed config.json; refuses pickles with a clear message."""
+    path = Path(path)
+    if path.suffix in PICKLE_SUFFIXES:
+        raise ModelError(f"{path}: refusing to load a pickle-based checkpoint; emolib loads only a folder with {WEIGHTS_FILE} and {CONFIG_FILE}")
+    directory = path.parent if path.is_file() else path
+    config_path = directory / CONFIG_FILE
+    if not config_path.exists():
+        raise ModelError(f"{directory}: no {CONFIG_FILE} here; expected an emolib checkpoint folder ({WEIGHTS_FILE} + {CONFIG_FILE})")
+    try:
+        config = json.loads(config_path.read_text())
+        config["kind"], config["model"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelError(f"{config_path}: not an emolib checkpoint config ({error})") from None
+    if config.get("labels", list(EMOTIONS)) != list(EMOTIONS):
+        raise ModelError(f"{config_path}: label order {config['labels']} differs from emolib's {list(EMOTIONS)}")
+    return directory, config
+
+
+def find_models(models_dir, kinds=MODEL_KINDS) -> dict[str, Path]:
+    """The checkpoint folder of each of ``kinds`` that ``models_dir`` provides, as {kind: folder}.
+
+    ``models_dir`` is a models folder (``voice/``, ``face/``, ``fusion/``; any subset) or one
+    checkpoint folder. A fusion model also brings the voice and face checkpoints it was trained
+    with: ``models_dir/voice`` and ``models_dir/face``, else the folders its config records
+    (``voice_checkpoint``, ``face_checkpoint``, relative to it). Raises ModelError when the folder
+    is missing, holds none of ``kinds``, or a fusion model's encoders cannot be found.
+    """
+    root = Path(models_dir)
+    if not root.is_dir():
+        raise ModelError(f"{root}: no such models folder (train models first, e.g. `emolib demo`, or pass --models)")
+    found = {}
+    if is_checkpoint(root):
+        _, config = read_checkpoint_config(root)
+        found[config["kind"]] = root
+        root = root.parent if config["kind"] == "fusion" else root
+    for kind in MODEL_KINDS:
+        if kind not in found and is_checkpoint(root / kind):
+            found[kind] = root / kind
+    needed = set(kinds) & set(found)
+    if "fusion" in needed:
+        needed |= set(ENCODER_LINKS)
+        _, fusion = read_checkpoint_config(found["fusion"])
+        for kind, key in ENCODER_LINKS.items():
+            linked = found["fusion"] / fusion[key] if fusion.get(key) else None
+            if kind not in found and linked is not None and is_checkpoint(linked):
+                found[kind] = linked.resolve()
+        missing = [kind for kind in ENCODER_LINKS if kind not in found]
+        if missing:
+            raise ModelError(f"{root}: the fusion model needs the {' and '.join(missing)} checkpoint it was trained with "
+                             f"({'/, '.join(missing)}/ missing)")
+    if not needed:
+        raise ModelError(f"{root}: no trained models (expected {', '.join(f'{kind}/' for kind in kinds)} checkpoint folders with {CONFIG_FILE})")
+    return {kind: found[kind] for kind in MODEL_KINDS if kind in needed}
+
+
+def load_model(path, device: str = "cpu"):
+    """Rebuild a model from a checkpoint folder; ``model.checkpoint`` holds its config.json, ``model.checkpoint_dir`` the folder."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .nets import build_model
+
+    directory, config = read_checkpoint_config(path)
+    weights = directory / WEIGHTS_FILE
+    if not weights.exists():
+        raise ModelError(f"{directory}: {WEIGHTS_FILE} is missing")
+    model = build_model(config["kind"], config["model"], pretrained=False)
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as error:
+        raise ModelError(f"{weights}: unreadable safetensors file ({error})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelError(f"{weights}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.checkpoint, model.checkpoint_dir = config, directory
+    return model.to(device).eval()

@@ -1,0 +1,88 @@
+"""Notebook conveniences: one parameter block for local (synthetic, tiny) and Kaggle (GPU) runs,
+and creating the demo data.
+
+The notebooks' ``parameters`` cell holds the local defaults; ``kaggle = True`` swaps in the Kaggle
+block below (``resolve_parameters``), so a Kaggle run is one switch away.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+# The Kaggle block: real CREMA-D auto-detected under /kaggle/input, pretrained backbones, CUDA.
+KAGGLE_DATA = None  # None: emolib.data.manifest.index_dataset finds CREMA-D under /kaggle/input
+KAGGLE_OUT = "/kaggle/working/emolib"
+KAGGLE_DEVICE = "cuda"
+KAGGLE_BACKBONES = {"voice": "facebook/wav2vec2-base", "face": "resnet50"}
+KAGGLE_FACE_WEIGHTS = "IMAGENET1K_V2"
+KAGGLE_FREEZE = {"voice": "cnn", "face": "none"}
+KINDS = ("voice", "face", "fusion")
+
+
+def kaggle_block(kind: str | None = None) -> dict:
+    """The Kaggle values of the parameters for a notebook about ``kind`` (voice, face, fusion or None)."""
+    return {
+        "data": KAGGLE_DATA,
+        "out": KAGGLE_OUT,
+        "device": KAGGLE_DEVICE,
+        "backbone": KAGGLE_BACKBONES.get(kind),
+        "face_weights": KAGGLE_FACE_WEIGHTS if kind == "face" else None,
+        "freeze": KAGGLE_FREEZE.get(kind),
+    }
+
+
+def resolve_parameters(kaggle: bool = False, kind: str | None = None, data=None, out="work", backbone: str | None = "tiny",
+                       epochs: int | None = None, batch_size: int | None = None, device: str = "auto",
+                       freeze: str | None = None, face_weights: str | None = None, **extra) -> SimpleNamespace:
+    """The notebook's parameters, completed: paths, defaults and the TrainConfig of ``kind``.
+
+    With ``kaggle=True`` the Kaggle block (``kaggle_block(kind)``) replaces data, out, device,
+    backbone and face weights; freeze, epochs and batch_size keep the notebook's values (None:
+    the Kaggle freeze / the defaults). Paths come back absolute. None means the default: epochs
+    are ``recipes.DEMO_EPOCHS[kind]`` for the ``tiny`` backbone (the count of ``make demo``, so
+    its finished models are reused) and ``recipes.DEFAULTS`` otherwise; batch size from ``recipes.DEFAULTS``; freeze ``none`` for tiny (as the demo) and
+    ``recipes.DEFAULT_FREEZE`` otherwise. Returns a namespace with kaggle, kind, data, out,
+    manifest, models, reports, cache, backbone, face_weights, freeze, epochs, batch_size, device,
+    train (None without a kind), synthetic, plus any ``extra`` values unchanged.
+    """
+    from ..models.backbones import TINY
+    from .recipes import DEFAULT_FREEZE, DEFAULTS, DEMO_EPOCHS, is_synthetic, train_config
+
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: expected one of {', '.join(KINDS)} or None")
+    if kaggle:
+        block = kaggle_block(kind)
+        data, out, device, backbone = block["data"], block["out"], block["device"], block["backbone"]
+        face_weights, freeze = block["face_weights"], freeze or block["freeze"]
+    tiny = backbone == TINY
+    if kind is not None:
+        epochs = epochs or (DEMO_EPOCHS[kind] if tiny else DEFAULTS[kind].epochs)
+        batch_size = batch_size or DEFAULTS[kind].batch_size
+    if kind in DEFAULT_FREEZE:
+        freeze = freeze or ("none" if tiny else DEFAULT_FREEZE[kind])
+    out = Path(out).expanduser().resolve()
+    return SimpleNamespace(
+        kaggle=bool(kaggle), kind=kind, data=Path(data).expanduser().resolve() if data is not None else None, out=out,
+        manifest=out / "manifest.csv", models=out / "models", reports=out / "reports", cache=out / "cache",
+        backbone=backbone, face_weights=None if tiny else face_weights, freeze=freeze,
+        epochs=epochs, batch_size=batch_size, device=device,
+        train=train_config(kind, backbone, epochs=epochs, batch_size=batch_size, device=device) if kind else None,
+        synthetic=is_synthetic(data) if data is not None else False, **extra,
+    )
+
+
+def ensure_data(data, actors: int | None = None, progress: bool = True) -> Path | None:
+    """Write the synthetic demo data set at ``data`` when it is missing and ``data`` is the demo's
+    folder (named ``recipes.DEMO_DATA``, i.e. cremad-synth); return ``data``. Any other missing folder
+    is left alone (indexing it then reports it), and None (auto-detect on Kaggle) passes through.
+    """
+    from .recipes import DEMO_DATA, SYNTHETIC_MARKER
+
+    if data is None:
+        return None
+    data = Path(data)
+    if data.name == DEMO_DATA and not (data / SYNTHETIC_MARKER).exists():
+        from ..data.synth.corpus import DEFAULT_ACTORS, make_synthetic_cremad
+
+        make_synthetic_cremad(data, actors=actors or DEFAULT_ACTORS, progress=progress)
+    return data

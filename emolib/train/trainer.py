@@ -1,0 +1,199 @@
+"""One model-agnostic training loop for the voice, face and fusion models (after minGPT's trainer).
+
+Batches are dicts of tensors with a ``label`` entry; the other entries are the model's keyword
+arguments. The loop: AdamW (lower learning rate for pretrained encoders), linear warmup + cosine
+decay, gradient clipping and accumulation, mixed precision and cudnn benchmark on CUDA, early
+stopping and best-checkpoint selection on validation UAR, and resume after an interruption.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..devices import move, pick_device
+from ..eval.metrics import summary_metrics
+from ..files import atomic_save_tensors, atomic_write
+
+RESUME_DIR = "resume"
+HISTORY_FILE = "history.json"
+ENCODER_PREFIXES = ("encoder.",)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by all three models."""
+
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    encoder_lr: float = 3e-5
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    grad_clip: float = 1.0
+    accumulation: int = 1
+    patience: int = 4
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+
+def predict_logits(model, loader, device, progress: bool = False, desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of every batch of ``loader``, in order."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    logits, labels = [], []
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+            batch = move(batch, device)
+            labels.append(batch.pop("label").cpu())
+            logits.append(model(**batch).float().cpu())
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
+
+
+class Trainer:
+    """Train ``model`` on ``train_set``, select on ``val_set``, write into ``out_dir``.
+
+    ``save_best(model, metrics)`` writes the deployable checkpoint whenever validation UAR improves.
+    """
+
+    def __init__(self, model, train_set, val_set, config: TrainConfig, out_dir, save_best: Callable, progress: bool = True):
+        self.model, self.config, self.out_dir = model, config, Path(out_dir)
+        self.train_set, self.val_set, self.save_best, self.progress = train_set, val_set, save_best, progress
+        self.device = pick_device(config.device)
+        self.use_amp = config.amp and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.model.to(self.device)
+        self.optimizer = torch.optim.AdamW(self._parameter_groups(), weight_decay=config.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.steps_per_epoch = math.ceil(len(train_set) / config.batch_size / config.accumulation)
+        self.total_steps = max(1, self.steps_per_epoch * config.epochs)
+        self.state = {"epoch": 0, "step": 0, "best_uar": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
+
+    def _parameter_groups(self) -> list[dict]:
+        encoder, head = [], []
+        for name, parameter in self.model.named_parameters():
+            if parameter.requires_grad:
+                (encoder if name.startswith(ENCODER_PREFIXES) else head).append(parameter)
+        groups = [{"params": head, "lr": self.config.lr, "base_lr": self.config.lr}]
+        if encoder:
+            groups.append({"params": encoder, "lr": self.config.encoder_lr, "base_lr": self.config.encoder_lr})
+        return groups
+
+    def _learning_rate_factor(self, step: int) -> float:
+        warmup = max(1, int(self.config.warmup_fraction * self.total_steps))
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, self.total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    def _loader(self, dataset, shuffle: bool, epoch: int = 0) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.config.seed + epoch)
+        return DataLoader(
+            dataset,
+            batch_size=self.config.batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            num_workers=self.config.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def fit(self) -> list[dict]:
+        """Train until the epoch budget or early stopping; return the per-epoch history."""
+        self._resume()
+        while self.state["epoch"] < self.config.epochs and self.state["bad_epochs"] < self.config.patience:
+            epoch = self.state["epoch"]
+            train_loss = self._train_epoch(epoch)
+            metrics = self.evaluate(self.val_set)
+            self._record(epoch, train_loss, metrics)
+            self._save_resume_state()
+        return self.state["history"]
+
+    def _train_epoch(self, epoch: int) -> float:
+        from tqdm.auto import tqdm
+
+        torch.manual_seed(self.config.seed + epoch)
+        self.model.train()
+        losses = []
+        loader = self._loader(self.train_set, shuffle=True, epoch=epoch)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", leave=False, disable=not self.progress)
+        self.optimizer.zero_grad(set_to_none=True)
+        for index, batch in enumerate(bar):
+            batch = move(batch, self.device)
+            labels = batch.pop("label")
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                loss = torch.nn.functional.cross_entropy(self.model(**batch).float(), labels)
+            self.scaler.scale(loss / self.config.accumulation).backward()
+            if (index + 1) % self.config.accumulation == 0 or index + 1 == len(loader):
+                self._optimizer_step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def _optimizer_step(self) -> None:
+        factor = self._learning_rate_factor(self.state["step"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state["step"] += 1
+
+    def evaluate(self, dataset) -> dict:
+        """Loss, accuracy, UAR and macro-F1 of the current model on ``dataset``."""
+        logits, labels = predict_logits(self.model, self._loader(dataset, shuffle=False), self.device)
+        loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels).long()).item()
+        metrics = summary_metrics(labels, logits.argmax(axis=1))
+        return {"loss": loss, "accuracy": metrics["accuracy"], "uar": metrics["uar"], "macro_f1": metrics["macro_f1"]}
+
+    def _record(self, epoch: int, train_loss: float, metrics: dict) -> None:
+        row = {"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{name}": value for name, value in metrics.items()}}
+        improved = metrics["uar"] > self.state["best_uar"]
+        if improved:
+            self.state.update(best_uar=metrics["uar"], best_epoch=epoch + 1, bad_epochs=0)
+            self.save_best(self.model, {"split": "val", "epoch": epoch + 1, **metrics})
+        else:
+            self.state["bad_epochs"] += 1
+        row["best"] = improved
+        self.state["history"].append(row)
+        self.state["epoch"] = epoch + 1
+        atomic_write(self.out_dir / HISTORY_FILE, json.dumps(self.state["history"], indent=2))
+        if self.progress:
+            print(f"epoch {epoch + 1}: train loss {train_loss:.3f}, val loss {metrics['loss']:.3f}, "
+                  f"val acc {metrics['accuracy']:.3f}, val UAR {metrics['uar']:.3f}{' *' if improved else ''}")
+
+    def _save_resume_state(self) -> None:
+        directory = self.out_dir / RESUME_DIR
+        atomic_save_tensors(self.model.state_dict(), directory / "model.safetensors")
+        optimizer_path = directory / "optimizer.pt"
+        torch.save(self.optimizer.state_dict(), optimizer_path.with_suffix(".tmp"))
+        optimizer_path.with_suffix(".tmp").replace(optimizer_path)
+        state = {**self.state, "config": asdict(self.config)}
+        atomic_write(directory / "trainer.json", json.dumps(state, indent=2))
+
+    def _resume(self) -> None:
+        directory = self.out_dir / RESUME_DIR
+        if not (directory / "trainer.json").exists():
+            return
+        from safetensors.torch import load_file
+
+        state = json.loads((directory / "trainer.json").read_text())
+        self.model.load_state_dict(load_file(str(directory / "model.safetensors")))
+        self.optimizer.load_state_dict(torch.load(directory / "optimizer.pt", map_location=self.device, weights_only=True))
+        for group in self.optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])
+        state.pop("config", None)
+        self.state.update(state)
+        if self.progress and self.state["epoch"] < self.config.epochs:
+            print(f"resuming from epoch {self.state['epoch']} (best val UAR {self.state['best_uar']:.3f})")
