@@ -84,3 +84,27 @@ def remove_stale_temporaries(folder) -> int:
             stale.unlink()
             removed += 1
     return removed
+
+
+def file_identity(path) -> str:
+    """A short key that changes when the file changes: a hash of its absolute path, size and modification time.
+
+    Cache entries are keyed by it, so a different tree with the same clip names, or a file that was
+    replaced or edited, never reuses another file's entry.
+    """
+    import hashlib
+
+    path = Path(path).absolute()
+    info = path.stat()
+    return hashlib.sha1(f"{path}\0{info.st_size}\0{info.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def file_digest(path) -> str:
+    """sha256 (hex) of a file's bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -49,7 +49,7 @@ def image_axes(figure) -> list:
 def fake_predictions(manifest, kinds=("face",)) -> pd.DataFrame:
     """Predictions in the predictions.csv layout: every third clip wrong, confidences 0.3-0.9."""
     rows = manifest[manifest["video_path"] != ""].reset_index(drop=True)
-    table = rows[["stem", "actor", "emotion", "label", "sex", "age"]].copy()
+    table = rows[["stem", "actor", "emotion", "label", "sex", "age", "audio_path", "video_path"]].copy()
     for kind in kinds:
         probabilities = np.full((len(rows), len(EMOTIONS)), 0.02)
         for index, label in enumerate(rows["label"]):
@@ -126,7 +126,7 @@ def test_face_grid_crops_and_caches_faces(manifest, cache):
     figure = explore.plot_face_grid(manifest, cache, per_emotion=ACTORS + 1)
     assert len(figure.axes) == len(EMOTIONS) * (ACTORS + 1)
     assert len(image_axes(figure)) == (manifest["video_path"] != "").sum()
-    paths = explore.face_crop_paths(manifest["stem"], cache)
+    paths = explore.face_crop_paths(manifest, cache)
     assert (paths[manifest.loc[manifest["video_path"] != "", "stem"]] != "").all()
     assert (paths[manifest.loc[manifest["video_path"] == "", "stem"]] == "").all()
 

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from emolib.files import file_digest
 from emolib.infer import fast_cache, fast_runtime
 from emolib.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from emolib.cli.main import build_parser, main
@@ -110,7 +111,7 @@ def test_build_record_and_no_pickles(tiny_models, tmp_path):
         assert {path.suffix for path in files} == {".onnx", ".json"}, files  # nothing a loader would unpickle
         record = json.loads(next(path for path in files if path.suffix == ".json").read_text())
         assert record["ok"] and record["kind"] == kind and record["variant"] == "fp32"
-        assert record["weights_sha256"] == fast_cache.file_digest(models / kind / WEIGHTS_FILE)
+        assert record["weights_sha256"] == file_digest(models / kind / WEIGHTS_FILE)
         assert record["check"]["min_cosine"] > 0.9999 and record["check"]["same_label"]
     assert not (models / "fusion" / "fast").exists()  # the fusion MLP stays in torch
 

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..audio import load_audio
+from ..files import file_identity
 from ..transforms import AudioSettings, FaceSettings, face_pixels, voice_inputs
 from .face_cache import load_face_crops
 
@@ -50,6 +51,10 @@ class VoiceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def sources(self) -> list[str]:
+        """The identity of each clip's audio file (``files.file_identity``): what a feature cache entry depends on."""
+        return [file_identity(path) for path in self.rows["audio_path"]]
+
     def wave(self, index: int) -> np.ndarray:
         if index not in self.waves:
             self.waves[index] = load_audio(self.rows.at[index, "audio_path"])
@@ -69,6 +74,10 @@ class FaceDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def sources(self) -> list[str]:
+        """Each clip's crop file, whose name carries its video's identity: what a feature cache entry depends on."""
+        return [str(path) for path in self.rows["face_path"]]
 
     def crops(self, index: int) -> np.ndarray:
         return load_face_crops(self.rows.at[index, "face_path"])

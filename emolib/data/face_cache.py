@@ -1,8 +1,11 @@
 """The face-crop cache: every clip of a dataset cropped once, with a checkpoint's FaceSettings.
 
 ``prepare_faces`` stores one ``.npz`` per clip (arrays ``crops``, ``found``, ``boxes``; see
-``faces.crop_clip_faces``) under ``<cache>/faces/<settings key>/``; the key covers frames per clip,
-crop size, margin, the detector and its parameters, so changed settings never reuse stale crops.
+``faces.crop_clip_faces``) as ``<cache>/faces/<settings key>/<stem>-<file identity>.npz``. The
+settings key covers frames per clip, crop size, margin, the detector and its parameters; the file
+identity (``files.file_identity``: path, size, modification time) covers the video itself. So
+changed settings, a replaced video, or another tree with the same clip names (the real CREMA-D
+after the synthetic demo) never reuse another video's crops.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import numpy as np
 
 from ..errors import DataError, EmolibError, VideoError
 from ..faces import FALLBACK_FRACTION, clip_has_face
-from ..files import atomic_save_arrays, atomic_write, cache_root
+from ..files import atomic_save_arrays, atomic_write, cache_root, file_identity
 from ..transforms import FaceSettings, crop_clip
 from ..video import read_frames
 
@@ -35,6 +38,24 @@ def settings_key(settings: FaceSettings) -> str:
     detection = [asdict(settings.detector), FALLBACK_FRACTION, CROP_VERSION]
     digest = hashlib.sha1(json.dumps(detection, sort_keys=True).encode()).hexdigest()[:8]
     return f"f{settings.frames}_s{settings.image_size}_m{settings.margin:g}-{digest}"
+
+
+def crop_path(folder, stem: str, video) -> Path:
+    """Where the crops of clip ``stem`` (from file ``video``) live in a settings folder; OSError when the video is missing."""
+    return Path(folder) / f"{stem}-{file_identity(video)}.npz"
+
+
+def cached_crop_paths(rows, cache_dir, settings: FaceSettings | None = None) -> list[str]:
+    """The crop file of each row (stem, video_path) under ``cache_dir`` (the cache root), or '' when not cached."""
+    folder = Path(cache_dir) / FACES_DIR / settings_key(settings or FaceSettings())
+    paths = []
+    for stem, video in zip(rows["stem"], rows["video_path"]):
+        try:
+            path = crop_path(folder, stem, video) if str(video or "") else None
+        except OSError:
+            path = None
+        paths.append(str(path) if path is not None and path.is_file() else "")
+    return paths
 
 
 def load_face_crops(path: str | Path) -> np.ndarray:
@@ -71,9 +92,15 @@ def prepare_faces(manifest, cache_dir, settings: FaceSettings | None = None, wor
     folder = Path(cache_dir) / settings_key(settings)
     folder.mkdir(parents=True, exist_ok=True)
     _write_settings(folder, settings)
-    jobs = [(str(stem), str(video), str(folder / f"{stem}.npz"), settings) for stem, video in _videos(manifest)]
-    todo = [job for job in jobs if not Path(job[2]).is_file()]
-    errors = {stem: error for stem, error in _run(todo, workers, progress) if error}
+    jobs, errors = [], {}
+    for stem, video in _videos(manifest):
+        try:
+            jobs.append((str(stem), str(video), str(crop_path(folder, stem, video)), settings))
+        except OSError as error:
+            jobs.append((str(stem), str(video), "", settings))
+            errors[str(stem)] = f"{video}: {error.strerror or 'unreadable'}"
+    todo = [job for job in jobs if job[2] and not Path(job[2]).is_file()]
+    errors.update({stem: error for stem, error in _run(todo, workers, progress) if error})
     rows = []
     for stem, video, target, _ in jobs:
         if stem in errors:

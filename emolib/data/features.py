@@ -1,7 +1,9 @@
 """Embeddings from a (frozen) encoder, extracted once and cached on disk as safetensors.
 
-The cache key covers the model weights, the clips and the preprocessing, so a cache entry is
-never reused for anything else. This is the CPU path: train heads and the fusion model on
+The cache key covers the model weights, the source files (``dataset.sources()``: the audio files'
+identities, or the face-crop files, named by their videos' identities) and the preprocessing, so a
+cache entry is never reused for anything else: not for another tree with the same clip names, not
+after a file was replaced. This is the CPU path: train heads and the fusion model on
 cached embeddings in seconds. Models are duck-typed here (``features``, ``checkpoint``): the
 data layer does not import the model code.
 """
@@ -33,8 +35,9 @@ def model_fingerprint(model) -> str:
     return digest.hexdigest()[:16]
 
 
-def cache_key(kind: str, model, stems, settings: dict) -> str:
-    payload = json.dumps({"kind": kind, "model": model_fingerprint(model), "stems": list(stems), "settings": settings}, sort_keys=True, default=str)
+def cache_key(kind: str, model, sources, settings: dict) -> str:
+    """The cache entry name for ``model``'s features of ``sources`` (one identity per clip) under ``settings``."""
+    payload = json.dumps({"kind": kind, "model": model_fingerprint(model), "sources": list(sources), "settings": settings}, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:20]
 
 
@@ -68,7 +71,7 @@ def cached_features(model, dataset, kind: str, cache_dir=None, settings: dict | 
     from safetensors.torch import load_file
 
     settings = settings if settings is not None else modality_settings(model, kind)
-    key = cache_key(kind, model, dataset.rows["stem"], settings)
+    key = cache_key(kind, model, dataset.sources(), settings)
     path = Path(cache_dir or cache_root()) / FEATURES_DIR / f"{kind}-{key}.safetensors"
     if path.exists():
         stored = load_file(str(path))

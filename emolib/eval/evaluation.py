@@ -71,7 +71,7 @@ def predict_split(manifest, models_dir, split="test", cache_dir=None, device="au
     ``split="val"`` while developing: test is for the final evaluation only.
     """
     rows = select_split(manifest, split)
-    table = rows[["stem", "actor", "emotion", "label", "sex", "age"]].copy()
+    table = rows[["stem", "actor", "emotion", "label", "sex", "age", "audio_path", "video_path"]].copy()
     loaded = {kind: load_model(folder) for kind, folder in find_models(models_dir, kinds).items()}
     faces = face_index(rows, cache_dir, FaceSettings.of(loaded["face"]), progress=progress) if "face" in loaded else None
     for kind in ("voice", "face"):

@@ -165,14 +165,11 @@ def plot_clip_lengths(manifest: pd.DataFrame):
     return figure
 
 
-def face_crop_paths(stems, cache_dir, settings=None) -> pd.Series:
-    """Paths of the cached face crops of ``stems`` (index) under ``cache_dir/faces``; '' when not cached."""
-    from ..data.face_cache import FACES_DIR, settings_key
-    from ..transforms import FaceSettings
+def face_crop_paths(rows: pd.DataFrame, cache_dir, settings=None) -> pd.Series:
+    """Paths of the cached face crops of ``rows`` (stem, video_path) under ``cache_dir/faces``, indexed by stem; '' when not cached."""
+    from ..data.face_cache import cached_crop_paths
 
-    folder = Path(cache_dir) / FACES_DIR / settings_key(settings or FaceSettings())
-    paths = [folder / f"{stem}.npz" for stem in stems]
-    return pd.Series([str(path) if path.is_file() else "" for path in paths], index=list(stems), dtype=str)
+    return pd.Series(cached_crop_paths(rows, cache_dir, settings), index=list(rows["stem"]), dtype=str)
 
 
 def show_crop(ax, path: str, title: str, fontsize: int = 8) -> None:
@@ -200,7 +197,7 @@ def plot_face_grid(manifest: pd.DataFrame, cache_dir, per_emotion: int = 4, seed
     settings = settings or FaceSettings()
     examples = example_clips(manifest, "video_path", per_emotion, seed)
     face_index(examples, cache_dir, settings, workers=0, progress=False)
-    paths = face_crop_paths(examples["stem"], cache_dir, settings)
+    paths = face_crop_paths(examples, cache_dir, settings)
     figure, axes = plt.subplots(len(EMOTIONS), per_emotion, figsize=(1.9 * per_emotion, 1.95 * len(EMOTIONS)), squeeze=False)
     for row_axes, emotion in zip(axes, EMOTIONS):
         clips = examples[examples["emotion"] == emotion]

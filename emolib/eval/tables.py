@@ -34,7 +34,7 @@ def _spread(rows: pd.DataFrame, confidence: pd.Series, n: int) -> pd.DataFrame:
 def prediction_examples(predictions: pd.DataFrame, cache_dir, kind: str = "face", split: str = "val", n: int = 6, settings=None):
     """Face crops of confident correct (top row) and wrong (bottom row) predictions of ``kind``.
 
-    ``predictions`` has stem, emotion, ``{kind}_pred`` and ``{kind}_EMO`` probability columns (as in
+    ``predictions`` has stem, video_path, emotion, ``{kind}_pred`` and ``{kind}_EMO`` probability columns (as in
     predictions.csv); ``split`` names the split they come from, for the title. Examples cover the
     emotions in turn, the most confident first.
     """
@@ -44,7 +44,7 @@ def prediction_examples(predictions: pd.DataFrame, cache_dir, kind: str = "face"
     confidence = pd.Series(probabilities.max(axis=1), index=rows.index)
     correct = rows[f"{kind}_pred"] == rows["emotion"]
     chosen = {"correct": _spread(rows[correct], confidence, n), "wrong": _spread(rows[~correct], confidence, n)}
-    paths = face_crop_paths(rows["stem"], cache_dir, settings)
+    paths = face_crop_paths(rows, cache_dir, settings)
     figure, axes = plt.subplots(2, n, figsize=(1.95 * n, 4.6), squeeze=False)
     for row_axes, (name, examples) in zip(axes, chosen.items()):
         for ax in row_axes[len(examples):]:

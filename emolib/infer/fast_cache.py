@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..files import atomic_write, cache_root
+from ..files import atomic_write, cache_root, file_digest
 
 RECIPE_VERSION = 2
 FAST_DIR = "fast"
@@ -33,15 +33,6 @@ MAX_PROB_DIFF = {"int8": 0.01, "fp32": 1e-3}
 def user_cache_dir() -> Path:
     """The fast files' folder in the user cache, for read-only checkpoint folders."""
     return cache_root() / FAST_DIR
-
-
-def file_digest(path) -> str:
-    """sha256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_digest(model) -> str:
