@@ -68,6 +68,8 @@ def parse_name(name: str) -> ClipName:
     fields = match.groupdict()
     if fields["emotion"] not in EMOTIONS:
         raise DataError(f"{name}: unknown emotion {fields['emotion']!r} (expected one of {', '.join(EMOTIONS)})")
+    if fields["sentence"] not in SENTENCES:
+        raise DataError(f"{name}: unknown sentence code {fields['sentence']!r} (CREMA-D has {', '.join(SENTENCES)})")
     if fields["level"] not in LEVELS:
         raise DataError(f"{name}: unknown level {fields['level']!r} (expected one of {', '.join(LEVELS)})")
     return ClipName(stem, int(fields["actor"]), fields["sentence"], fields["emotion"], fields["level"])

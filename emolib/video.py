@@ -4,6 +4,8 @@ Everything returned here is RGB uint8 (H, W, 3); OpenCV's BGR never leaves this 
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,8 @@ from .errors import VideoError, check_input_file
 
 DEFAULT_FRAMES = 3
 JPEG_MAGIC = b"\xff\xd8\xff"
+ROW_BLOCK = 256
+MAX_IMAGE_SIDE = 4096  # larger images are downscaled on reading: faces need far fewer pixels, memory stays bounded
 
 
 def read_frames(path: str | Path, count: int = DEFAULT_FRAMES) -> list[np.ndarray]:
@@ -59,6 +63,7 @@ def read_image(path: str | Path) -> np.ndarray:
     image = cv2.imdecode(data, flags)
     if image is None or image.size == 0:
         raise VideoError(f"{path}: not a readable image")
+    image = _fit_within(image, MAX_IMAGE_SIDE)
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     elif image.ndim == 3 and image.shape[2] == 4:
@@ -81,14 +86,22 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
         image = image[:, :, None]
     if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or 0 in image.shape:
         raise VideoError(f"image array: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {image.shape}")
-    image = _to_unit_float(image) if image.dtype != np.uint8 else image
-    if image.shape[2] == 4:
-        image = _composite_on_white(image)
-    if image.dtype != np.uint8:
-        image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    return np.ascontiguousarray(image)
+    if image.dtype == np.uint8 and image.shape[2] == 3:
+        return np.ascontiguousarray(image)
+    converted = np.empty(image.shape[:2] + (min(image.shape[2], 3),), dtype=np.uint8)
+    for start in range(0, image.shape[0], ROW_BLOCK):  # in blocks of rows: float temporaries stay small for huge images
+        converted[start : start + ROW_BLOCK] = _to_uint8(image[start : start + ROW_BLOCK])
+    return np.repeat(converted, 3, axis=2) if converted.shape[2] == 1 else converted
+
+
+def _to_uint8(block: np.ndarray) -> np.ndarray:
+    """Rows of an image -> uint8 with 1 or 3 channels (alpha composited on white)."""
+    block = _to_unit_float(block) if block.dtype != np.uint8 else block
+    if block.shape[2] == 4:
+        block = _composite_on_white(block)
+    if block.dtype != np.uint8:
+        block = np.round(np.clip(block, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return block
 
 
 def _to_unit_float(image: np.ndarray) -> np.ndarray:
@@ -101,16 +114,42 @@ def _to_unit_float(image: np.ndarray) -> np.ndarray:
     raise VideoError(f"image array: unsupported pixel type {image.dtype}")
 
 
+def _fit_within(image: np.ndarray, side: int) -> np.ndarray:
+    """Downscale (area averaging, any channel count and depth) so that neither side exceeds ``side``."""
+    import cv2
+
+    scale = side / max(image.shape[:2])
+    if scale >= 1.0:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
 def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
     pixels = rgba.astype(np.float32) / 255.0 if rgba.dtype == np.uint8 else rgba
     alpha = np.clip(pixels[:, :, 3:], 0.0, 1.0)
     return pixels[:, :, :3] * alpha + (1.0 - alpha)
 
 
+@contextlib.contextmanager
+def quiet_opencv():
+    """Keep OpenCV's and its FFmpeg's warnings off the terminal (emolib reports what matters in its own words)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when OpenCV first opens a video; the user's value wins
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 def _open(path: Path):
     import cv2
 
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    with quiet_opencv():
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()
         raise VideoError(f"{path}: {_why_unreadable(path)}")
@@ -182,7 +221,8 @@ def video_info(path) -> tuple[int, float]:
     """(frame count, frames per second) of a video, counting frames when the container does not say."""
     import cv2
 
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    with quiet_opencv():
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()
         raise VideoError(f"{path}: not a readable video")
@@ -207,7 +247,8 @@ def read_frames_at(path, indices) -> dict[int, np.ndarray]:
 
     wanted = sorted(set(int(i) for i in indices))
     frames: dict[int, np.ndarray] = {}
-    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    with quiet_opencv():
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
         index, position = 0, 0
         while position < len(wanted) and capture.grab():

@@ -75,6 +75,7 @@ def make_untrained_models(root: Path) -> Path:
     """Random-init tiny voice, face and fusion checkpoints in root/{voice,face,fusion} (seconds, no training)."""
     import torch
 
+    from emolib.files import file_digest
     from emolib.models.checkpoint import save_checkpoint
     from emolib.models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
     from emolib.transforms import AudioSettings, FaceSettings
@@ -86,7 +87,8 @@ def make_untrained_models(root: Path) -> Path:
     audio, faces = {"audio": asdict(AudioSettings())}, {"face": asdict(FaceSettings())}
     save_checkpoint(voice, "voice", root / "voice", audio)
     save_checkpoint(face, "face", root / "face", faces)
-    save_checkpoint(fusion, "fusion", root / "fusion", {**audio, **faces}, {"voice_checkpoint": "../voice", "face_checkpoint": "../face"})
+    lineage = {f"{kind}_sha256": file_digest(root / kind / "model.safetensors") for kind in ("voice", "face")}
+    save_checkpoint(fusion, "fusion", root / "fusion", {**audio, **faces}, {"voice_checkpoint": "../voice", "face_checkpoint": "../face", **lineage})
     return root
 
 

@@ -11,7 +11,8 @@ from emolib.models.checkpoint import load_model, save_checkpoint
 from emolib.data.datasets import FeatureDataset
 from emolib.errors import ModelError
 from emolib.models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
-from emolib.train.trainer import HISTORY_FILE, RESUME_DIR, Trainer, TrainConfig
+from emolib.train.resume import RESUME_FILE
+from emolib.train.trainer import HISTORY_FILE, Trainer, TrainConfig
 
 
 def clusters(n_per_class=40, seed=0, noise=0.6):
@@ -54,7 +55,7 @@ def test_training_resumes_where_it_stopped(tmp_path):
     assert resumed.state["step"] == fusion_trainer(tmp_path / "x", epochs=4, saved=[]).steps_per_epoch * 4
     assert history[-1]["val_loss"] == pytest.approx(full[-1]["val_loss"], rel=1e-4)
     assert not list((tmp_path / "cut").rglob("*.tmp"))
-    assert (tmp_path / "cut" / RESUME_DIR / "optimizer.pt").exists()
+    assert (tmp_path / "cut" / RESUME_FILE).is_file() and not list((tmp_path / "cut").rglob("*.pt"))
 
 
 def test_finished_training_is_not_repeated(tmp_path):

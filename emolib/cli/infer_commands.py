@@ -7,12 +7,12 @@ object on stdout).
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 
 from ..audio import WINDOW_SECONDS
 from .registry import command
+from .types import non_negative_int, positive_float, positive_int
 
 DEFAULT_MODELS = "models"
 
@@ -24,12 +24,24 @@ def _add_model_arguments(parser) -> None:
                         help="with one modality missing: use that modality's own model (default) or the fusion model with presence flags")
     parser.add_argument("--no-fast", dest="fast", action="store_false",
                         help="plain eager PyTorch fp32 instead of the cached ONNX Runtime fast path (int8 for full-size encoders; see BENCHMARKS.md)")
+    parser.add_argument("--allow-mismatched-fusion", action="store_true",
+                        help="use a fusion model beside voice/face checkpoints it was not trained on (every prediction's notes say so)")
 
 
 def _predictor(args):
     from ..infer.predictor import Predictor
 
-    return Predictor.from_dir(args.models, device=args.device, single=args.single, fast=args.fast)
+    return Predictor.from_dir(args.models, device=args.device, single=args.single, fast=args.fast,
+                              allow_mismatched_fusion=args.allow_mismatched_fusion)
+
+
+def _check_inputs(*paths) -> None:
+    """Fail on a missing, empty or non-file input before any model is loaded."""
+    from ..errors import EmolibError, check_input_file
+
+    for path in paths:
+        if path is not None:
+            check_input_file(path, EmolibError)
 
 
 def _quiet_plots() -> None:
@@ -54,11 +66,12 @@ def _predict(parser):
             raise EmolibError("nothing to predict: give --audio, --image and/or --video")
         if args.image and args.video:
             raise EmolibError(f"{args.image}: give --image or --video, not both")
+        _check_inputs(args.audio, args.image, args.video)
         stdout = sys.stdout
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
             prediction = _predictor(args).predict_files(audio=args.audio, image=args.image, video=args.video)
         if args.json:
-            stdout.write(json.dumps(prediction.to_dict()) + "\n")
+            stdout.write(prediction.to_json() + "\n")
             stdout.flush()
             for note in prediction.notes:
                 print(f"emolib predict: note: {note}", file=sys.stderr)
@@ -73,18 +86,16 @@ def _timeline(parser):
     parser.add_argument("video", help="video file (its audio track is used unless --audio is given)")
     parser.add_argument("--out", default="timeline", help="output folder for timeline.csv and timeline.png (default: timeline)")
     parser.add_argument("--audio", default=None, help="speech file to use instead of the video's audio track")
-    parser.add_argument("--window", type=float, default=None, help="window length in seconds (default: the voice model's, 4 s)")
-    parser.add_argument("--hop", type=float, default=1.0, help="seconds between window starts (default: 1)")
+    parser.add_argument("--window", type=positive_float, default=None, help="window length in seconds (default: the voice model's, 4 s)")
+    parser.add_argument("--hop", type=positive_float, default=1.0, help="seconds between window starts (default: 1)")
     _add_model_arguments(parser)
 
     def run(args):
         from pathlib import Path
 
-        from ..errors import EmolibError
         from ..infer.timeline import write_timeline
 
-        if (args.window is not None and args.window <= 0) or args.hop <= 0:
-            raise EmolibError(f"--window and --hop must be positive (got {args.window} and {args.hop})")
+        _check_inputs(args.video, args.audio)
         _quiet_plots()
         table = write_timeline(_predictor(args), args.video, args.out, audio=args.audio, window=args.window, hop=args.hop)
         labels = table["label"].fillna("").astype(str)
@@ -98,22 +109,19 @@ def _timeline(parser):
 
 @command("live", "webcam frame + microphone recording -> emotion (Ctrl-C stops --loop)")
 def _live(parser):
-    parser.add_argument("--camera", type=int, default=0, help="OpenCV camera index (default 0)")
+    parser.add_argument("--camera", type=non_negative_int, default=0, help="OpenCV camera index (default 0)")
     parser.add_argument("--mic", default=None, help="microphone name (substring) or index; list them with `python -m sounddevice`")
-    parser.add_argument("--seconds", type=float, default=WINDOW_SECONDS, help=f"seconds of audio to record (default {WINDOW_SECONDS:g})")
-    parser.add_argument("--countdown", type=int, default=3, help="seconds of countdown before recording (default 3)")
+    parser.add_argument("--seconds", type=positive_float, default=WINDOW_SECONDS, help=f"seconds of audio to record (default {WINDOW_SECONDS:g})")
+    parser.add_argument("--countdown", type=non_negative_int, default=3, help="seconds of countdown before recording (default 3)")
     parser.add_argument("--loop", action="store_true", help="record and predict again and again until Ctrl-C")
     parser.add_argument("--json", action="store_true", help="print one JSON object per prediction")
     _add_model_arguments(parser)
 
     def run(args):
         from ..live.capture import LocalCapture
-        from ..errors import EmolibError
         from ..infer.predictor import PredictionError
         from ..infer.display import format_prediction
 
-        if args.seconds <= 0:
-            raise EmolibError(f"--seconds must be positive, got {args.seconds}")
         capture = LocalCapture(args.camera, args.mic)
         capture.check()  # fail fast, naming every missing device and the flag that picks another
         predictor = _predictor(args)
@@ -129,7 +137,7 @@ def _live(parser):
                         raise
                     print(f"emolib live: {error}", file=sys.stderr)
                 else:
-                    print(json.dumps(prediction.to_dict()) if args.json else format_prediction(prediction), flush=True)
+                    print(prediction.to_json() if args.json else format_prediction(prediction), flush=True)
                 if not args.loop:
                     break
                 print("-" * 40, file=sys.stderr)
@@ -146,22 +154,19 @@ def _bench(parser):
     parser.add_argument("--out", default="BENCHMARKS.md", help="markdown report to write (default BENCHMARKS.md)")
     parser.add_argument("--models", default=None, help="trained voice/, face/, fusion/ checkpoints: compare test-split UAR of eager vs fast")
     parser.add_argument("--data", default=None, help="synthetic CREMA-D tree (default: a small one made under --work)")
-    parser.add_argument("--runs", type=int, default=20, help="live predictions per path (default 20)")
+    parser.add_argument("--runs", type=positive_int, default=20, help="live predictions per path (default 20)")
     parser.add_argument("--work", default=None, help="folder for the full-size random-init checkpoints (default $EMOLIB_CACHE/bench)")
-    parser.add_argument("--clips", type=int, default=120, help="clips for the face-preparation throughput (default 120)")
-    parser.add_argument("--feature-clips", type=int, default=16, help="clips for the feature-extraction throughput (default 16)")
-    parser.add_argument("--workers", type=int, default=None, help="face-preparation worker processes (default min(4, CPUs))")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: physical cores)")
+    parser.add_argument("--clips", type=positive_int, default=120, help="clips for the face-preparation throughput (default 120)")
+    parser.add_argument("--feature-clips", type=positive_int, default=16, help="clips for the feature-extraction throughput (default 16)")
+    parser.add_argument("--workers", type=non_negative_int, default=None, help="face-preparation worker processes (default min(4, CPUs))")
+    parser.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads (default: physical cores)")
     parser.add_argument("--json", default=None, help="also write the raw figures as JSON to this file")
 
     def run(args):
         import shlex
 
         from ..bench.run import run_bench
-        from ..errors import EmolibError
 
-        if args.runs < 1:
-            raise EmolibError(f"--runs must be at least 1, got {args.runs}")
         given = [("--out", args.out), ("--models", args.models), ("--data", args.data), ("--runs", args.runs), ("--work", args.work),
                  ("--clips", args.clips), ("--feature-clips", args.feature_clips), ("--workers", args.workers), ("--threads", args.threads)]
         command = "emolib bench " + " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in given if value is not None)

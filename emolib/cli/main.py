@@ -12,12 +12,19 @@ from ..errors import EmolibError
 from .registry import COMMANDS
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block), exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``emolib`` parser with every registered subcommand."""
     from . import train_commands  # noqa: F401  registers synth, index, train, evaluate, demo
     from . import infer_commands  # noqa: F401  registers predict, timeline, live, bench
 
-    parser = argparse.ArgumentParser(prog="emolib", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="emolib", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, (help, add_arguments) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help, description=help)
@@ -30,8 +37,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except (EmolibError, FileNotFoundError) as error:
+    except EmolibError as error:
         print(f"emolib {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a missing file, a folder where a file was expected, no permission, a full disk, ...
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"emolib {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"emolib {args.command}: interrupted", file=sys.stderr)

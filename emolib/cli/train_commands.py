@@ -5,18 +5,19 @@ The CLI translates its arguments into the typed options of ``emolib.train.recipe
 from __future__ import annotations
 
 from .registry import command
+from .types import non_negative_int, positive_float, positive_int
 
 
 @command("synth", "write a synthetic CREMA-D-layout dataset")
 def _synth(parser):
     parser.add_argument("out", help="output folder")
-    parser.add_argument("--actors", type=int, default=None, help="number of actors (default: the demo size)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--actors", type=positive_int, default=None, help="number of actors (default: the demo size)")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
 
     def run(args):
         from ..data.synth.corpus import DEFAULT_ACTORS, make_synthetic_cremad
 
-        root = make_synthetic_cremad(args.out, actors=args.actors or DEFAULT_ACTORS, seed=args.seed)
+        root = make_synthetic_cremad(args.out, actors=DEFAULT_ACTORS if args.actors is None else args.actors, seed=args.seed)
         print(f"wrote synthetic CREMA-D to {root}")
 
     return run
@@ -27,9 +28,9 @@ def _index(parser):
     parser.add_argument("data", nargs="?", default=None, help="CREMA-D root (AudioWAV/, VideoFlash/); default: auto-detect under /kaggle/input")
     parser.add_argument("--video-dir", default=None, help="video root when it differs from DATA")
     parser.add_argument("--out", default="manifest.csv")
-    parser.add_argument("--fold", type=int, default=None, help="use fold K of k-fold splits instead of train/val/test")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fold", type=non_negative_int, default=None, help="use fold K (0-based) of k-fold splits instead of train/val/test")
+    parser.add_argument("--folds", type=positive_int, default=5)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
 
     def run(args):
         from ..data.manifest import index_dataset, summarize, write_manifest
@@ -45,13 +46,13 @@ def _index(parser):
 def _add_data_arguments(parser, cross_validation: bool = False) -> None:
     parser.add_argument("--data", default=None, help="CREMA-D root (AudioWAV/, VideoFlash/); default: auto-detect under /kaggle/input")
     parser.add_argument("--video-dir", default=None, help="video root when it differs from DATA")
-    parser.add_argument("--fold", type=int, default=None, help="use fold K (0-based) of actor-disjoint k-fold splits")
+    parser.add_argument("--fold", type=non_negative_int, default=None, help="use fold K (0-based) of actor-disjoint k-fold splits")
     if cross_validation:
-        parser.add_argument("--folds", type=int, default=None, metavar="K",
+        parser.add_argument("--folds", type=positive_int, default=None, metavar="K",
                             help="actor-disjoint K-fold cross-validation: train all three models per fold, report mean and std")
     else:
-        parser.add_argument("--folds", type=int, default=5, help="number of folds for --fold")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the actor split")
+        parser.add_argument("--folds", type=positive_int, default=5, help="number of folds for --fold")
+    parser.add_argument("--split-seed", type=non_negative_int, default=0, help="seed of the actor split")
     parser.add_argument("--cache", default=None, help="cache folder for face crops and features (default ~/.cache/emolib or $EMOLIB_CACHE)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
@@ -59,15 +60,15 @@ def _add_data_arguments(parser, cross_validation: bool = False) -> None:
 def _add_training_arguments(parser) -> None:
     parser.add_argument("--backbone", default=None, help="hub name, local directory or 'tiny' (voice default facebook/wav2vec2-base, face default resnet50)")
     parser.add_argument("--face-weights", default=None, help="ImageNet weights of the face ResNet: torchvision enum name or a local file (default IMAGENET1K_V2)")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None, help="learning rate of the heads")
-    parser.add_argument("--encoder-lr", type=float, default=None, help="learning rate of a fine-tuned pretrained encoder")
+    parser.add_argument("--epochs", type=positive_int, default=None)
+    parser.add_argument("--batch-size", type=positive_int, default=None)
+    parser.add_argument("--lr", type=positive_float, default=None, help="learning rate of the heads")
+    parser.add_argument("--encoder-lr", type=positive_float, default=None, help="learning rate of a fine-tuned pretrained encoder")
     parser.add_argument("--freeze", choices=("none", "cnn", "all"), default=None,
                         help="none: fine-tune all; cnn: freeze the convolutional front (voice default); all: frozen encoder + cached features (the CPU path)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=None, help="processes for face preparation")
-    parser.add_argument("--restart", action="store_true", help="discard saved resume state and start over")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--workers", type=non_negative_int, default=None, help="processes for face preparation (0: in this process)")
+    parser.add_argument("--restart", action="store_true", help="delete the model folder's checkpoint and resume state, then start over")
 
 
 def data_options(args):
@@ -126,8 +127,8 @@ def _evaluate(parser):
 @command("demo", "synthetic CREMA-D -> train voice, face, fusion (tiny) -> evaluate -> results table")
 def _demo(parser):
     parser.add_argument("--work", default="work", help="working folder for data, models and reports")
-    parser.add_argument("--actors", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--actors", type=positive_int, default=None)
+    parser.add_argument("--epochs", type=positive_int, default=None)
     parser.add_argument("--device", default="auto")
 
     def run(args):

@@ -23,6 +23,30 @@ def select_split(manifest: pd.DataFrame, split: str | None) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
+def data_identity(manifest: pd.DataFrame, splits=("train", "val")) -> str:
+    """A hash of the clips a run trains and selects on: stem, split, label and each file's identity.
+
+    Another data tree, a changed split or a replaced file gives another identity.
+    """
+    import hashlib
+
+    digest = hashlib.sha1()
+    rows = manifest[manifest["split"].isin(splits)].sort_values("stem")
+    for row in rows[["stem", "split", "label", "audio_path", "video_path"]].itertuples(index=False):
+        sources = [_identity_or_missing(path) for path in (row.audio_path, row.video_path)]
+        digest.update("\t".join([row.stem, row.split, str(row.label), *sources]).encode() + b"\n")
+    return digest.hexdigest()[:16]
+
+
+def _identity_or_missing(path) -> str:
+    if not str(path or "") or str(path) == "nan":
+        return "-"
+    try:
+        return file_identity(path)
+    except OSError:
+        return "missing"
+
+
 def face_rows(manifest: pd.DataFrame, faces: pd.DataFrame) -> pd.DataFrame:
     """Rows of ``manifest`` the face model may use: cropped, with a face (``has_face``: the no-face policy), plus ``face_path``."""
     usable = faces[(faces["face_path"].astype(str) != "") & faces["has_face"].astype(bool)][["stem", "face_path"]]

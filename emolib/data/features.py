@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -43,8 +44,8 @@ def cache_key(kind: str, model, sources, settings: dict) -> str:
 
 def modality_settings(model, kind: str) -> dict:
     """The part of a voice or face checkpoint's preprocessing that its embeddings depend on."""
-    key = SETTINGS_KEYS[kind]
-    return {key: model.checkpoint["preprocessing"][key]}
+    settings = AudioSettings.of(model) if kind == "voice" else FaceSettings.of(model)
+    return {SETTINGS_KEYS[kind]: asdict(settings)}
 
 
 def extract_features(model, dataset, kind: str, device: str = "auto", batch_size: int = FEATURE_BATCH_SIZE, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

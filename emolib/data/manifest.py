@@ -6,7 +6,6 @@ a side is missing), actor demographics and an actor-disjoint split.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 
 from ..cremad import EMOTIONS, asset_path, load_demographics, try_parse_name
 from ..errors import DataError
+from ..files import atomic_path
 from .splits import DEFAULT_FOLDS, SPLITS, UNKNOWN_SEX, assign_splits
 
 MANIFEST_COLUMNS = [
@@ -135,19 +135,14 @@ def summarize(result) -> str:
 
 
 def write_manifest(df: pd.DataFrame, path) -> Path:
-    """Write ``df`` as CSV atomically (temp file in the same folder, then os.replace); return the path."""
+    """Write ``df`` as CSV atomically (``files.atomic_path``); return the path."""
     _check_columns(df, path)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give a file name for the manifest, e.g. {path / 'manifest.csv'}")
     columns = MANIFEST_COLUMNS + [column for column in df.columns if column not in MANIFEST_COLUMNS]
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            df[columns].to_csv(stream, index=False, float_format="%g")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temp:
+        df[columns].to_csv(temp, index=False, float_format="%g")
     return path
 
 

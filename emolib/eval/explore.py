@@ -5,7 +5,6 @@ given: a manifest and the face-crop cache. Results tables are ``emolib.eval.tabl
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

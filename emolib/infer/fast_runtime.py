@@ -83,7 +83,7 @@ def load_checkpoint(path, quantize: str = "auto"):
         skeleton = None
     if skeleton is not None:
         skeleton.checkpoint, skeleton.checkpoint_dir = config, directory
-        settings = AudioSettings(**config["preprocessing"]["audio"]) if kind == "voice" else FaceSettings(**config["preprocessing"]["face"])
+        settings = AudioSettings.of(skeleton) if kind == "voice" else FaceSettings.of(skeleton)
         if (directory / WEIGHTS_FILE).is_file() and find_fast_file(kind, skeleton, settings, quantize) is not None:
             lean = _materialize_lean(skeleton, directory / WEIGHTS_FILE)
             if lean is not None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..audio import MIN_SECONDS, SAMPLE_RATE, WINDOW_SECONDS, fixed_window, is_silent, to_model_rate
 from ..errors import AudioError, VideoError
-from ..media import input_audio
+from ..media import input_audio, stream_kinds
 from ..video import as_rgb, read_frames, read_image
 
 
@@ -68,7 +68,10 @@ def load_inputs(predictor, audio=None, image=None, video=None):
     elif image is not None:
         notes.append(f"no face model in {predictor.models_dir}: {image} ignored")
     if video is not None and predictor.face is not None:
-        frames = read_frames(video, predictor.face_settings.frames)
+        if "video" in stream_kinds(video) or "audio" not in stream_kinds(video):
+            frames = read_frames(video, predictor.face_settings.frames)
+        else:
+            notes.append(f"{video}: no video stream (audio only)")
     wave = None
     if audio is not None or (video is not None and predictor.voice is not None):
         wave, audio_notes = input_audio(audio, video)

@@ -50,11 +50,17 @@ class Prediction:
         return float(self.probabilities[self.emotion])
 
     def to_dict(self) -> dict:
-        """A JSON-serialisable dict (plain floats, ints, lists)."""
+        """A JSON-serialisable dict (plain floats, ints, lists; a non-finite number becomes None)."""
         result = asdict(self)
         result["emotion_name"] = self.emotion_name
         result["face_box"] = list(self.face_box) if self.face_box is not None else None
-        return result
+        return _finite(result)
+
+    def to_json(self) -> str:
+        """Strict JSON (never NaN or Infinity) of ``to_dict``."""
+        import json
+
+        return json.dumps(self.to_dict(), allow_nan=False)
 
     def summary(self) -> str:
         """One line: emotion, confidence, and what it came from."""
@@ -65,3 +71,14 @@ class Prediction:
 
 def probability_dict(probabilities) -> dict:
     return {emotion: float(value) for emotion, value in zip(EMOTIONS, np.asarray(probabilities, dtype=np.float64))}
+
+
+def _finite(value):
+    """``value`` with every NaN or infinite float (in dicts and lists) replaced by None."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -50,7 +50,7 @@ class Predictor:
     """
 
     def __init__(self, voice=None, face=None, fusion=None, device: str = "cpu", single: str = "model", models_dir=None,
-                 fast: bool = False, quantize: str = "auto", threads: int | None = None, probes=None):
+                 fast: bool = False, quantize: str = "auto", threads: int | None = None, probes=None, notes=()):
         from ..devices import pick_device
 
         if single not in SINGLE_CHOICES:
@@ -68,6 +68,7 @@ class Predictor:
         self.voice, self.face, self.fusion = (m.to(self.device).eval() if m is not None else None for m in (voice, face, fusion))
         self.single = single
         self.models_dir = models_dir
+        self.notes = list(notes)
         self.audio_settings = AudioSettings.of(voice) if voice is not None else None
         self.face_settings = FaceSettings.of(face) if face is not None else None
         self.fast = None
@@ -93,26 +94,29 @@ class Predictor:
 
     @classmethod
     def from_dir(cls, models_dir, device: str = "cpu", single: str = "model", fast: bool = True, quantize: str = "auto",
-                 threads: int | None = None, probes=None) -> "Predictor":
+                 threads: int | None = None, probes=None, allow_mismatched_fusion: bool = False) -> "Predictor":
         """Load the models ``models.checkpoint.find_models(models_dir)`` finds (voice, face, fusion; any subset).
 
         ``fast`` (default) runs the voice and face encoders through the cached ONNX Runtime fast
         path on CPU (``emolib.infer.fast_runtime``: int8 transformer / int8 ResNet for full-size
         encoders, fp32 for small ones; built on first use next to each checkpoint); ``fast=False``
         is plain eager PyTorch fp32. ``quantize`` ("auto", "int8", "fp32") and ``threads`` tune it.
+        A fusion model beside encoders it was not trained on is refused, unless
+        ``allow_mismatched_fusion``: then every prediction's notes say so.
         """
         from ..devices import pick_device
-        from ..models.checkpoint import find_models, load_model
+        from ..models.checkpoint import find_models, fusion_lineage, load_model
 
-        lean = fast and pick_device(device).type == "cpu"
-        if lean:  # reads only what the cached fast files do not replace
-            from .fast_runtime import load_checkpoint as load_model  # noqa: F811
+        found = find_models(models_dir, allow_mismatched_fusion=allow_mismatched_fusion)
+        notes = [f"{problem} (allowed by --allow-mismatched-fusion)" for problem in fusion_lineage(found)] if "fusion" in found else []
+        if fast and pick_device(device).type == "cpu":  # reads only what the cached fast files do not replace
+            from .fast_runtime import load_checkpoint
 
-            models = {kind: load_model(folder, quantize) for kind, folder in find_models(models_dir).items()}
+            models = {kind: load_checkpoint(folder, quantize) for kind, folder in found.items()}
         else:
-            models = {kind: load_model(folder) for kind, folder in find_models(models_dir).items()}
+            models = {kind: load_model(folder) for kind, folder in found.items()}
         return cls(models.get("voice"), models.get("face"), models.get("fusion"), device=device, single=single,
-                   models_dir=str(models_dir), fast=fast, quantize=quantize, threads=threads, probes=probes)
+                   models_dir=str(models_dir), fast=fast, quantize=quantize, threads=threads, probes=probes, notes=notes)
 
     @property
     def kinds(self) -> list[str]:
@@ -174,7 +178,7 @@ class Predictor:
         frames' embeddings are averaged like a training clip's. Raises PredictionError when
         neither modality is usable.
         """
-        notes: list[str] = []
+        notes: list[str] = list(self.notes)
         wave, audio_notes, seconds, rms = prepare_audio(audio, sample_rate, self.audio_settings, audio_name)
         frames = prepare_frames(image, image_name)
         if wave is not None and self.voice is None:
@@ -223,6 +227,9 @@ class Predictor:
             source = "voice" if have_voice else "face"
             final = result[source]
         modalities = [kind for kind, used in (("voice", have_voice), ("face", have_face)) if used]
+        if not np.isfinite(list(final.values())).all():
+            raise ModelError(f"{self.models_dir or 'Predictor'}: the {source} model gives non-finite probabilities "
+                             f"(its weights hold NaN or infinity); retrain it")
         emotion = max(final, key=final.get)
         return Prediction(emotion=emotion, probabilities=final, source=source, modalities=modalities, notes=notes, **result)
 

@@ -14,9 +14,9 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, WINDOW_SECONDS
 from ..cremad import EMOTION_NAMES, EMOTIONS
-from ..errors import VideoError
+from ..errors import VideoError, check_input_file
 from ..files import atomic_write
-from ..media import input_audio
+from ..media import input_audio, stream_kinds
 from ..video import read_frames_at, video_info
 from .prediction import PredictionError
 from .predictor import Predictor
@@ -51,14 +51,16 @@ def predict_timeline(predictor: Predictor, video, audio=None, window: float | No
     from tqdm.auto import tqdm
 
     video = Path(video)
-    if not video.is_file():
-        raise VideoError(f"{video}: no such file")
+    check_input_file(video, VideoError)
     window = window or (predictor.audio_settings.window_seconds if predictor.audio_settings else WINDOW_SECONDS)
-    total, fps = video_info(video)
+    audio_only = stream_kinds(video) == {"audio"}
+    total, fps = (0, 1.0) if audio_only else video_info(video)
     wave, notes = input_audio(audio, video)
+    if audio_only:
+        notes.append(f"{video}: no video stream (audio only)")
     duration = max(total / fps, len(wave) / SAMPLE_RATE if wave is not None else 0.0)
     starts = window_starts(duration, window, hop)
-    frame_count = predictor.face_settings.frames if predictor.face_settings else 0
+    frame_count = predictor.face_settings.frames if predictor.face_settings and total else 0
     plans = [window_frame_indices(start, min(start + window, total / fps), fps, total, frame_count) if frame_count else [] for start in starts]
     frames = read_frames_at(video, [index for plan in plans for index in plan]) if frame_count else {}
     rows = []
@@ -122,8 +124,7 @@ def write_timeline(predictor: Predictor, video, out_dir, audio=None, window: flo
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table = predict_timeline(predictor, video, audio, window, hop, progress)
+    table = predict_timeline(predictor, video, audio, window, hop, progress)  # before the folder exists: a failure leaves nothing behind
     atomic_write(out_dir / "timeline.csv", table.to_csv(index=False, float_format="%.5f"))
     figure = plot_timeline(table, f"{Path(video).name}: emotions over time")
     figure.savefig(out_dir / "timeline.png", dpi=100, bbox_inches="tight")

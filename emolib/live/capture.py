@@ -21,6 +21,7 @@ import numpy as np
 
 from ..audio import WINDOW_SECONDS
 from ..errors import CaptureError
+from ..video import quiet_opencv
 
 CAPTURE_CHOICES = ("auto", "browser", "local", "file")
 LIST_MICS = "python -m sounddevice"
@@ -111,20 +112,18 @@ class LocalCapture:
 
         if self._camera is not None:
             return self._camera
-        level = _quiet_opencv()
         camera, frame, reason = None, None, ""
         try:
-            camera = cv2.VideoCapture(self.camera)
-            if camera is None or not camera.isOpened():
-                reason = "missing, busy or not permitted"
-            else:
-                ok, frame = camera.read()
-                if not ok or frame is None:
-                    frame, reason = None, "it gives no frames"
+            with quiet_opencv():
+                camera = cv2.VideoCapture(self.camera)
+                if camera is None or not camera.isOpened():
+                    reason = "missing, busy or not permitted"
+                else:
+                    ok, frame = camera.read()
+                    if not ok or frame is None:
+                        frame, reason = None, "it gives no frames"
         except cv2.error as error:
             reason = " ".join(str(error).split())
-        finally:
-            _restore_opencv(level)
         if frame is None:
             if camera is not None:
                 camera.release()
@@ -210,25 +209,6 @@ class LocalCapture:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _quiet_opencv():
-    """Silence OpenCV's own warnings (e.g. 'can't open camera by index') while probing devices."""
-    try:
-        import cv2
-
-        level = cv2.utils.logging.getLogLevel()
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-        return level
-    except (AttributeError, ImportError):
-        return None
-
-
-def _restore_opencv(level) -> None:
-    if level is not None:
-        import cv2
-
-        cv2.utils.logging.setLogLevel(level)
 
 
 def demo_clip(data_dir, stem: str | None = None) -> tuple[Path, Path]:

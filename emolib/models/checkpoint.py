@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..cremad import EMOTIONS
 from ..errors import ModelError
-from ..files import atomic_save_tensors, atomic_write
+from ..files import atomic_save_tensors, atomic_write, file_digest
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -62,14 +62,15 @@ def read_checkpoint_config(path) -> tuple[Path, dict]:
     return directory, config
 
 
-def find_models(models_dir, kinds=MODEL_KINDS) -> dict[str, Path]:
+def find_models(models_dir, kinds=MODEL_KINDS, allow_mismatched_fusion: bool = False) -> dict[str, Path]:
     """The checkpoint folder of each of ``kinds`` that ``models_dir`` provides, as {kind: folder}.
 
     ``models_dir`` is a models folder (``voice/``, ``face/``, ``fusion/``; any subset) or one
     checkpoint folder. A fusion model also brings the voice and face checkpoints it was trained
     with: ``models_dir/voice`` and ``models_dir/face``, else the folders its config records
     (``voice_checkpoint``, ``face_checkpoint``, relative to it). Raises ModelError when the folder
-    is missing, holds none of ``kinds``, or a fusion model's encoders cannot be found.
+    is missing, holds none of ``kinds``, or a fusion model's encoders cannot be found, or are not
+    the checkpoints it was trained on (``fusion_lineage``) unless ``allow_mismatched_fusion``.
     """
     root = Path(models_dir)
     if not root.is_dir():
@@ -94,9 +95,43 @@ def find_models(models_dir, kinds=MODEL_KINDS) -> dict[str, Path]:
         if missing:
             raise ModelError(f"{root}: the fusion model needs the {' and '.join(missing)} checkpoint it was trained with "
                              f"({'/, '.join(missing)}/ missing)")
+        problems = fusion_lineage(found)
+        if problems and not allow_mismatched_fusion:
+            raise ModelError(f"{found['fusion']}: {problems[0]}; retrain it (`emolib train fusion`) or pass --allow-mismatched-fusion")
     if not needed:
         raise ModelError(f"{root}: no trained models (expected {', '.join(f'{kind}/' for kind in kinds)} checkpoint folders with {CONFIG_FILE})")
     return {kind: found[kind] for kind in MODEL_KINDS if kind in needed}
+
+
+def build_from_config(directory: Path, config: dict):
+    """The (untrained) model a checkpoint config describes; ModelError naming the folder when the config is unusable."""
+    from .nets import build_model
+
+    try:
+        return build_model(config["kind"], config["model"], pretrained=False)
+    except ModelError as error:
+        raise ModelError(f"{directory / CONFIG_FILE}: {error}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise ModelError(f"{directory / CONFIG_FILE}: the model config is not one emolib can build ({type(error).__name__}: {reason})") from None
+
+
+def fusion_lineage(found: dict[str, Path]) -> list[str]:
+    """Why the fusion checkpoint in ``found`` is not tied to the voice and face checkpoints beside it ([] when it is).
+
+    A fusion checkpoint records the sha256 of the encoders' weights it was trained on; a retrained
+    voice or face model gives other embeddings (of the same size), and the fusion model then
+    predicts near chance without any error.
+    """
+    _, fusion = read_checkpoint_config(found["fusion"])
+    problems = []
+    for kind in ENCODER_LINKS:
+        recorded = fusion.get(f"{kind}_sha256")
+        if not recorded:
+            problems.append(f"the fusion model does not record which {kind} checkpoint it was trained on (made by an older emolib)")
+        elif not (found[kind] / WEIGHTS_FILE).is_file() or file_digest(found[kind] / WEIGHTS_FILE) != recorded:
+            problems.append(f"the fusion model was not trained on the {kind} checkpoint in {found[kind]} (its weights changed: retrained?)")
+    return problems
 
 
 def load_model(path, device: str = "cpu"):
@@ -104,18 +139,20 @@ def load_model(path, device: str = "cpu"):
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .nets import build_model
-
     directory, config = read_checkpoint_config(path)
     weights = directory / WEIGHTS_FILE
     if not weights.exists():
         raise ModelError(f"{directory}: {WEIGHTS_FILE} is missing")
-    model = build_model(config["kind"], config["model"], pretrained=False)
+    model = build_from_config(directory, config)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as error:
         raise ModelError(f"{weights}: unreadable safetensors file ({error})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        shapes = " ".join(str(error).split())[:200]
+        raise ModelError(f"{weights}: weights do not fit the model its config.json describes ({shapes})") from None
     if missing or unexpected:
         raise ModelError(f"{weights}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.checkpoint, model.checkpoint_dir = config, directory

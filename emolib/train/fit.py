@@ -7,20 +7,27 @@ always trains on cached embeddings of the trained voice and face models.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from ..data.datasets import FaceDataset, FeatureDataset, VoiceDataset, select_split
+from ..data.datasets import FaceDataset, FeatureDataset, VoiceDataset, data_identity, select_split
 from ..data.face_cache import face_index
 from ..data.features import cached_features, paired_features
 from ..errors import DataError
-from ..models.checkpoint import load_model, save_checkpoint
+from ..files import file_digest, remove_stale_temporaries
+from ..locks import folder_lock
+from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_checkpoint
 from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
 from ..transforms import AudioSettings, FaceSettings
-from .trainer import Trainer, TrainConfig
+from .resume import RESUME_FILE
+from .trainer import HISTORY_FILE, Trainer, TrainConfig
+
+RUN_FILES = (RESUME_FILE, WEIGHTS_FILE, CONFIG_FILE, HISTORY_FILE)
+FAST_FOLDER = "fast"
 
 
 class HeadOnly(nn.Module):
@@ -34,26 +41,45 @@ class HeadOnly(nn.Module):
         return self.model.classify(features)
 
 
-def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessing: dict, cache_dir=None, extra: dict | None = None, progress: bool = True):
+def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessing: dict, cache_dir=None, extra: dict | None = None,
+        progress: bool = True, data: str = "", restart: bool = False):
     """Train ``model`` with the shared loop; ``make_dataset(split, augment)`` builds its datasets.
 
-    Returns the per-epoch history; the best model (by validation UAR) is saved in ``out_dir``.
+    Holds ``out_dir``'s lock for the whole run (a second run into it stops with one line). ``data``
+    (``datasets.data_identity``) with the model config, preprocessing and ``extra`` identify the
+    run: a saved state of another run is refused, not resumed. ``restart`` first deletes the
+    folder's checkpoint, history and resume state. Returns the per-epoch history; the best model
+    (by validation UAR) is saved in ``out_dir``.
     """
     out_dir = Path(out_dir)
+    with folder_lock(out_dir, f"training the {kind} model"):
+        remove_stale_temporaries(out_dir)
+        if restart:
+            clear_run(out_dir)
 
-    def save_best(trained, metrics):
-        save_checkpoint(model, kind, out_dir, preprocessing, {"val": metrics, "training": asdict(train), **(extra or {})})
+        def save_best(trained, metrics):
+            save_checkpoint(model, kind, out_dir, preprocessing, {"val": metrics, "training": asdict(train), **(extra or {})})
 
-    if getattr(model.config, "freeze", None) == "all":
-        trainable = HeadOnly(model)
-        sets = [_feature_dataset(model, make_dataset(split, False), kind, cache_dir, preprocessing, train.device, progress) for split in ("train", "val")]
-    else:
-        trainable = model
-        sets = [make_dataset("train", True), make_dataset("val", False)]
-    for name, dataset in zip(("train", "val"), sets):
-        if len(dataset) == 0:
-            raise DataError(f"the {name} split has no usable {kind} clips; check the manifest and the data folders")
-    return Trainer(trainable, sets[0], sets[1], train, out_dir, save_best, progress=progress).fit()
+        if getattr(model.config, "freeze", None) == "all":
+            trainable = HeadOnly(model)
+            sets = [_feature_dataset(model, make_dataset(split, False), kind, cache_dir, preprocessing, train.device, progress) for split in ("train", "val")]
+        else:
+            trainable = model
+            sets = [make_dataset("train", True), make_dataset("val", False)]
+        for name, dataset in zip(("train", "val"), sets):
+            if len(dataset) == 0:
+                raise DataError(f"the {name} split has no usable {kind} clips; check the manifest and the data folders")
+        fingerprint = {"kind": kind, "data": data, "model": asdict(model.config), "preprocessing": preprocessing, "extra": extra or {}}
+        return Trainer(trainable, sets[0], sets[1], train, out_dir, save_best, progress=progress, fingerprint=fingerprint).fit()
+
+
+def clear_run(out_dir) -> None:
+    """Delete a model folder's checkpoint, history, resume state and fast files (``--restart``)."""
+    out_dir = Path(out_dir)
+    for name in RUN_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / FAST_FOLDER, ignore_errors=True)
+    shutil.rmtree(out_dir / "resume", ignore_errors=True)  # the resume folder of emolib before 0.2
 
 
 def _feature_dataset(model, dataset, kind, cache_dir, preprocessing, device, progress):
@@ -61,7 +87,8 @@ def _feature_dataset(model, dataset, kind, cache_dir, preprocessing, device, pro
     return FeatureDataset({"features": features}, labels)
 
 
-def train_voice(manifest, out_dir, config: VoiceConfig, train: TrainConfig, audio: AudioSettings | None = None, cache_dir=None, progress: bool = True):
+def train_voice(manifest, out_dir, config: VoiceConfig, train: TrainConfig, audio: AudioSettings | None = None, cache_dir=None, progress: bool = True,
+                restart: bool = False):
     """Train the wav2vec2 voice model on the manifest's train split, selecting on val."""
     audio = audio or AudioSettings()
     torch.manual_seed(train.seed)
@@ -70,10 +97,12 @@ def train_voice(manifest, out_dir, config: VoiceConfig, train: TrainConfig, audi
     def make_dataset(split, augment):
         return VoiceDataset(select_split(manifest, split), audio, train=augment)
 
-    return fit(model, "voice", make_dataset, train, out_dir, {"audio": asdict(audio)}, cache_dir, progress=progress)
+    return fit(model, "voice", make_dataset, train, out_dir, {"audio": asdict(audio)}, cache_dir, progress=progress,
+               data=data_identity(manifest), restart=restart)
 
 
-def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: FaceSettings | None = None, cache_dir=None, workers: int | None = None, progress: bool = True):
+def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: FaceSettings | None = None, cache_dir=None, workers: int | None = None,
+               progress: bool = True, restart: bool = False):
     """Train the ResNet face model on cached face crops of the train split, selecting on val.
 
     ``face`` (crop size, frames, margin, detector) is stored in the checkpoint; every inference path reads it back.
@@ -86,20 +115,28 @@ def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: 
     def make_dataset(split, augment):
         return FaceDataset(select_split(manifest, split), faces, face, train=augment)
 
-    return fit(model, "face", make_dataset, train, out_dir, {"face": asdict(face)}, cache_dir, progress=progress)
+    return fit(model, "face", make_dataset, train, out_dir, {"face": asdict(face)}, cache_dir, progress=progress,
+               data=data_identity(manifest), restart=restart)
 
 
-def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hidden_dim: int = 256, cache_dir=None, workers: int | None = None, progress: bool = True):
-    """Train the fusion MLP on the trained voice and face models' embeddings of paired clips."""
+def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hidden_dim: int = 256, cache_dir=None, workers: int | None = None,
+                 progress: bool = True, restart: bool = False):
+    """Train the fusion MLP on the trained voice and face models' embeddings of paired clips.
+
+    The checkpoint records where the encoders are and the sha256 of their weights, so a fusion
+    model is never used beside encoders it was not trained on (``models.checkpoint.find_models``).
+    """
     voice, face = load_model(voice_dir), load_model(face_dir)
     faces = face_index(manifest, cache_dir, FaceSettings.of(face), workers, progress)
     torch.manual_seed(train.seed)
     model = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim, hidden_dim=hidden_dim))
     preprocessing = {**voice.checkpoint["preprocessing"], **face.checkpoint["preprocessing"]}
-    extra = {"voice_checkpoint": os.path.relpath(voice_dir, out_dir), "face_checkpoint": os.path.relpath(face_dir, out_dir)}
+    extra = {"voice_checkpoint": os.path.relpath(voice_dir, out_dir), "face_checkpoint": os.path.relpath(face_dir, out_dir),
+             "voice_sha256": file_digest(Path(voice_dir) / WEIGHTS_FILE), "face_sha256": file_digest(Path(face_dir) / WEIGHTS_FILE)}
 
     def make_dataset(split, augment):
         tensors, labels, _ = paired_features(manifest, split, voice, face, faces, cache_dir, train.device, progress)
         return FeatureDataset(tensors, labels)
 
-    return fit(model, "fusion", make_dataset, train, out_dir, preprocessing, cache_dir, extra, progress)
+    return fit(model, "fusion", make_dataset, train, out_dir, preprocessing, cache_dir, extra, progress,
+               data=data_identity(manifest), restart=restart)

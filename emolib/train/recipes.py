@@ -16,7 +16,7 @@ from ..data.splits import DEFAULT_FOLDS
 from ..files import atomic_write
 from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFAULT_VOICE_BACKBONE, TINY
 from ..models.nets import FaceConfig, VoiceConfig
-from .trainer import RESUME_DIR, TrainConfig
+from .trainer import TrainConfig
 
 DEFAULTS = {
     "voice": TrainConfig(epochs=10, batch_size=8, lr=1e-3, encoder_lr=3e-5),
@@ -91,22 +91,22 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
     """Train one of the three models into ``models_dir/kind``; returns the history."""
     from .fit import train_face, train_fusion, train_voice
 
+    from ..devices import pick_device
+
     models_dir = Path(models_dir)
     out_dir = models_dir / kind
     train = train or train_config(kind, backbone)
-    if restart:
-        import shutil
-
-        shutil.rmtree(out_dir / RESUME_DIR, ignore_errors=True)
+    pick_device(train.device)  # a missing GPU is reported now, not after the data is read
     if kind == "voice":
         config = VoiceConfig(backbone=backbone or DEFAULT_VOICE_BACKBONE, freeze=freeze or DEFAULT_FREEZE["voice"])
-        return train_voice(manifest, out_dir, config, train, cache_dir=cache_dir, progress=progress)
+        return train_voice(manifest, out_dir, config, train, cache_dir=cache_dir, progress=progress, restart=restart)
     if kind == "face":
         backbone = backbone or DEFAULT_FACE_BACKBONE
         weights = None if backbone == TINY else (face_weights or DEFAULT_FACE_WEIGHTS)
         config = FaceConfig(backbone=backbone, weights=weights, freeze=freeze or DEFAULT_FREEZE["face"])
-        return train_face(manifest, out_dir, config, train, cache_dir=cache_dir, workers=workers, progress=progress)
-    return train_fusion(manifest, out_dir, models_dir / "voice", models_dir / "face", train, cache_dir=cache_dir, workers=workers, progress=progress)
+        return train_face(manifest, out_dir, config, train, cache_dir=cache_dir, workers=workers, progress=progress, restart=restart)
+    return train_fusion(manifest, out_dir, models_dir / "voice", models_dir / "face", train, cache_dir=cache_dir, workers=workers,
+                        progress=progress, restart=restart)
 
 
 def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir=None, progress: bool = True):

@@ -3,7 +3,9 @@
 Batches are dicts of tensors with a ``label`` entry; the other entries are the model's keyword
 arguments. The loop: AdamW (lower learning rate for pretrained encoders), linear warmup + cosine
 decay, gradient clipping and accumulation, mixed precision and cudnn benchmark on CUDA, early
-stopping and best-checkpoint selection on validation UAR, and resume after an interruption.
+stopping and best-checkpoint selection on validation UAR, and resume after an interruption
+(``emolib.train.resume``: only into the same run). A non-finite loss stops training with
+TrainingError before anything of that epoch is saved.
 """
 from __future__ import annotations
 
@@ -18,12 +20,22 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..devices import move, pick_device
+from ..errors import EmolibError
 from ..eval.metrics import summary_metrics
-from ..files import atomic_save_tensors, atomic_write
+from ..files import atomic_write
+from .resume import RESUME_FILE, load_resume_state, save_resume_state
 
-RESUME_DIR = "resume"
 HISTORY_FILE = "history.json"
+RUN_FIELDS_IGNORED = ("device", "num_workers")  # how a run executes, not what it is: a resume may change them
 ENCODER_PREFIXES = ("encoder.",)
+
+
+class ConfigError(EmolibError, ValueError):
+    """A training setting is out of range."""
+
+
+class TrainingError(EmolibError, RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN or infinite)."""
 
 
 @dataclass
@@ -44,6 +56,22 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
 
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "accumulation", "patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name.replace('_', '-')}: must be a positive whole number, got {value!r}")
+        for name in ("lr", "encoder_lr", "grad_clip"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name.replace('_', '-')}: must be a positive finite number, got {value!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0 and 0 <= self.warmup_fraction < 1):
+            raise ConfigError(f"weight-decay must be >= 0 and warmup-fraction in [0, 1), got {self.weight_decay!r} and {self.warmup_fraction!r}")
+
+    def identity(self) -> dict:
+        """The settings that define the run (a resume must match them); not how it executes (device, workers)."""
+        return {name: value for name, value in asdict(self).items() if name not in RUN_FIELDS_IGNORED}
+
 
 def predict_logits(model, loader, device, progress: bool = False, desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of every batch of ``loader``, in order."""
@@ -63,10 +91,14 @@ class Trainer:
     """Train ``model`` on ``train_set``, select on ``val_set``, write into ``out_dir``.
 
     ``save_best(model, metrics)`` writes the deployable checkpoint whenever validation UAR improves.
+    ``fingerprint`` identifies the run (data, model, preprocessing; the TrainConfig's ``identity``
+    is added): a saved resume state is used only when it was saved by the same run.
     """
 
-    def __init__(self, model, train_set, val_set, config: TrainConfig, out_dir, save_best: Callable, progress: bool = True):
+    def __init__(self, model, train_set, val_set, config: TrainConfig, out_dir, save_best: Callable, progress: bool = True,
+                 fingerprint: dict | None = None):
         self.model, self.config, self.out_dir = model, config, Path(out_dir)
+        self.fingerprint = {**(fingerprint or {}), "training": config.identity()}
         self.train_set, self.val_set, self.save_best, self.progress = train_set, val_set, save_best, progress
         self.device = pick_device(config.device)
         self.use_amp = config.amp and self.device.type == "cuda"
@@ -132,6 +164,10 @@ class Trainer:
             labels = batch.pop("label")
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
                 loss = torch.nn.functional.cross_entropy(self.model(**batch).float(), labels)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"{self.out_dir}: the training loss became {loss.item()} at epoch {epoch + 1}, batch {index + 1}; "
+                                    f"stopped without saving this epoch (best so far: epoch {self.state['best_epoch']}); "
+                                    f"try a lower --lr (now {self.config.lr:g}) and check the data")
             self.scaler.scale(loss / self.config.accumulation).backward()
             if (index + 1) % self.config.accumulation == 0 or index + 1 == len(loader):
                 self._optimizer_step()
@@ -154,6 +190,9 @@ class Trainer:
         """Loss, accuracy, UAR and macro-F1 of the current model on ``dataset``."""
         logits, labels = predict_logits(self.model, self._loader(dataset, shuffle=False), self.device)
         loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels).long()).item()
+        if not np.isfinite(logits).all():
+            raise TrainingError(f"{self.out_dir}: the model gives non-finite outputs on the validation split; "
+                                f"stopped without saving (try a lower --lr, now {self.config.lr:g})")
         metrics = summary_metrics(labels, logits.argmax(axis=1))
         return {"loss": loss, "accuracy": metrics["accuracy"], "uar": metrics["uar"], "macro_f1": metrics["macro_f1"]}
 
@@ -174,23 +213,13 @@ class Trainer:
                   f"val acc {metrics['accuracy']:.3f}, val UAR {metrics['uar']:.3f}{' *' if improved else ''}")
 
     def _save_resume_state(self) -> None:
-        directory = self.out_dir / RESUME_DIR
-        atomic_save_tensors(self.model.state_dict(), directory / "model.safetensors")
-        optimizer_path = directory / "optimizer.pt"
-        torch.save(self.optimizer.state_dict(), optimizer_path.with_suffix(".tmp"))
-        optimizer_path.with_suffix(".tmp").replace(optimizer_path)
         state = {**self.state, "config": asdict(self.config)}
-        atomic_write(directory / "trainer.json", json.dumps(state, indent=2))
+        save_resume_state(self.out_dir / RESUME_FILE, self.model, self.optimizer, state, self.fingerprint)
 
     def _resume(self) -> None:
-        directory = self.out_dir / RESUME_DIR
-        if not (directory / "trainer.json").exists():
+        state = load_resume_state(self.out_dir / RESUME_FILE, self.model, self.optimizer, self.fingerprint, self.device)
+        if state is None:
             return
-        from safetensors.torch import load_file
-
-        state = json.loads((directory / "trainer.json").read_text())
-        self.model.load_state_dict(load_file(str(directory / "model.safetensors")))
-        self.optimizer.load_state_dict(torch.load(directory / "optimizer.pt", map_location=self.device, weights_only=True))
         for group in self.optimizer.param_groups:
             group.setdefault("base_lr", group["lr"])
         state.pop("config", None)
