@@ -31,6 +31,7 @@ TINY_VOICE_CONFIG = dict(
     mask_time_prob=0.0,
 )
 TINY_RESNET_WIDTHS = (16, 32, 64, 128)
+SAFE_TORCH_LOAD = (2, 6)  # torch.load(weights_only=True) can be bypassed before 2.6 (CVE-2025-32434)
 RESNET_FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
 
 
@@ -144,6 +145,9 @@ def read_state_dict(path: Path) -> dict:
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    if tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2]) < SAFE_TORCH_LOAD:
+        raise ModelError(f"{path}: torch {torch.__version__} cannot load .pth files safely (CVE-2025-32434 bypasses weights_only "
+                         f"before 2.6); upgrade torch or convert the file to .safetensors")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file
