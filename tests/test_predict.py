@@ -307,7 +307,7 @@ def test_predict_errors_are_one_line(untrained_models, capsys, argv, message):
 
 
 def test_missing_models_folder_is_one_line(tmp_path, capsys):
-    assert main(["predict", "--models", str(tmp_path / "nope"), "--image", "x.png"]) == 2
+    assert main(["predict", "--models", str(tmp_path / "nope"), "--image", str(REPO / "docs" / "live_demo.png")]) == 2
     err = capsys.readouterr().err
     assert "no such models folder" in err and err.count("\n") == 1
 

@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of the ``emolib`` console script."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a bad argument (already reported in one line)
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         args.handler(args)
     except EmolibError as error:
