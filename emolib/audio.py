@@ -30,8 +30,7 @@ def load_audio(path: str | Path) -> np.ndarray:
     import soundfile
 
     path = Path(path)
-    check_input_file(path, AudioError)
-    _check_wav_complete(path)
+    check_audio_header(path)
     try:
         samples, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
@@ -43,6 +42,13 @@ def load_audio(path: str | Path) -> np.ndarray:
     if seconds < MIN_SECONDS:
         raise AudioError(f"{path}: clip is {seconds:.2f} s long, shorter than the minimum of {MIN_SECONDS:.2f} s")
     return to_model_rate(samples, sample_rate, name=str(path))
+
+
+def check_audio_header(path) -> None:
+    """AudioError naming ``path`` when it is missing, empty, not a file, or a WAV whose header promises more data than it holds."""
+    path = Path(path)
+    check_input_file(path, AudioError)
+    _check_wav_complete(path)
 
 
 def to_model_rate(samples, sample_rate: int, name: str = "audio array") -> np.ndarray:

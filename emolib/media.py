@@ -50,6 +50,26 @@ def load_sound(path) -> np.ndarray:
     return wave
 
 
+def audio_problem(path) -> str | None:
+    """Why ``path`` cannot give audio (one line naming it), or None when it can: a quick check (headers,
+    not samples) run over a whole dataset before training, so an epoch never dies on one bad file."""
+    import soundfile
+
+    from .audio import check_audio_header
+
+    try:
+        check_audio_header(path)
+        soundfile.info(str(path))
+        return None
+    except AudioError as error:
+        reason = str(error)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError):
+        reason = f"{path}: not a readable audio file"
+    if "audio" in stream_kinds(path):
+        return None
+    return reason
+
+
 def stream_kinds(path) -> set[str]:
     """The kinds of streams ("audio", "video") in a media file, by PyAV; empty when PyAV cannot open it."""
     import av

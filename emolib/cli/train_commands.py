@@ -4,6 +4,7 @@ The CLI translates its arguments into the typed options of ``emolib.train.recipe
 """
 from __future__ import annotations
 
+from ..data.splits import DEFAULT_PROTOCOL, HICMAE, HICMAE_FOLDS, PROTOCOLS
 from .registry import command
 from .types import non_negative_int, positive_float, positive_int
 
@@ -30,12 +31,13 @@ def _index(parser):
     parser.add_argument("--out", default="manifest.csv")
     parser.add_argument("--fold", type=non_negative_int, default=None, help="use fold K (0-based) of k-fold splits instead of train/val/test")
     parser.add_argument("--folds", type=positive_int, default=5)
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=DEFAULT_PROTOCOL, help="default: sex-stratified actor splits; hicmae: HiCMAE's 5-fold partition")
     parser.add_argument("--seed", type=non_negative_int, default=0)
 
     def run(args):
         from ..data.manifest import index_dataset, summarize, write_manifest
 
-        result = index_dataset(args.data, video_dir=args.video_dir, fold=args.fold, folds=args.folds, seed=args.seed)
+        result = index_dataset(args.data, video_dir=args.video_dir, fold=args.fold, folds=args.folds, seed=args.seed, protocol=args.protocol)
         write_manifest(result.manifest, args.out)
         print(summarize(result))
         print(f"manifest: {args.out}")
@@ -53,6 +55,11 @@ def _add_data_arguments(parser, cross_validation: bool = False) -> None:
     else:
         parser.add_argument("--folds", type=positive_int, default=5, help="number of folds for --fold")
     parser.add_argument("--split-seed", type=non_negative_int, default=0, help="seed of the actor split")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=DEFAULT_PROTOCOL,
+                        help="default: sex-stratified 70/15/15 actor split (or --folds); hicmae: the 5-fold speaker-independent partition "
+                             "of HiCMAE and AVF-MAE++ (fold K = paper fold K+1), validation carved from the training actors")
+    parser.add_argument("--include-defective", action="store_true",
+                        help="keep the files CREMA-D's README lists as defective (left out by default)")
     parser.add_argument("--cache", default=None, help="cache folder for face crops and features (default ~/.cache/emolib or $EMOLIB_CACHE)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
@@ -75,7 +82,7 @@ def data_options(args):
     """The DataOptions of the parsed data arguments."""
     from ..train.recipes import DataOptions
 
-    return DataOptions(args.data, args.video_dir, args.fold, args.folds or DataOptions.folds, args.split_seed)
+    return DataOptions(args.data, args.video_dir, args.fold, args.folds or DataOptions.folds, args.split_seed, args.protocol, args.include_defective)
 
 
 def model_options(args):
@@ -116,8 +123,8 @@ def _evaluate(parser):
     def run(args):
         from ..train.recipes import cross_validate, evaluate_split
 
-        if args.folds:
-            cross_validate(data_options(args), args.folds, args.models, args.out, model_options(args), args.cache)
+        if args.folds or (args.protocol == HICMAE and args.fold is None):
+            cross_validate(data_options(args), args.folds or HICMAE_FOLDS, args.models, args.out, model_options(args), args.cache)
         else:
             evaluate_split(data_options(args), args.models, args.out, args.split, args.cache, args.device)
 

@@ -9,8 +9,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from ..audio import load_audio
 from ..files import file_identity
+from ..media import audio_problem, load_sound
 from ..transforms import AudioSettings, FaceSettings, face_pixels, voice_inputs
 from .face_cache import load_face_crops
 
@@ -65,10 +65,21 @@ def _augmentation_rng(train: bool) -> np.random.Generator | None:
 
 
 class VoiceDataset(Dataset):
-    """Clips with audio -> ``input_values``, ``attention_mask``; random crop when ``train``."""
+    """Clips with readable audio -> ``input_values``, ``attention_mask``; random crop when ``train``.
+
+    Every audio file is checked (headers) when the dataset is made: unreadable ones are warned
+    about, listed in ``skipped`` and left out, so an epoch never stops on one bad file.
+    """
 
     def __init__(self, manifest: pd.DataFrame, settings: AudioSettings | None = None, train: bool = False):
-        self.rows = manifest[manifest["audio_path"].astype(str) != ""].reset_index(drop=True)
+        import warnings
+
+        rows = manifest[manifest["audio_path"].astype(str) != ""]
+        problems = {index: audio_problem(path) for index, path in rows["audio_path"].items()}
+        self.skipped = [problem for problem in problems.values() if problem]
+        for problem in self.skipped:
+            warnings.warn(f"skipping {problem}", stacklevel=2)
+        self.rows = rows.loc[[index for index, problem in problems.items() if not problem]].reset_index(drop=True)
         self.settings, self.train = settings or AudioSettings(), train
         self.waves: dict[int, np.ndarray] = {}
 
@@ -81,7 +92,7 @@ class VoiceDataset(Dataset):
 
     def wave(self, index: int) -> np.ndarray:
         if index not in self.waves:
-            self.waves[index] = load_audio(self.rows.at[index, "audio_path"])
+            self.waves[index] = load_sound(self.rows.at[index, "audio_path"])
         return self.waves[index]
 
     def __getitem__(self, index: int) -> dict:

@@ -89,8 +89,8 @@ def paired_features(manifest, split, voice, face, faces, cache_dir=None, device=
     detected face (``faces.clip_has_face``) gets zero face features and ``present`` [1, 0], as
     the Predictor gives it; its voice features are those of the voice model alone.
     """
-    rows = paired_rows(select_split(manifest, split), faces)
-    voice_set = VoiceDataset(rows, AudioSettings.of(voice))
+    voice_set = VoiceDataset(paired_rows(select_split(manifest, split), faces), AudioSettings.of(voice))
+    rows = voice_set.rows  # unreadable audio already left out
     face_set = FaceDataset(rows, faces, FaceSettings.of(face))
     voice_features, labels = cached_features(voice, voice_set, "voice", cache_dir, None, device, progress)
     face_part, _ = cached_features(face, face_set, "face", cache_dir, None, device, progress)

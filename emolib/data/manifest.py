@@ -14,7 +14,8 @@ import pandas as pd
 from ..cremad import EMOTIONS, asset_path, load_demographics, try_parse_name
 from ..errors import DataError
 from ..files import atomic_path
-from .splits import DEFAULT_FOLDS, SPLITS, UNKNOWN_SEX, assign_splits
+from .defects import find_defects
+from .splits import DEFAULT_FOLDS, DEFAULT_PROTOCOL, SPLITS, UNKNOWN_SEX, assign_splits
 
 MANIFEST_COLUMNS = [
     "stem", "actor", "sentence", "emotion", "level", "label", "audio_path", "video_path",
@@ -47,6 +48,7 @@ class IndexResult:
     unpaired_audio: list[str] = field(default_factory=list)
     unpaired_video: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    defects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["stem", "modality", "reason"]))
     roots: dict = field(default_factory=dict)
 
 
@@ -57,14 +59,17 @@ class _Scan:
     duplicates: list = field(default_factory=list)
 
 
-def index_dataset(data=None, video_dir=None, fold=None, folds=DEFAULT_FOLDS, seed=0, demographics=None) -> IndexResult:
+def index_dataset(data=None, video_dir=None, fold=None, folds=DEFAULT_FOLDS, seed=0, demographics=None, protocol: str = DEFAULT_PROTOCOL) -> IndexResult:
     """Scan a CREMA-D tree and build its manifest (rows sorted by stem, columns MANIFEST_COLUMNS).
 
     ``data`` holds AudioWAV/ (or the audio files themselves, up to two folders deep); when None,
     common Kaggle locations under KAGGLE_INPUT are tried. Videos come from ``video_dir``, else
     DATA/VideoFlash/ (or its sibling when DATA is AudioWAV/), else DATA itself. Demographics come
     from ``demographics``, else DATA/VideoDemographics.csv, else the packaged table.
-    ``fold`` (0-based) selects a k-fold split instead of train/val/test.
+    ``fold`` (0-based) selects a fold of ``protocol`` ("default": k-fold splits of ``folds``;
+    "hicmae": the published 5-fold partition, ``splits.hicmae_actors``) instead of train/val/test.
+    A clip without an audio file takes its audio from its video's audio track, when it has one
+    (as CREMA-D's FLVs do). ``result.defects`` lists the known release defects found here.
     """
     if data is None:
         data, found_video_dir = find_kaggle_data()
@@ -81,9 +86,9 @@ def index_dataset(data=None, video_dir=None, fold=None, folds=DEFAULT_FOLDS, see
         seen = f"; found {len(foreign)} other media files{_examples(foreign)}" if foreign else ""
         raise DataError(f"{data}: no CREMA-D clips found (expected {EXPECTED}){seen}")
     demographics_file = _demographics_file(data, demographics)
-    manifest = _join_demographics(_pair(audio.clips, video.clips), demographics_file)
+    manifest = _join_demographics(_audio_from_videos(_pair(audio.clips, video.clips)), demographics_file)
     try:
-        manifest = assign_splits(manifest, fold=fold, folds=folds, seed=seed)[MANIFEST_COLUMNS]
+        manifest = assign_splits(manifest, fold=fold, folds=folds, seed=seed, protocol=protocol)[MANIFEST_COLUMNS]
     except DataError as error:
         raise DataError(f"{data}: {error}") from None
     return IndexResult(
@@ -92,6 +97,7 @@ def index_dataset(data=None, video_dir=None, fold=None, folds=DEFAULT_FOLDS, see
         unpaired_audio=sorted(set(audio.clips) - set(video.clips)),
         unpaired_video=sorted(set(video.clips) - set(audio.clips)),
         duplicates=sorted(audio.duplicates + video.duplicates),
+        defects=find_defects(manifest),
         roots={
             "data": str(data),
             "audio": str(audio_root),
@@ -100,6 +106,7 @@ def index_dataset(data=None, video_dir=None, fold=None, folds=DEFAULT_FOLDS, see
             "fold": fold,
             "folds": folds,
             "seed": seed,
+            "protocol": protocol,
         },
     )
 
@@ -130,6 +137,10 @@ def summarize(result) -> str:
         lines.append(f"foreign names ignored: {len(result.foreign)}{_examples(result.foreign)}")
         if result.duplicates:
             lines.append(f"duplicate files ignored: {len(result.duplicates)}{_examples(result.duplicates)}")
+        if len(result.defects):
+            lines.append(f"known CREMA-D release defects here: {len(result.defects)} (left out of training and evaluation "
+                         f"unless --include-defective)")
+            lines += [f"  {row.stem} {row.modality}: {row.reason}" for row in result.defects.itertuples(index=False)]
     lines.append("splits: " + "; ".join(_split_summary(df, split) for split in _split_names(df)))
     return "\n".join(lines)
 
@@ -245,6 +256,16 @@ def _pair(audio: dict, video: dict) -> pd.DataFrame:
             "level": clip.level, "label": clip.label, "audio_path": audio_path, "video_path": video_path,
         })
     return pd.DataFrame(rows).astype({"actor": "int64", "label": "int64"})
+
+
+def _audio_from_videos(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Clips without an audio file take their video's audio track (CREMA-D's FLVs carry one) when it has one."""
+    from ..media import stream_kinds
+
+    missing = (manifest["audio_path"] == "") & (manifest["video_path"] != "")
+    with_track = [index for index in manifest.index[missing] if "audio" in stream_kinds(manifest.at[index, "video_path"])]
+    manifest.loc[with_track, "audio_path"] = manifest.loc[with_track, "video_path"]
+    return manifest
 
 
 def _demographics_file(data: Path, override) -> Path | None:

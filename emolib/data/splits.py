@@ -16,6 +16,14 @@ VAL_FRACTION = 0.15
 TEST_FRACTION = 0.15
 DEFAULT_FOLDS = 5
 UNKNOWN_SEX = "unknown"
+DEFAULT_PROTOCOL = "default"
+HICMAE = "hicmae"
+PROTOCOLS = (DEFAULT_PROTOCOL, HICMAE)
+HICMAE_FOLDS = 5
+HICMAE_FIRST_ACTOR = 1001
+HICMAE_FOLD_ACTORS = 18
+HICMAE_LAST_ACTOR = 1091
+HICMAE_VAL_FRACTION = VAL_FRACTION / (1 - TEST_FRACTION)  # of the training actors: the papers have no validation split
 
 
 def actor_sexes(actors) -> dict[int, str]:
@@ -74,16 +82,49 @@ def kfold_actors(actors, folds=DEFAULT_FOLDS, fold=0, seed=0, val_fraction=VAL_F
     return _label(strata, test=test, val=order[:n_val])
 
 
-def assign_splits(manifest: pd.DataFrame, fold=None, folds=DEFAULT_FOLDS, seed=0) -> pd.DataFrame:
+def hicmae_test_actors(fold: int) -> list[int]:
+    """The test actors of fold ``fold`` (0-based) of HiCMAE's / AVF-MAE++'s 5-fold speaker-independent partition of CREMA-D.
+
+    Paper fold k (1-5) tests actors 1001+18(k-1) .. 1001+18k-1; the last fold also tests actor 1091.
+    """
+    if not 0 <= fold < HICMAE_FOLDS:
+        raise DataError(f"fold={fold} is out of range for the {HICMAE} protocol (expected 0..{HICMAE_FOLDS - 1}, paper folds 1-5)")
+    first = HICMAE_FIRST_ACTOR + HICMAE_FOLD_ACTORS * fold
+    actors = list(range(first, first + HICMAE_FOLD_ACTORS))
+    return actors + [HICMAE_LAST_ACTOR] if fold == HICMAE_FOLDS - 1 else actors
+
+
+def hicmae_actors(actors, fold: int, seed: int = 0) -> dict[int, str]:
+    """Fold ``fold`` of the hicmae protocol: its test actors, and a sex-stratified validation split carved
+    from the remaining (training) actors, never from the test fold (the papers have none)."""
+    strata = actor_sexes(actors)
+    test = set(hicmae_test_actors(fold)) & set(strata)
+    rest = {actor: stratum for actor, stratum in strata.items() if actor not in test}
+    if not test:
+        raise DataError(f"fold {fold} of the {HICMAE} protocol tests actors {min(hicmae_test_actors(fold))}-"
+                        f"{max(hicmae_test_actors(fold))}, none of which is in this data")
+    if len(rest) < 2:
+        raise DataError(f"fold {fold} of the {HICMAE} protocol leaves {len(rest)} actor for train and val; need at least 2")
+    order = _interleave(rest, np.random.RandomState(seed))
+    n_val = _clamp(round(len(rest) * HICMAE_VAL_FRACTION), 1, len(rest) - 1)
+    return _label(strata, test=test, val=order[:n_val])
+
+
+def assign_splits(manifest: pd.DataFrame, fold=None, folds=DEFAULT_FOLDS, seed=0, protocol: str = DEFAULT_PROTOCOL) -> pd.DataFrame:
     """A copy of ``manifest`` with its ``split`` column filled from the ``actor`` and ``sex`` columns.
 
-    ``fold=None`` gives train/val/test (split_actors); an integer gives that fold of kfold_actors.
+    ``fold=None`` gives train/val/test (split_actors); an integer gives that fold of kfold_actors,
+    or with ``protocol="hicmae"`` that fold of hicmae_actors.
     """
+    if protocol not in PROTOCOLS:
+        raise DataError(f"unknown protocol {protocol!r} (expected one of {', '.join(PROTOCOLS)})")
     if "actor" not in manifest.columns:
         raise DataError("manifest has no 'actor' column to split on")
     sexes = manifest["sex"] if "sex" in manifest.columns else pd.Series(UNKNOWN_SEX, index=manifest.index)
     per_actor = pd.Series(sexes.to_numpy(), index=manifest["actor"].to_numpy())
-    if fold is None:
+    if protocol == HICMAE:
+        mapping = hicmae_actors(per_actor, 0 if fold is None else fold, seed=seed)
+    elif fold is None:
         mapping = split_actors(per_actor, seed=seed)
     else:
         mapping = kfold_actors(per_actor, folds=folds, fold=fold, seed=seed)

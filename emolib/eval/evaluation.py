@@ -14,6 +14,7 @@ import torch
 
 from ..cremad import EMOTIONS, load_votes
 from ..data.datasets import FaceDataset, VoiceDataset, select_split
+from ..data.defects import excluded_list
 from ..data.face_cache import face_index
 from ..data.features import cached_features, paired_features
 from ..files import atomic_write
@@ -137,6 +138,12 @@ def evaluate_predictions(predictions: pd.DataFrame, split: str, synthetic: bool 
     return report
 
 
+def data_record(manifest: pd.DataFrame, split: str, context: dict | None = None) -> dict:
+    """The data side of a report: context, the actors of each split, and what was left out of ``split``."""
+    actors = {name: sorted(int(actor) for actor in rows["actor"].unique()) for name, rows in manifest.groupby("split")}
+    return {**(context or {}), "split_actors": actors, "excluded": excluded_list(select_split(manifest, split))}
+
+
 def split_report(predictions: pd.DataFrame, split: str = "val") -> dict:
     """The metrics report of a development split's predictions, without the human-rater comparison
     (which belongs to the final test report)."""
@@ -145,14 +152,20 @@ def split_report(predictions: pd.DataFrame, split: str = "val") -> dict:
     return report
 
 
-def evaluate_models(manifest, models_dir, out_dir, split="test", cache_dir=None, device="auto", synthetic=False, progress=True) -> dict:
-    """Predict ``split`` with every model in ``models_dir``; write metrics.json, predictions.csv and figures."""
+def evaluate_models(manifest, models_dir, out_dir, split="test", cache_dir=None, device="auto", synthetic=False, progress=True,
+                    context: dict | None = None) -> dict:
+    """Predict ``split`` with every model in ``models_dir``; write metrics.json, predictions.csv and figures.
+
+    metrics.json records ``context`` (protocol, fold, label source, ...), the actors of every split
+    and the clips of the evaluated split whose files were left out (``data.defects``) and why.
+    """
     from .plots import save_report_figures
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = predict_split(manifest, models_dir, split, cache_dir, device, progress)
     report = evaluate_predictions(predictions, split, synthetic)
+    report.update(data_record(manifest, split, context))
     atomic_write(out_dir / "metrics.json", json.dumps(report, indent=2))
     atomic_write(out_dir / "predictions.csv", predictions.to_csv(index=False))
     save_report_figures(report, out_dir)

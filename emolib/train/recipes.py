@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.splits import DEFAULT_FOLDS
+from ..data.defects import HICMAE_LEFT_OUT
+from ..data.splits import DEFAULT_FOLDS, DEFAULT_PROTOCOL, HICMAE, HICMAE_FOLDS
 from ..files import atomic_write
 from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFAULT_VOICE_BACKBONE, TINY
 from ..models.nets import FaceConfig, VoiceConfig
@@ -32,13 +33,25 @@ KINDS = ("voice", "face", "fusion")
 
 @dataclass
 class DataOptions:
-    """Which data and which actor split: a CREMA-D root (None: auto-detect on Kaggle), its video root, the fold."""
+    """Which data and which actor split: a CREMA-D root (None: auto-detect on Kaggle), its video root, the
+    protocol and fold, and whether the release's known defective files are kept."""
 
     data: str | None = None
     video_dir: str | None = None
     fold: int | None = None
     folds: int = DEFAULT_FOLDS
     split_seed: int = 0
+    protocol: str = DEFAULT_PROTOCOL
+    include_defective: bool = False
+
+    def context(self) -> dict:
+        """What a report records about the data: protocol, fold, how validation was chosen, defects policy."""
+        context = {"protocol": self.protocol, "fold": self.fold, "label_source": "intended (file names)",
+                   "defective_files": "kept (--include-defective)" if self.include_defective else "left out (known CREMA-D release defects)"}
+        if self.protocol == HICMAE:
+            context.update(paper_fold=(self.fold or 0) + 1, validation="carved from the training actors of the fold (the papers have no validation split)",
+                           left_out=list(HICMAE_LEFT_OUT))
+        return context
 
 
 @dataclass
@@ -72,13 +85,21 @@ def train_config(kind: str, backbone: str | None = None, **overrides) -> TrainCo
 
 
 def load_manifest_for(options: DataOptions, quiet: bool = False):
-    """Index a CREMA-D tree (fast) and return its manifest with splits."""
+    """Index a CREMA-D tree (fast) and return its manifest with splits, the known defects left out (``data.defects``).
+
+    With the hicmae protocol the four clips those papers leave out lose both modalities as well.
+    """
+    from ..data.defects import exclude_defects, leave_out
     from ..data.manifest import index_dataset, summarize
 
-    result = index_dataset(options.data, video_dir=options.video_dir, fold=options.fold, folds=options.folds, seed=options.split_seed)
+    result = index_dataset(options.data, video_dir=options.video_dir, fold=options.fold, folds=options.folds, seed=options.split_seed,
+                           protocol=options.protocol)
     if not quiet:
         print(summarize(result))
-    return result.manifest
+    manifest = result.manifest
+    if options.protocol == HICMAE:
+        manifest = leave_out(manifest, HICMAE_LEFT_OUT, "left out by the hicmae protocol (a known defective clip)")
+    return manifest if options.include_defective else exclude_defects(manifest)
 
 
 def is_synthetic(data) -> bool:
@@ -121,25 +142,42 @@ def evaluate_split(data: DataOptions, models_dir, out_dir, split: str = "test", 
     from ..eval.evaluation import evaluate_models, results_table
 
     manifest = load_manifest_for(data, quiet=True)
-    report = evaluate_models(manifest, models_dir, out_dir, split, cache_dir, device, is_synthetic(data.data))
+    report = evaluate_models(manifest, models_dir, out_dir, split, cache_dir, device, is_synthetic(data.data), context=data.context())
     print(results_table(report).to_string())
     print(f"report: {Path(out_dir) / 'metrics.json'}")
     return report
 
 
 def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: ModelOptions, cache_dir=None) -> dict:
-    """Train and evaluate all three models on each of ``folds`` actor-disjoint folds; mean and std per model."""
+    """Train and evaluate all three models on each actor-disjoint fold; mean and std per model.
+
+    ``folds`` folds of the default protocol, or the 5 folds of ``data.protocol="hicmae"``; a
+    hicmae fold whose test actors are not in the data is skipped and reported.
+    """
+    from ..errors import DataError
     from ..eval.evaluation import evaluate_models
 
-    reports = []
+    folds = HICMAE_FOLDS if data.protocol == HICMAE else folds
+    reports, skipped = [], []
     for fold in range(folds):
-        print(f"=== fold {fold + 1}/{folds} ===")
-        manifest = load_manifest_for(replace(data, fold=fold, folds=folds), quiet=True)
+        print(f"=== fold {fold + 1}/{folds} ({data.protocol} protocol) ===")
+        fold_data = replace(data, fold=fold, folds=folds)
+        try:
+            manifest = load_manifest_for(fold_data, quiet=True)
+        except DataError as error:
+            if data.protocol != HICMAE:
+                raise
+            print(f"skipped: {error}")
+            skipped.append({"fold": fold, "reason": str(error)})
+            continue
         fold_models = Path(models_dir) / "folds" / f"fold{fold}"
         for kind in KINDS:
             train_with(kind, manifest, fold_models, options, cache_dir)
-        reports.append(evaluate_models(manifest, fold_models, Path(out_dir) / f"fold{fold}", "test", cache_dir, options.device, is_synthetic(data.data)))
-    summary = summarize_folds(reports)
+        reports.append(evaluate_models(manifest, fold_models, Path(out_dir) / f"fold{fold}", "test", cache_dir, options.device,
+                                       is_synthetic(data.data), context=fold_data.context()))
+    if not reports:
+        raise DataError(f"{data.data}: no fold of the {data.protocol} protocol has its test actors in this data")
+    summary = {**summarize_folds(reports), "protocol": data.protocol, "skipped_folds": skipped}
     atomic_write(Path(out_dir) / "cv_metrics.json", json.dumps(summary, indent=2))
     for kind, stats in summary["models"].items():
         print(f"{kind:7s} test UAR {stats['uar_mean']:.3f} ± {stats['uar_std']:.3f}   acc {stats['accuracy_mean']:.3f} ± {stats['accuracy_std']:.3f}")
@@ -148,7 +186,7 @@ def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: 
 
 def summarize_folds(reports: list[dict]) -> dict:
     """Mean and standard deviation over folds of each model's test accuracy, UAR and macro-F1."""
-    summary = {"split": "test (per fold)", "folds": len(reports), "models": {}}
+    summary = {"split": "test (per fold)", "folds": len(reports), "fold_ids": [report.get("fold") for report in reports], "models": {}}
     for kind in reports[0]["models"]:
         stats = {}
         for metric in ("accuracy", "uar", "macro_f1"):

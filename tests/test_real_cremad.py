@@ -1,0 +1,163 @@
+"""Real CREMA-D, first time right: the release's known defects, the hicmae protocol, and CREMA-D's own
+media format (Sorenson flv1 video + MP3 audio in one FLV, audio taken from it when AudioWAV/ is absent)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emolib.cli.main import main
+from emolib.cremad import load_demographics
+from emolib.data.defects import HICMAE_LEFT_OUT, load_defects
+from emolib.data.splits import hicmae_actors, hicmae_test_actors
+from emolib.train.recipes import DataOptions, load_manifest_for
+
+from test_manifest import real_tree  # noqa: F401  the 7,442 real names as empty files
+
+VIDEO_DEFECTS = {("1076_MTI_NEU_XX", "video"), ("1076_MTI_SAD_XX", "video"), ("1064_TIE_SAD_XX", "video"), ("1064_IEO_DIS_MD", "video")}
+
+
+def test_defect_list_is_complete():
+    defects = load_defects()
+    assert {(row.stem, row.modality) for row in defects.itertuples() if row.modality == "video"} == VIDEO_DEFECTS
+    assert set(defects.loc[defects["modality"] == "audio", "stem"]) == {"1076_MTI_SAD_XX"}
+    assert (defects["modality"] == "video_audio").sum() == 28 and (defects["reason"] != "").all()
+
+
+def test_index_reports_the_defective_clips_by_name_and_reason(real_tree, tmp_path, capsys):  # noqa: F811
+    assert main(["index", str(real_tree), "--out", str(tmp_path / "manifest.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "known CREMA-D release defects here: 5" in out
+    for stem, modality in VIDEO_DEFECTS | {("1076_MTI_SAD_XX", "audio")}:
+        assert any(line.strip().startswith(f"{stem} {modality}:") for line in out.splitlines()), (stem, modality)
+    assert "1005_IWW_DIS_XX" not in out  # its FLV's missing audio track does not matter: the WAV is used
+
+
+def test_defective_modalities_are_left_out_unless_asked(real_tree):  # noqa: F811
+    manifest = load_manifest_for(DataOptions(str(real_tree)), quiet=True).set_index("stem")
+    assert manifest.at["1076_MTI_NEU_XX", "video_path"] == "" and manifest.at["1076_MTI_NEU_XX", "audio_path"] != ""
+    assert manifest.at["1076_MTI_SAD_XX", "video_path"] == manifest.at["1076_MTI_SAD_XX", "audio_path"] == ""
+    assert "very short" in manifest.at["1076_MTI_NEU_XX", "excluded"]
+    assert (manifest["excluded"] != "").sum() == 4
+    kept = load_manifest_for(DataOptions(str(real_tree), include_defective=True), quiet=True).set_index("stem")
+    assert kept.at["1076_MTI_NEU_XX", "video_path"] != ""
+
+
+def test_hicmae_partition_is_the_published_one():
+    expected = [list(range(1001 + 18 * k, 1001 + 18 * (k + 1))) for k in range(5)]
+    expected[4].append(1091)
+    assert [hicmae_test_actors(fold) for fold in range(5)] == expected
+    assert sorted(sum(expected, [])) == list(range(1001, 1092))
+    actors = load_demographics()["sex"]
+    for fold in range(5):
+        split = hicmae_actors(actors, fold)
+        assert sorted(actor for actor, name in split.items() if name == "test") == expected[fold]
+        val = [actor for actor, name in split.items() if name == "val"]
+        assert 10 <= len(val) <= 14 and not set(val) & set(expected[fold])
+        assert len(split) == 91
+
+
+def test_hicmae_leaves_out_the_four_defective_clips(real_tree):  # noqa: F811
+    manifest = load_manifest_for(DataOptions(str(real_tree), protocol="hicmae", fold=4, include_defective=True), quiet=True)
+    left = manifest[manifest["stem"].isin(HICMAE_LEFT_OUT)]
+    assert len(left) == 4 and (left["audio_path"] == "").all() and (left["video_path"] == "").all()
+    assert left["excluded"].str.contains("hicmae").all()
+    assert set(manifest.loc[manifest["split"] == "test", "actor"]) == set(range(1073, 1091)) | {1091}
+
+
+@pytest.mark.slow
+def test_evaluate_protocol_hicmae_on_synthetic_data(tmp_path):
+    from emolib.data.synth.corpus import make_synthetic_cremad
+
+    data = make_synthetic_cremad(tmp_path / "data", actors=20, clips_per_emotion=1, workers=0, progress=False)
+    args = ["evaluate", "--protocol", "hicmae", "--data", str(data), "--models", str(tmp_path / "models"), "--out", str(tmp_path / "reports"),
+            "--backbone", "tiny", "--freeze", "all", "--epochs", "1", "--cache", str(tmp_path / "cache"), "--device", "cpu"]
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "reports" / "cv_metrics.json").read_text())
+    assert summary["protocol"] == "hicmae" and summary["folds"] == 2 and [fold["fold"] for fold in summary["skipped_folds"]] == [2, 3, 4]
+    first = json.loads((tmp_path / "reports" / "fold0" / "metrics.json").read_text())
+    assert first["protocol"] == "hicmae" and first["paper_fold"] == 1 and first["fold"] == 0
+    assert first["split_actors"]["test"] == list(range(1001, 1019)) and first["actors"] == list(range(1001, 1019))
+    assert set(first["split_actors"]["train"]) | set(first["split_actors"]["val"]) == {1019, 1020}
+    assert "training actors" in first["validation"] and first["label_source"].startswith("intended")
+
+
+# ---------------------------------------------------------------- CREMA-D's own format: flv1 video + MP3 audio
+
+
+def to_cremad_flv(video: Path, audio: Path, target: Path) -> Path:
+    """Re-encode as CREMA-D's VideoFlash files are: Sorenson H.263 (flv1) 480x360 at 30 fps with an MP3 track."""
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(video), "-i", str(audio), "-map", "0:v", "-map", "1:a",
+                    "-c:v", "flv1", "-s", "480x360", "-r", "30", "-q:v", "3", "-c:a", "libmp3lame", "-ar", "44100", "-b:a", "64k",
+                    str(target)], check=True)
+    return target
+
+
+@pytest.fixture(scope="module")
+def flv_tree(tmp_path_factory):
+    """A VideoFlash-only tree (no AudioWAV/) of flv1+MP3 files made from the synthetic clips; one of them is named
+    after a clip whose FLV lacked audio in old releases."""
+    from emolib.data.synth.corpus import make_synthetic_cremad
+
+    root = tmp_path_factory.mktemp("flv")
+    synth = make_synthetic_cremad(root / "synth", actors=3, clips_per_emotion=1, workers=0, progress=False)
+    tree = root / "cremad" / "VideoFlash"
+    tree.mkdir(parents=True)
+    for video in sorted((synth / "VideoFlash").glob("*.flv")):
+        to_cremad_flv(video, synth / "AudioWAV" / f"{video.stem}.wav", tree / video.name)
+    shutil.copy(synth / "VideoDemographics.csv", tree.parent)
+    return tree.parent, synth
+
+
+def test_flv1_mp3_files_give_frames_and_audio(flv_tree):
+    import av
+
+    from emolib.audio import load_audio
+    from emolib.media import read_audio_track, to_model_rate
+    from emolib.video import read_frames
+
+    tree, synth = flv_tree
+    flv = sorted((tree / "VideoFlash").glob("*.flv"))[0]
+    with av.open(str(flv)) as container:
+        video, audio = container.streams.video[0].codec_context.codec, container.streams.audio[0].codec_context.codec
+        assert "Sorenson" in video.long_name and audio.name.startswith("mp3")
+        assert (container.streams.video[0].width, container.streams.video[0].height) == (480, 360)
+    frames = read_frames(flv, 3)
+    assert len(frames) == 3 and frames[0].shape == (360, 480, 3) and frames[0].std() > 10
+    track = to_model_rate(*read_audio_track(flv), name=str(flv))
+    wav = load_audio(synth / "AudioWAV" / f"{flv.stem}.wav")
+    assert abs(len(track) - len(wav)) < 0.15 * 16000  # MP3 adds encoder padding
+    assert np.sqrt(np.mean(track**2)) == pytest.approx(np.sqrt(np.mean(wav**2)), rel=0.2)
+
+
+def test_audio_comes_from_the_flv_when_audiowav_is_absent(flv_tree, tmp_path):
+    from emolib.data.datasets import VoiceDataset
+    from emolib.infer.predictor import Predictor
+
+    from test_predict import make_untrained_models
+
+    tree, _ = flv_tree
+    manifest = load_manifest_for(DataOptions(str(tree)), quiet=True)
+    assert (manifest["audio_path"] == manifest["video_path"]).all() and manifest["audio_path"].str.endswith(".flv").all()
+    dataset = VoiceDataset(manifest)
+    assert len(dataset) == len(manifest) and dataset.skipped == []
+    assert dataset[0]["attention_mask"].sum() > 16000
+    prediction = Predictor.from_dir(make_untrained_models(tmp_path / "models"), fast=False).predict_files(video=manifest["video_path"].iloc[0])
+    assert prediction.modalities == ["voice", "face"]
+
+
+def test_an_flv_without_its_audio_track_is_left_out_as_audio(flv_tree, tmp_path):
+    tree, _ = flv_tree
+    copy = tmp_path / "old-release"
+    shutil.copytree(tree, copy)
+    source = sorted((copy / "VideoFlash").glob("1001_*.flv"))[0]
+    source.rename(source.with_name("1005_IWW_DIS_XX.flv"))  # one of the 28 FLVs that lacked audio before December 2020
+    manifest = load_manifest_for(DataOptions(str(copy)), quiet=True).set_index("stem")
+    assert manifest.at["1005_IWW_DIS_XX", "audio_path"] == "" and manifest.at["1005_IWW_DIS_XX", "video_path"] != ""
+    assert "audio taken from the FLV" in manifest.at["1005_IWW_DIS_XX", "excluded"]
+    kept = load_manifest_for(DataOptions(str(copy), include_defective=True), quiet=True).set_index("stem")
+    assert kept.at["1005_IWW_DIS_XX", "audio_path"] == kept.at["1005_IWW_DIS_XX", "video_path"]
