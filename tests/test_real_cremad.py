@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from emolib.cli.main import main
@@ -161,3 +162,43 @@ def test_an_flv_without_its_audio_track_is_left_out_as_audio(flv_tree, tmp_path)
     assert "audio taken from the FLV" in manifest.at["1005_IWW_DIS_XX", "excluded"]
     kept = load_manifest_for(DataOptions(str(copy), include_defective=True), quiet=True).set_index("stem")
     assert kept.at["1005_IWW_DIS_XX", "audio_path"] == kept.at["1005_IWW_DIS_XX", "video_path"]
+
+
+# ---------------------------------------------------------------- intended or perceived labels
+
+
+def test_perceived_labels_follow_each_modality_and_drop_ties():
+    from emolib.data.perceived import perceived_emotions, with_labels
+
+    stems = ["1001_DFA_DIS_XX", "1001_DFA_HAP_XX", "1001_IEO_ANG_MD"]
+    assert perceived_emotions(stems, "voice") == ["DIS", "NEU", ""]  # the last: voice raters tied ANG/DIS
+    assert perceived_emotions(stems[:2], "face") == ["ANG", "HAP"]
+    assert perceived_emotions(stems[:2], "fusion") == ["DIS", "HAP"]
+    manifest = pd.DataFrame({"stem": stems, "emotion": ["DIS", "HAP", "ANG"], "label": [1, 3, 0]})
+    voice, dropped = with_labels(manifest, "voice", "perceived")
+    assert dropped == 1 and list(voice["emotion"]) == ["DIS", "NEU"] and list(voice["label"]) == [1, 4]
+    assert with_labels(manifest, "face", "intended") == (manifest, 0)
+
+
+def test_training_on_perceived_labels_uses_the_models_own_votes(monkeypatch):
+    import emolib.train.recipes as recipes
+
+    seen = {}
+    monkeypatch.setattr(recipes, "train_model", lambda kind, manifest, *args: seen.setdefault(kind, manifest))
+    manifest = pd.DataFrame({"stem": ["1001_DFA_DIS_XX", "1001_DFA_HAP_XX"], "emotion": ["DIS", "HAP"], "label": [1, 3]})
+    for kind in ("voice", "face", "fusion"):
+        recipes.train_with(kind, manifest, "models", recipes.ModelOptions(), labels="perceived")
+    assert [list(seen[kind]["emotion"]) for kind in ("voice", "face", "fusion")] == [["DIS", "NEU"], ["ANG", "HAP"], ["DIS", "HAP"]]
+
+
+def test_evaluate_reports_intended_and_perceived_side_by_side(trained_demo, tmp_path, capsys):
+    args = ["evaluate", "--data", str(trained_demo / "cremad-synth"), "--models", str(trained_demo / "models"), "--out", str(tmp_path),
+            "--cache", str(trained_demo / "cache"), "--labels", "both", "--device", "cpu"]
+    assert main(args) == 0
+    assert "uar_perceived" in capsys.readouterr().out
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["labels"] == "both" and report["label_source"].startswith("both")
+    for kind in ("voice", "face", "fusion"):
+        perceived = report["models"][kind]["perceived"]
+        assert perceived["n"] + perceived["dropped_no_majority"] == report["models"][kind]["n"]
+        assert 0 <= perceived["uar"] <= 1

@@ -60,13 +60,18 @@ def _add_data_arguments(parser, cross_validation: bool = False) -> None:
                              "of HiCMAE and AVF-MAE++ (fold K = paper fold K+1), validation carved from the training actors")
     parser.add_argument("--include-defective", action="store_true",
                         help="keep the files CREMA-D's README lists as defective (left out by default)")
+    choices = ("intended", "perceived", "both") if cross_validation else ("intended", "perceived")
+    parser.add_argument("--labels", choices=choices, default="intended",
+                        help="intended: the file name's emotion; perceived: CREMA-D raters' majority vote of the model's modality "
+                             "(voice-only, face-only, audio-visual votes; clips without a majority dropped)"
+                             + ("; both: report the two side by side" if cross_validation else ""))
     parser.add_argument("--cache", default=None, help="cache folder for face crops and features (default ~/.cache/emolib or $EMOLIB_CACHE)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
 
 def _add_training_arguments(parser) -> None:
     parser.add_argument("--backbone", default=None, help="hub name, local directory or 'tiny' (voice default facebook/wav2vec2-base, face default resnet50)")
-    parser.add_argument("--face-weights", default=None, help="ImageNet weights of the face ResNet: torchvision enum name or a local file (default IMAGENET1K_V2)")
+    parser.add_argument("--face-weights", default=None, help="weights of the face ResNet: a torchvision enum name, a local .safetensors/.pth file, or none (random init); default IMAGENET1K_V2")
     parser.add_argument("--epochs", type=positive_int, default=None)
     parser.add_argument("--batch-size", type=positive_int, default=None)
     parser.add_argument("--lr", type=positive_float, default=None, help="learning rate of the heads")
@@ -82,7 +87,8 @@ def data_options(args):
     """The DataOptions of the parsed data arguments."""
     from ..train.recipes import DataOptions
 
-    return DataOptions(args.data, args.video_dir, args.fold, args.folds or DataOptions.folds, args.split_seed, args.protocol, args.include_defective)
+    return DataOptions(args.data, args.video_dir, args.fold, args.folds or DataOptions.folds, args.split_seed, args.protocol, args.include_defective,
+                       args.labels)
 
 
 def model_options(args):
@@ -104,7 +110,7 @@ def _train(parser):
         from ..train.recipes import load_manifest_for, train_with
 
         manifest = load_manifest_for(data_options(args))
-        history = train_with(args.kind, manifest, args.out, model_options(args), args.cache)
+        history = train_with(args.kind, manifest, args.out, model_options(args), args.cache, labels=args.labels)
         best = max(history, key=lambda row: row["val_uar"]) if history else None
         if best:
             print(f"{args.kind}: best val UAR {best['val_uar']:.3f} (val acc {best['val_accuracy']:.3f}) at epoch {best['epoch']}")

@@ -15,6 +15,7 @@ import torch
 from ..cremad import EMOTIONS, load_votes
 from ..data.datasets import FaceDataset, VoiceDataset, select_split
 from ..data.defects import excluded_list
+from ..data.perceived import with_labels
 from ..data.face_cache import face_index
 from ..data.features import cached_features, paired_features
 from ..files import atomic_write
@@ -22,6 +23,7 @@ from ..models.checkpoint import MODEL_KINDS, find_models, load_model
 from ..transforms import AudioSettings, FaceSettings
 from .metrics import summary_metrics
 
+LABEL_CHOICES = ("intended", "perceived", "both")
 AGE_BINS = (0, 30, 45, 60, 200)
 AGE_LABELS = ("<30", "30-44", "45-59", "60+")
 VOTE_MODALITIES = {"voice": "voice", "face": "face", "audiovisual": "fusion"}
@@ -123,13 +125,34 @@ def human_accuracy(predictions: pd.DataFrame) -> dict | None:
     return result
 
 
-def evaluate_predictions(predictions: pd.DataFrame, split: str, synthetic: bool = False) -> dict:
-    """The metrics.json content for one split's predictions."""
+def perceived_view(predictions: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, int]:
+    """``predictions`` with the raters' majority vote of ``kind``'s modality as truth; (rows with a majority, clips dropped)."""
+    return with_labels(predictions, kind, "perceived")
+
+
+def model_report(predictions: pd.DataFrame, kind: str, labels: str) -> dict:
+    """Metrics and breakdowns of ``kind`` against ``labels`` (intended, perceived, or both: intended with a perceived block)."""
+    view, dropped = perceived_view(predictions, kind) if labels == "perceived" else (predictions, 0)
+    report = {**metrics_for(view, kind), "by": breakdowns(view, kind)}
+    if labels == "perceived":
+        report["dropped_no_majority"] = dropped
+    if labels == "both":
+        view, dropped = perceived_view(predictions, kind)
+        metrics = metrics_for(view, kind)
+        report["perceived"] = {name: metrics[name] for name in ("n", "accuracy", "uar", "macro_f1")} | {"dropped_no_majority": dropped}
+    return report
+
+
+def evaluate_predictions(predictions: pd.DataFrame, split: str, synthetic: bool = False, labels: str = "intended") -> dict:
+    """The metrics.json content for one split's predictions, against the intended labels, the perceived ones or both."""
+    if labels not in LABEL_CHOICES:
+        raise ValueError(f"labels must be one of {LABEL_CHOICES}, got {labels!r}")
     report = {
         "split": split,
         "actors": sorted(int(actor) for actor in predictions["actor"].unique()),
         "clips": len(predictions),
-        "models": {kind: {**metrics_for(predictions, kind), "by": breakdowns(predictions, kind)} for kind in model_kinds(predictions)},
+        "labels": labels,
+        "models": {kind: model_report(predictions, kind, labels) for kind in model_kinds(predictions)},
     }
     humans = human_accuracy(predictions)
     if humans:
@@ -153,7 +176,7 @@ def split_report(predictions: pd.DataFrame, split: str = "val") -> dict:
 
 
 def evaluate_models(manifest, models_dir, out_dir, split="test", cache_dir=None, device="auto", synthetic=False, progress=True,
-                    context: dict | None = None) -> dict:
+                    context: dict | None = None, labels: str = "intended") -> dict:
     """Predict ``split`` with every model in ``models_dir``; write metrics.json, predictions.csv and figures.
 
     metrics.json records ``context`` (protocol, fold, label source, ...), the actors of every split
@@ -164,7 +187,7 @@ def evaluate_models(manifest, models_dir, out_dir, split="test", cache_dir=None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictions = predict_split(manifest, models_dir, split, cache_dir, device, progress)
-    report = evaluate_predictions(predictions, split, synthetic)
+    report = evaluate_predictions(predictions, split, synthetic, labels)
     report.update(data_record(manifest, split, context))
     atomic_write(out_dir / "metrics.json", json.dumps(report, indent=2))
     atomic_write(out_dir / "predictions.csv", predictions.to_csv(index=False))
@@ -176,7 +199,12 @@ def results_table(report: dict) -> pd.DataFrame:
     """Accuracy, UAR and macro-F1 per model (and the human raters when known), for printing."""
     rows = {kind: {name: metrics[name] for name in ("accuracy", "uar", "macro_f1")} for kind, metrics in report["models"].items()}
     table = pd.DataFrame(rows).T
-    table.index.name = f"{report['split']} split ({report['clips']} clips, {len(report['actors'])} actors)"
+    labels = "" if report.get("labels", "intended") == "intended" else f"; {report['labels']} labels"
+    table.index.name = f"{report['split']} split ({report['clips']} clips, {len(report['actors'])} actors{labels})"
+    perceived = {kind: metrics["perceived"] for kind, metrics in report["models"].items() if "perceived" in metrics}
+    if perceived:
+        table["accuracy_perceived"] = [perceived[kind]["accuracy"] for kind in table.index]
+        table["uar_perceived"] = [perceived[kind]["uar"] for kind in table.index]
     if "human_raters" in report:
         table["human_acc"] = [report["human_raters"].get(kind) for kind in table.index]
     return table.round(3)

@@ -29,6 +29,7 @@ DEMO_EPOCHS = {"voice": 12, "face": 10, "fusion": 40}
 DEMO_DATA = "cremad-synth"
 SYNTHETIC_MARKER = "README.txt"
 KINDS = ("voice", "face", "fusion")
+NO_WEIGHTS = "none"  # --face-weights none: ResNet from random init
 
 
 @dataclass
@@ -43,10 +44,12 @@ class DataOptions:
     split_seed: int = 0
     protocol: str = DEFAULT_PROTOCOL
     include_defective: bool = False
+    labels: str = "intended"
 
     def context(self) -> dict:
         """What a report records about the data: protocol, fold, how validation was chosen, defects policy."""
-        context = {"protocol": self.protocol, "fold": self.fold, "label_source": "intended (file names)",
+        label_source = "intended (file names)" if self.labels == "intended" else f"{self.labels} (CREMA-D raters' majority votes where perceived)"
+        context = {"protocol": self.protocol, "fold": self.fold, "label_source": label_source,
                    "defective_files": "kept (--include-defective)" if self.include_defective else "left out (known CREMA-D release defects)"}
         if self.protocol == HICMAE:
             context.update(paper_fold=(self.fold or 0) + 1, validation="carved from the training actors of the fold (the papers have no validation split)",
@@ -123,15 +126,20 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
         return train_voice(manifest, out_dir, config, train, cache_dir=cache_dir, progress=progress, restart=restart)
     if kind == "face":
         backbone = backbone or DEFAULT_FACE_BACKBONE
-        weights = None if backbone == TINY else (face_weights or DEFAULT_FACE_WEIGHTS)
+        weights = None if backbone == TINY or str(face_weights).lower() == NO_WEIGHTS else (face_weights or DEFAULT_FACE_WEIGHTS)
         config = FaceConfig(backbone=backbone, weights=weights, freeze=freeze or DEFAULT_FREEZE["face"])
         return train_face(manifest, out_dir, config, train, cache_dir=cache_dir, workers=workers, progress=progress, restart=restart)
     return train_fusion(manifest, out_dir, models_dir / "voice", models_dir / "face", train, cache_dir=cache_dir, workers=workers,
                         progress=progress, restart=restart)
 
 
-def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir=None, progress: bool = True):
-    """``train_model`` with ModelOptions (the CLI's ``emolib train KIND``)."""
+def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir=None, progress: bool = True, labels: str = "intended"):
+    """``train_model`` with ModelOptions (the CLI's ``emolib train KIND``), on the intended or the perceived labels of ``kind``."""
+    from ..data.perceived import with_labels
+
+    manifest, dropped = with_labels(manifest, kind, labels)
+    if dropped:
+        print(f"{kind}: {dropped} clips without a single majority vote dropped (perceived labels)")
     backbone = options.backbone if kind != "fusion" else None
     return train_model(kind, manifest, models_dir, backbone, options.face_weights, options.freeze, options.train_config(kind),
                        cache_dir, options.workers, options.restart, progress)
@@ -142,7 +150,8 @@ def evaluate_split(data: DataOptions, models_dir, out_dir, split: str = "test", 
     from ..eval.evaluation import evaluate_models, results_table
 
     manifest = load_manifest_for(data, quiet=True)
-    report = evaluate_models(manifest, models_dir, out_dir, split, cache_dir, device, is_synthetic(data.data), context=data.context())
+    report = evaluate_models(manifest, models_dir, out_dir, split, cache_dir, device, is_synthetic(data.data), context=data.context(),
+                             labels=data.labels)
     print(results_table(report).to_string())
     print(f"report: {Path(out_dir) / 'metrics.json'}")
     return report
@@ -172,9 +181,9 @@ def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: 
             continue
         fold_models = Path(models_dir) / "folds" / f"fold{fold}"
         for kind in KINDS:
-            train_with(kind, manifest, fold_models, options, cache_dir)
+            train_with(kind, manifest, fold_models, options, cache_dir, labels="intended" if data.labels == "both" else data.labels)
         reports.append(evaluate_models(manifest, fold_models, Path(out_dir) / f"fold{fold}", "test", cache_dir, options.device,
-                                       is_synthetic(data.data), context=fold_data.context()))
+                                       is_synthetic(data.data), context=fold_data.context(), labels=data.labels))
     if not reports:
         raise DataError(f"{data.data}: no fold of the {data.protocol} protocol has its test actors in this data")
     summary = {**summarize_folds(reports), "protocol": data.protocol, "skipped_folds": skipped}
