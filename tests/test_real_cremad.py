@@ -202,3 +202,54 @@ def test_evaluate_reports_intended_and_perceived_side_by_side(trained_demo, tmp_
         perceived = report["models"][kind]["perceived"]
         assert perceived["n"] + perceived["dropped_no_majority"] == report["models"][kind]["n"]
         assert 0 <= perceived["uar"] <= 1
+
+
+# ---------------------------------------------------------------- real faces
+
+
+def test_detector_finds_faces_that_fill_the_image_and_small_crops():
+    import skimage.data
+
+    from emolib.bench.faces import ASTRONAUT_FACE, FRONTAL_ONLY
+    from emolib.faces import detect_faces
+
+    astronaut = skimage.data.astronaut()
+    x, y, w, h = ASTRONAUT_FACE
+    tight = astronaut[y + 10 : y + h - 10, x + 10 : x + w - 10]  # the face fills the whole image
+    assert detect_faces(tight, FRONTAL_ONLY) == [] and detect_faces(tight) != []
+    best = detect_faces(astronaut)[0]  # the face, not the larger false positive on the shuttle
+    assert abs(best[0] - x) < 10 and abs(best[1] - y) < 10
+    lfw = (skimage.data.lfw_subset() * 255).astype(np.uint8)
+    found = sum(bool(detect_faces(face)) for face in lfw[:100])
+    false = sum(bool(detect_faces(face)) for face in lfw[100:])
+    assert found >= 90 and false <= 5 and sum(bool(detect_faces(face, FRONTAL_ONLY)) for face in lfw[:20]) == 0
+
+
+def test_whole_image_treats_the_image_as_a_face(tmp_path, capsys):
+    import cv2
+
+    from test_predict import make_untrained_models
+
+    from media import no_face_image
+
+    image = tmp_path / "wall.png"
+    cv2.imwrite(str(image), no_face_image())
+    models = make_untrained_models(tmp_path / "models")
+    assert main(["predict", "--models", str(models), "--image", str(image), "--no-fast"]) == 2
+    assert "no face found" in capsys.readouterr().err
+    assert main(["predict", "--models", str(models), "--image", str(image), "--whole-image", "--no-fast", "--json"]) == 0
+    prediction = json.loads(capsys.readouterr().out)
+    assert prediction["modalities"] == ["face"] and prediction["face_box"] == [0, 0, 480, 360]
+
+
+def test_face_bench_writes_its_section_and_keeps_the_rest(tmp_path):
+    from emolib.bench.faces import END, START, markdown, update_section
+
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\nlatency table\n")
+    rows = [{"set": "s", "images": 1, "faces": True, "frontal_only": 0, "current": 1, "frontal_only_ms": 1.0, "current_ms": 2.0}]
+    text = update_section(path, markdown(rows, "emolib bench --faces"))
+    assert text.startswith("# Benchmarks\n\nlatency table") and START in text and "| s | 1 | 0 | 1 |" in text
+    path.write_text(text)
+    again = update_section(path, markdown(rows, "emolib bench --faces"))
+    assert again.count(START) == again.count(END) == 1

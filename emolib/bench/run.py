@@ -115,8 +115,31 @@ def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=
         results["uar"] = uar_on_test_split(models, data, work, progress)
     results["load_after"] = _load()
     out = Path(out)
-    atomic_write(out, markdown(results))
+    atomic_write(out, keep_face_section(out, markdown(results)))
     if json_out:
         atomic_write(Path(json_out), json.dumps(results, indent=2, default=str))
     say(f"wrote {out}")
     return results
+
+
+def keep_face_section(out, text: str) -> str:
+    """``text`` followed by the face-detection section ``out`` already has (``emolib bench --faces`` writes it)."""
+    from .faces import END, START
+
+    old = Path(out).read_text() if Path(out).is_file() else ""
+    return text.rstrip() + "\n\n" + old[old.index(START): old.index(END) + len(END)] + "\n" if START in old and END in old else text
+
+
+def run_face_bench(out="BENCHMARKS.md", data=None, work=None, command: str = "emolib bench --faces", frames: int = 120) -> list[dict]:
+    """Measure face detection (``bench.faces``) and write its section of ``out``, keeping the rest of the file."""
+    from ..files import atomic_write
+    from ..video import read_frames
+    from .faces import detection_rates, markdown as faces_markdown, update_section
+
+    work = Path(work) if work else default_work()
+    data = Path(data) if data else synthetic_data(work)
+    videos = sorted((data / "VideoFlash").glob("*.flv"))[: max(1, frames // 3)]
+    synthetic = [frame for video in videos for frame in read_frames(video, 3)]
+    rows = detection_rates(synthetic)
+    atomic_write(out, update_section(out, faces_markdown(rows, command)))
+    return rows

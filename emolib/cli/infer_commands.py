@@ -56,6 +56,7 @@ def _predict(parser):
     parser.add_argument("--image", default=None, help="image with a face (jpg, png, ...)")
     parser.add_argument("--video", default=None, help="video (mp4, flv, ...): face frames and, unless --audio is given, its audio track")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--whole-image", action="store_true", help="the image (or each frame) is an already-cropped face: no detection")
     _add_model_arguments(parser)
 
     def run(args):
@@ -69,7 +70,7 @@ def _predict(parser):
         _check_inputs(args.audio, args.image, args.video)
         stdout = sys.stdout
         with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-            prediction = _predictor(args).predict_files(audio=args.audio, image=args.image, video=args.video)
+            prediction = _predictor(args).predict_files(audio=args.audio, image=args.image, video=args.video, whole_image=args.whole_image)
         if args.json:
             stdout.write(prediction.to_json() + "\n")
             stdout.flush()
@@ -161,11 +162,19 @@ def _bench(parser):
     parser.add_argument("--workers", type=non_negative_int, default=None, help="face-preparation worker processes (default min(4, CPUs))")
     parser.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime threads (default: physical cores)")
     parser.add_argument("--json", default=None, help="also write the raw figures as JSON to this file")
+    parser.add_argument("--faces", action="store_true",
+                        help="only measure face detection on real photographs and synthetic frames (its section of --out)")
 
     def run(args):
         import shlex
 
-        from ..bench.run import run_bench
+        from ..bench.run import run_bench, run_face_bench
+
+        if args.faces:
+            run_face_bench(args.out, args.data, args.work, command=f"emolib bench --faces --out {shlex.quote(args.out)}"
+                           + (f" --data {shlex.quote(args.data)}" if args.data else ""))
+            print(f"benchmarks: {args.out}")
+            return
 
         given = [("--out", args.out), ("--models", args.models), ("--data", args.data), ("--runs", args.runs), ("--work", args.work),
                  ("--clips", args.clips), ("--feature-clips", args.feature_clips), ("--workers", args.workers), ("--threads", args.threads)]

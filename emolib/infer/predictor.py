@@ -28,6 +28,8 @@ Fallbacks (each one is reported in ``Prediction.notes``):
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import ModelError
@@ -171,8 +173,11 @@ class Predictor:
 
     # ---------------------------------------------------------------- predict
 
-    def predict(self, audio=None, sample_rate=None, image=None, audio_name: str = "audio array", image_name: str = "image") -> Prediction:
+    def predict(self, audio=None, sample_rate=None, image=None, audio_name: str = "audio array", image_name: str = "image",
+                whole_image: bool = False) -> Prediction:
         """Predict from an audio array (any rate, mono or (frames, channels)) and/or an RGB image or frames.
+
+        ``whole_image`` treats each image as an already-cropped face (no detection, no margin).
 
         ``image`` is an RGB (H, W, 3) array, a list of frames, or an (F, H, W, 3) array; the
         frames' embeddings are averaged like a training clip's. Raises PredictionError when
@@ -192,8 +197,12 @@ class Predictor:
         if frames is not None and self.face is None:
             notes.append(f"no face model in {self.models_dir}: image ignored")
         elif frames is not None:
-            detections = [detect_faces(frame, self.face_settings.detector) for frame in frames]
-            crops, found, boxes = crop_clip(frames, self.face_settings, detections)
+            if whole_image:
+                detections = [[(0, 0, frame.shape[1], frame.shape[0])] for frame in frames]
+                crops, found, boxes = crop_clip(frames, replace(self.face_settings, margin=0.0), detections)
+            else:
+                detections = [detect_faces(frame, self.face_settings.detector) for frame in frames]
+                crops, found, boxes = crop_clip(frames, self.face_settings, detections)
             result["face_found"] = clip_has_face(found)
             result["frames_with_face"] = int(found.sum())
             if result["face_found"]:
@@ -245,7 +254,7 @@ class Predictor:
             reasons.append("no face model")
         return "nothing to predict from: " + "; ".join(reasons)
 
-    def predict_files(self, audio=None, image=None, video=None) -> Prediction:
+    def predict_files(self, audio=None, image=None, video=None, whole_image: bool = False) -> Prediction:
         """Predict from files: a sound ``audio`` file, an ``image``, and/or a ``video``.
 
         A video gives the face frames (``read_frames(video, settings.frames)``, as in training)
@@ -254,6 +263,6 @@ class Predictor:
         _, frames, wave, sample_rate, notes = load_inputs(self, audio, image, video)
         audio_name = str(audio or video or "audio")
         image_name = str(image or video or "image")
-        prediction = self.predict(wave, sample_rate, frames, audio_name=audio_name, image_name=image_name)
+        prediction = self.predict(wave, sample_rate, frames, audio_name=audio_name, image_name=image_name, whole_image=whole_image)
         prediction.notes = notes + prediction.notes
         return prediction
