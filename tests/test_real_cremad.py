@@ -253,3 +253,33 @@ def test_face_bench_writes_its_section_and_keeps_the_rest(tmp_path):
     path.write_text(text)
     again = update_section(path, markdown(rows, "emolib bench --faces"))
     assert again.count(START) == again.count(END) == 1
+
+
+# ---------------------------------------------------------------- preflight
+
+
+def test_doctor_says_what_a_long_run_needs(tmp_path, capsys, monkeypatch):
+    from emolib.data.synth.corpus import make_synthetic_cremad
+
+    from test_predict import make_untrained_models  # noqa: F401  (conftest forces offline mode for the hub)
+
+    data = make_synthetic_cremad(tmp_path / "data", actors=3, clips_per_emotion=1, workers=0, progress=False)
+    (data / "AudioWAV" / sorted(p.name for p in (data / "AudioWAV").iterdir())[0]).write_bytes(b"RIFF....WAVEjunk")
+    code = main(["doctor", "--data", str(data), "--cache", str(tmp_path / "cache")])
+    lines = capsys.readouterr().out.splitlines()
+    by_name = {line[6:20].strip(): line for line in lines if line[:4].strip() in ("ok", "warn", "FAIL")}
+    assert {"versions", "GPUs", "voice backbone", "face backbone", "data", "unreadable", "disk", "estimate"} <= set(by_name)
+    assert code == 1 and by_name["voice backbone"].startswith("FAIL") and "--backbone DIR" in by_name["voice backbone"]
+    assert "18 clips of 3 actors" in by_name["data"] and by_name["unreadable"].startswith("warn  unreadable     1 files")
+    assert "GFLOP/s" in by_name["estimate"] and lines[-1].startswith("a long run would fail")
+
+    voice = tmp_path / "wav2vec2"
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from emolib.models.backbones import TINY_VOICE_CONFIG
+
+    Wav2Vec2Model(Wav2Vec2Config(**TINY_VOICE_CONFIG)).save_pretrained(voice)
+    weights = tmp_path / "resnet50.safetensors"
+    weights.write_bytes(b"x")
+    assert main(["doctor", "--data", str(data), "--backbone", str(voice), "--face-weights", str(weights), "--cache", str(tmp_path / "cache")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "ready for a long run"

@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``emolib`` parser with every registered subcommand."""
     from . import train_commands  # noqa: F401  registers synth, index, train, evaluate, demo
     from . import infer_commands  # noqa: F401  registers predict, timeline, live, bench
+    from . import doctor  # noqa: F401  registers doctor
 
     parser = OneLineParser(prog="emolib", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     except SystemExit as stop:  # --help, or a bad argument (already reported in one line)
         return stop.code if isinstance(stop.code, int) else 2
     try:
-        args.handler(args)
+        code = args.handler(args)
     except EmolibError as error:
         print(f"emolib {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -50,4 +51,4 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"emolib {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0

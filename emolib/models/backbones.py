@@ -99,7 +99,7 @@ def _torchvision_resnet(backbone: str):
 
 def load_face_weights(encoder, backbone: str, weights: str) -> None:
     """Load ImageNet weights into a torchvision ResNet, from a local file or torchvision's cache."""
-    path = Path(weights) if Path(weights).suffix else _torchvision_weights_file(backbone, weights)
+    path = Path(weights) if Path(weights).suffix else torchvision_weights_file(backbone, weights)
     state = read_state_dict(path)
     try:
         encoder.load_state_dict(state)
@@ -107,7 +107,8 @@ def load_face_weights(encoder, backbone: str, weights: str) -> None:
         raise ModelError(f"{path}: weights do not fit {backbone} ({str(error).splitlines()[0]})") from None
 
 
-def _torchvision_weights_file(backbone: str, name: str) -> Path:
+def torchvision_weights_file(backbone: str, name: str, download: bool = True) -> Path:
+    """The local file of torchvision's ``name`` weights for ``backbone`` (downloaded once when online and ``download``)."""
     import torch
     import torchvision
 
@@ -117,7 +118,7 @@ def _torchvision_weights_file(backbone: str, name: str) -> Path:
     except KeyError:
         raise ModelError(f"unknown weights '{name}' for {backbone} (expected one of {', '.join(enum.__members__)})") from None
     path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-    if not path.exists() and not _offline():
+    if not path.exists() and download and not offline():
         try:
             torch.hub.download_url_to_file(url, str(path.with_suffix(".part")), progress=True)
             path.with_suffix(".part").replace(path)
@@ -131,7 +132,8 @@ def _torchvision_weights_file(backbone: str, name: str) -> Path:
     return path
 
 
-def _offline() -> bool:
+def offline() -> bool:
+    """True when HF_HUB_OFFLINE or EMOLIB_OFFLINE is set: nothing is downloaded."""
     return any(os.environ.get(flag, "") not in ("", "0") for flag in ("HF_HUB_OFFLINE", "EMOLIB_OFFLINE"))
 
 

@@ -1,0 +1,181 @@
+"""``emolib doctor``: one screen of preflight checks before a long run, and a non-zero exit when it would fail.
+
+It reports the torch / CUDA versions and visible GPUs, whether the voice and face backbones can be
+loaded (or exactly where to put them), the data found (clips, pairs, known defects, unreadable
+files), free disk for the caches, and a rough estimate of the training time on this device.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from .registry import command
+
+VOICE_TRAIN_GFLOP = 175.0  # wav2vec2-base, one 4 s clip, forward + backward (about 3x the 58 GFLOP forward)
+FACE_TRAIN_GFLOP = 12.3  # ResNet-50, one 224 px crop, forward + backward
+EFFICIENCY = 0.4  # the share of the measured matrix-multiply rate a training step reaches
+CROP_BYTES = 224 * 224 * 3  # one cached face crop (uncompressed .npz)
+FRAMES = 3
+CHECKPOINT_BYTES = 600 * 1024**2  # voice + face + fusion checkpoints and their fast files, full size
+EPOCHS = 10
+
+
+@command("doctor", "preflight before a long run: versions, GPUs, backbones, data, disk, estimated run time")
+def _doctor(parser):
+    parser.add_argument("--data", default=None, help="CREMA-D root to check (default: auto-detect under /kaggle/input)")
+    parser.add_argument("--video-dir", default=None, help="video root when it differs from DATA")
+    parser.add_argument("--backbone", default=None, help="voice backbone to check (default facebook/wav2vec2-base)")
+    parser.add_argument("--face-weights", default=None, help="face ResNet-50 weights to check (default IMAGENET1K_V2)")
+    parser.add_argument("--cache", default=None, help="cache folder (default $EMOLIB_CACHE or ~/.cache/emolib)")
+    parser.add_argument("--device", default="auto")
+
+    def run(args):
+        report = Report()
+        environment(report, args.device)
+        backbones(report, args.backbone, args.face_weights)
+        clips = data(report, args.data, args.video_dir)
+        disk(report, args.cache, clips)
+        estimate(report, args.device, clips)
+        report.print()
+        return 1 if report.failed else 0
+
+    return run
+
+
+class Report:
+    """Lines of ``ok`` / ``warn`` / ``FAIL`` results, printed as one screen."""
+
+    def __init__(self):
+        self.lines, self.failed = [], False
+
+    def add(self, status: str, what: str, detail: str) -> None:
+        self.lines.append((status, what, detail))
+        self.failed |= status == "FAIL"
+
+    def print(self) -> None:
+        for status, what, detail in self.lines:
+            print(f"{status:4s}  {what:14s} {detail}")
+        print("a long run would fail: fix the FAIL lines first" if self.failed else "ready for a long run")
+
+
+def environment(report: Report, device: str) -> None:
+    import platform
+
+    import torch
+
+    from .. import __version__
+
+    report.add("ok", "versions", f"emolib {__version__}, python {platform.python_version()}, torch {torch.__version__}, "
+                                 f"CUDA {torch.version.cuda or 'none'}")
+    gpus = [torch.cuda.get_device_properties(index) for index in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    if gpus:
+        report.add("ok", "GPUs", "; ".join(f"{gpu.name} ({gpu.total_memory / 1024**3:.0f} GiB)" for gpu in gpus))
+    else:
+        report.add("FAIL" if device.startswith("cuda") else "warn", "GPUs", "none visible: training runs on the CPU (use --freeze all there)")
+
+
+def backbones(report: Report, voice: str | None, face_weights: str | None) -> None:
+    from ..errors import ModelError
+    from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFAULT_VOICE_BACKBONE, offline, torchvision_weights_file
+
+    voice = voice or DEFAULT_VOICE_BACKBONE
+    report.add(*voice_status(voice))
+    weights = face_weights or DEFAULT_FACE_WEIGHTS
+    if Path(weights).suffix:
+        report.add("ok" if Path(weights).is_file() else "FAIL", "face backbone", f"{DEFAULT_FACE_BACKBONE} weights file {weights}"
+                   + ("" if Path(weights).is_file() else ": not found"))
+        return
+    try:
+        report.add("ok", "face backbone", f"{DEFAULT_FACE_BACKBONE} {weights}: {torchvision_weights_file(DEFAULT_FACE_BACKBONE, weights, download=False)}")
+    except ModelError as error:
+        report.add("FAIL" if offline() else "warn", "face backbone", f"{error} (downloaded on first use when online)")
+
+
+def voice_status(voice: str) -> tuple[str, str, str]:
+    """(status, "voice backbone", detail) for a hub name or a local folder, without downloading anything."""
+    if Path(voice).is_dir():
+        has_weights = any((Path(voice) / name).is_file() for name in ("model.safetensors", "pytorch_model.bin"))
+        ok = (Path(voice) / "config.json").is_file() and has_weights
+        return ("ok" if ok else "FAIL", "voice backbone", f"{voice}" + ("" if ok else ": needs config.json and model.safetensors (save_pretrained)"))
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = [try_to_load_from_cache(voice, name) for name in ("config.json", "model.safetensors", "pytorch_model.bin")]
+    if isinstance(cached[0], str) and any(isinstance(path, str) for path in cached[1:]):
+        return "ok", "voice backbone", f"{voice}: in the Hugging Face cache"
+    from ..models.backbones import offline
+
+    how = f"`huggingface-cli download {voice} --local-dir DIR` on a machine with internet, then --backbone DIR"
+    return "FAIL" if offline() else "warn", "voice backbone", f"{voice}: not cached here; downloaded on first use (needs internet), or {how}"
+
+
+def data(report: Report, root, video_dir) -> int:
+    """Index the data and check every file's header; returns the number of clips."""
+    from tqdm.auto import tqdm
+
+    from ..data.manifest import index_dataset
+    from ..errors import EmolibError
+    from ..media import audio_problem, stream_kinds
+
+    try:
+        result = index_dataset(root, video_dir=video_dir)
+    except EmolibError as error:
+        report.add("FAIL", "data", str(error))
+        return 0
+    manifest = result.manifest
+    audio = manifest["audio_path"].astype(str) != ""
+    video = manifest["video_path"].astype(str) != ""
+    report.add("ok", "data", f"{len(manifest)} clips of {manifest['actor'].nunique()} actors ({int((audio & video).sum())} with audio "
+                             f"and video) in {result.roots['audio']}")
+    if len(result.defects):
+        report.add("warn", "defects", f"{len(result.defects)} known CREMA-D release defects (left out by default): "
+                                      + ", ".join(sorted(set(result.defects["stem"]))))
+    bad = [problem for path in tqdm(manifest.loc[audio, "audio_path"], desc="audio headers", leave=False) if (problem := audio_problem(path))]
+    bad += [f"{path}: no video stream" for path in tqdm(manifest.loc[video, "video_path"], desc="videos", leave=False)
+            if "video" not in stream_kinds(path)]
+    report.add("warn" if bad else "ok", "unreadable", f"{len(bad)} files (skipped with a warning)" + (f", e.g. {bad[0]}" if bad else ""))
+    return len(manifest)
+
+
+def disk(report: Report, cache, clips: int) -> None:
+    from ..files import cache_root
+
+    folder = Path(cache or cache_root())
+    probe = next((parent for parent in [folder, *folder.parents] if parent.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    needed = clips * FRAMES * CROP_BYTES + CHECKPOINT_BYTES
+    status = "ok" if free > needed else "FAIL"
+    report.add(status, "disk", f"{free / 1024**3:.1f} GiB free for {folder}; face crops and checkpoints need about {needed / 1024**3:.1f} GiB")
+
+
+def estimate(report: Report, device: str, clips: int) -> None:
+    """Training time of the full-size voice and face models (10 epochs) from this device's measured matrix-multiply rate."""
+    from ..devices import pick_device
+    from ..errors import EmolibError
+
+    try:
+        chosen = pick_device(device)
+    except EmolibError as error:
+        report.add("FAIL", "device", str(error))
+        return
+    rate = matmul_gflops(chosen)
+    train_clips = int(clips * 0.7) or 5200
+    seconds = train_clips * EPOCHS * (VOICE_TRAIN_GFLOP + FACE_TRAIN_GFLOP) / (rate * EFFICIENCY)
+    dtype = "fp16" if chosen.type == "cuda" else "fp32"
+    report.add("ok", "estimate", f"{chosen} {dtype} matmul {rate:.0f} GFLOP/s: voice + face training, {EPOCHS} epochs of {train_clips} "
+                                 f"clips, roughly {seconds / 3600:.1f} h (a rough bound; measure one epoch to be sure)")
+
+
+def matmul_gflops(device, size: int = 1024, repeats: int = 5) -> float:
+    """Measured matrix-multiply throughput (GFLOP/s) of ``device``: fp16 on CUDA, fp32 on the CPU."""
+    import torch
+
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    (a @ b).sum().item()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        c = a @ b
+    c.sum().item()
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
