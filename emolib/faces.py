@@ -95,7 +95,7 @@ def detect_faces(image: np.ndarray, detector: Detector = DEFAULT_DETECTOR) -> li
     found = _cascade_boxes(grey, detector.cascade, detector)
     if not found and detector.pad > 0:
         border = int(round(detector.pad * max(grey.shape)))
-        padded = cv2.copyMakeBorder(grey, border, border, border, border, cv2.BORDER_REPLICATE)
+        padded = cv2.copyMakeBorder(grey, border, border, border, border, cv2.BORDER_CONSTANT, value=int(grey.mean()))
         found = _cascade_boxes(padded, detector.cascade, detector)
         if not found and detector.profile:
             mirrored = np.ascontiguousarray(padded[:, ::-1])
