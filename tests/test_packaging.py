@@ -26,7 +26,8 @@ def test_environment_yml_matches_pyproject():
     assert conda_requirements() == pyproject_requirements()
 
 
-IMPORT_TO_DISTRIBUTION = {"cv2": "opencv-python", "sklearn": "scikit-learn", "IPython": "ipython", "skimage": "scikit-image"}
+IMPORT_TO_DISTRIBUTION = {"cv2": "opencv-python", "sklearn": "scikit-learn", "IPython": "ipython", "skimage": "scikit-image",
+                          "huggingface_hub": "huggingface_hub"}
 
 
 def imported_packages() -> set[str]:
