@@ -6,6 +6,7 @@ always trains on cached embeddings of the trained voice and face models.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import asdict
@@ -23,6 +24,7 @@ from ..locks import folder_lock
 from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_checkpoint
 from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
 from ..transforms import AudioSettings, FaceSettings
+from .distributed import is_main_process
 from .resume import RESUME_FILE
 from .trainer import HISTORY_FILE, Trainer, TrainConfig
 
@@ -52,9 +54,11 @@ def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessi
     (by validation UAR) is saved in ``out_dir``.
     """
     out_dir = Path(out_dir)
-    with folder_lock(out_dir, f"training the {kind} model"):
-        remove_stale_temporaries(out_dir)
-        if restart:
+    main = is_main_process()  # under a launcher, rank 0 holds the lock and cleans up for all processes
+    with folder_lock(out_dir, f"training the {kind} model") if main else contextlib.nullcontext():
+        if main:
+            remove_stale_temporaries(out_dir)
+        if restart and main:
             clear_run(out_dir)
 
         def save_best(trained, metrics):

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..devices import move, pick_device
+from ..devices import pick_device
 from ..errors import EmolibError
 from ..eval.metrics import summary_metrics
 from ..files import atomic_write
+from .distributed import make_accelerator
 from .resume import RESUME_FILE, load_resume_state, save_resume_state
 
 HISTORY_FILE = "history.json"
@@ -73,17 +74,20 @@ class TrainConfig:
         return {name: value for name, value in asdict(self).items() if name not in RUN_FIELDS_IGNORED}
 
 
-def predict_logits(model, loader, device, progress: bool = False, desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of every batch of ``loader``, in order."""
+def predict_logits(model, loader, accelerator, progress: bool = False, desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of every batch of ``loader`` (a prepared loader: each process has its shard),
+    gathered from all processes, each sample once, in order."""
     from tqdm.auto import tqdm
 
     model.eval()
     logits, labels = [], []
     with torch.inference_mode():
         for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
-            batch = move(batch, device)
-            labels.append(batch.pop("label").cpu())
-            logits.append(model(**batch).float().cpu())
+            label = batch.pop("label")
+            output = model(**batch).float()
+            output, label = accelerator.gather_for_metrics((output, label))
+            labels.append(label.cpu())
+            logits.append(output.cpu())
     return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
@@ -92,7 +96,9 @@ class Trainer:
 
     ``save_best(model, metrics)`` writes the deployable checkpoint whenever validation UAR improves.
     ``fingerprint`` identifies the run (data, model, preprocessing; the TrainConfig's ``identity``
-    is added): a saved resume state is used only when it was saved by the same run.
+    is added): a saved resume state is used only when it was saved by the same run. Under a
+    launcher the processes share each batch (``emolib.train.distributed``); validation metrics are
+    gathered over the whole validation split, and only the main process writes files.
     """
 
     def __init__(self, model, train_set, val_set, config: TrainConfig, out_dir, save_best: Callable, progress: bool = True,
@@ -100,13 +106,17 @@ class Trainer:
         self.model, self.config, self.out_dir = model, config, Path(out_dir)
         self.fingerprint = {**(fingerprint or {}), "training": config.identity()}
         self.train_set, self.val_set, self.save_best, self.progress = train_set, val_set, save_best, progress
-        self.device = pick_device(config.device)
-        self.use_amp = config.amp and self.device.type == "cuda"
-        if self.device.type == "cuda":
+        device = pick_device(config.device)
+        self.use_amp = config.amp and device.type == "cuda"
+        if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        self.accelerator = make_accelerator(device, self.use_amp, config.batch_size)
+        self.device = self.accelerator.device
+        self.main = self.accelerator.is_main_process
+        self.progress = progress and self.main
         self.model.to(self.device)
-        self.optimizer = torch.optim.AdamW(self._parameter_groups(), weight_decay=config.weight_decay)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        optimizer = torch.optim.AdamW(self._parameter_groups(), weight_decay=config.weight_decay)
+        self.parallel_model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.steps_per_epoch = math.ceil(len(train_set) / config.batch_size / config.accumulation)
         self.total_steps = max(1, self.steps_per_epoch * config.epochs)
         self.state = {"epoch": 0, "step": 0, "best_uar": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
@@ -128,9 +138,10 @@ class Trainer:
         progress = (step - warmup) / max(1, self.total_steps - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-    def _loader(self, dataset, shuffle: bool, epoch: int = 0) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool, epoch: int = 0):
+        """A DataLoader of the global batch size, prepared so that each process gets its part of every batch."""
         generator = torch.Generator().manual_seed(self.config.seed + epoch)
-        return DataLoader(
+        loader = DataLoader(
             dataset,
             batch_size=self.config.batch_size,
             shuffle=shuffle,
@@ -138,6 +149,7 @@ class Trainer:
             num_workers=self.config.num_workers,
             pin_memory=self.device.type == "cuda",
         )
+        return self.accelerator.prepare_data_loader(loader)
 
     def fit(self) -> list[dict]:
         """Train until the epoch budget or early stopping; return the per-epoch history."""
@@ -153,42 +165,40 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> float:
         from tqdm.auto import tqdm
 
-        torch.manual_seed(self.config.seed + epoch)
-        self.model.train()
+        torch.manual_seed(self.config.seed + epoch + 1000 * self.accelerator.process_index)
+        self.parallel_model.train()
         losses = []
         loader = self._loader(self.train_set, shuffle=True, epoch=epoch)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", leave=False, disable=not self.progress)
         self.optimizer.zero_grad(set_to_none=True)
         for index, batch in enumerate(bar):
-            batch = move(batch, self.device)
             labels = batch.pop("label")
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                loss = torch.nn.functional.cross_entropy(self.model(**batch).float(), labels)
+            with self.accelerator.autocast():
+                loss = torch.nn.functional.cross_entropy(self.parallel_model(**batch).float(), labels)
             if not torch.isfinite(loss):
                 raise TrainingError(f"{self.out_dir}: the training loss became {loss.item()} at epoch {epoch + 1}, batch {index + 1}; "
                                     f"stopped without saving this epoch (best so far: epoch {self.state['best_epoch']}); "
                                     f"try a lower --lr (now {self.config.lr:g}) and check the data")
-            self.scaler.scale(loss / self.config.accumulation).backward()
+            self.accelerator.backward(loss / self.config.accumulation)
             if (index + 1) % self.config.accumulation == 0 or index + 1 == len(loader):
                 self._optimizer_step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        return float(np.mean(losses)) if losses else float("nan")
+        local = torch.tensor(float(np.mean(losses)) if losses else float("nan"), device=self.device)
+        return float(self.accelerator.reduce(local, "mean"))  # the mean over all processes' batches
 
     def _optimizer_step(self) -> None:
         factor = self._learning_rate_factor(self.state["step"])
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self.accelerator.clip_grad_norm_(self.parallel_model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state["step"] += 1
 
     def evaluate(self, dataset) -> dict:
         """Loss, accuracy, UAR and macro-F1 of the current model on ``dataset``."""
-        logits, labels = predict_logits(self.model, self._loader(dataset, shuffle=False), self.device)
+        logits, labels = predict_logits(self.parallel_model, self._loader(dataset, shuffle=False), self.accelerator)
         loss = torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels).long()).item()
         if not np.isfinite(logits).all():
             raise TrainingError(f"{self.out_dir}: the model gives non-finite outputs on the validation split; "
@@ -201,23 +211,27 @@ class Trainer:
         improved = metrics["uar"] > self.state["best_uar"]
         if improved:
             self.state.update(best_uar=metrics["uar"], best_epoch=epoch + 1, bad_epochs=0)
-            self.save_best(self.model, {"split": "val", "epoch": epoch + 1, **metrics})
+            if self.main:
+                self.save_best(self.model, {"split": "val", "epoch": epoch + 1, **metrics})
         else:
             self.state["bad_epochs"] += 1
         row["best"] = improved
         self.state["history"].append(row)
         self.state["epoch"] = epoch + 1
-        atomic_write(self.out_dir / HISTORY_FILE, json.dumps(self.state["history"], indent=2))
+        if self.main:
+            atomic_write(self.out_dir / HISTORY_FILE, json.dumps(self.state["history"], indent=2))
         if self.progress:
             print(f"epoch {epoch + 1}: train loss {train_loss:.3f}, val loss {metrics['loss']:.3f}, "
                   f"val acc {metrics['accuracy']:.3f}, val UAR {metrics['uar']:.3f}{' *' if improved else ''}")
 
     def _save_resume_state(self) -> None:
-        state = {**self.state, "config": asdict(self.config)}
-        save_resume_state(self.out_dir / RESUME_FILE, self.model, self.optimizer, state, self.fingerprint)
+        if self.main:
+            state = {**self.state, "config": asdict(self.config)}
+            save_resume_state(self.out_dir / RESUME_FILE, self.model, self.optimizer.optimizer, state, self.fingerprint)
+        self.accelerator.wait_for_everyone()
 
     def _resume(self) -> None:
-        state = load_resume_state(self.out_dir / RESUME_FILE, self.model, self.optimizer, self.fingerprint, self.device)
+        state = load_resume_state(self.out_dir / RESUME_FILE, self.model, self.optimizer.optimizer, self.fingerprint, self.device)
         if state is None:
             return
         for group in self.optimizer.param_groups:

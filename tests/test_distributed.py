@@ -1,0 +1,65 @@
+"""The one Trainer under two processes (torchrun, gloo on the CPU, through Accelerate): the same validation
+UAR as one process, and a run killed mid-training resumes under two processes where it stopped."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+EPOCHS = 20
+
+
+def encoders(trained_demo, folder: Path) -> Path:
+    """A models folder holding the demo's voice and face checkpoints (no fusion yet)."""
+    for kind in ("voice", "face"):
+        shutil.copytree(trained_demo / "models" / kind, folder / kind, ignore=shutil.ignore_patterns("fast", "resume*"))
+    return folder
+
+
+def train_fusion(trained_demo, models: Path, processes: int) -> subprocess.Popen:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "-m"] if processes > 1 else [sys.executable, "-m"]
+    command = launcher + ["emolib", "train", "fusion", "--data", str(trained_demo / "cremad-synth"), "--out", str(models),
+                          "--cache", str(trained_demo / "cache"), "--epochs", str(EPOCHS), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+
+
+def history(models: Path) -> list[dict]:
+    return json.loads((models / "fusion" / "history.json").read_text())
+
+
+def finish(process: subprocess.Popen) -> None:
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+
+
+def test_two_processes_match_one_and_resume_after_a_kill(trained_demo, tmp_path):
+    one, two, cut = (encoders(trained_demo, tmp_path / name) for name in ("one", "two", "cut"))
+    finish(train_fusion(trained_demo, one, 1))
+    finish(train_fusion(trained_demo, two, 2))
+    best_one, best_two = (max(row["val_uar"] for row in history(models)) for models in (one, two))
+    assert best_two == pytest.approx(best_one, abs=0.03)
+    assert len({row["val_loss"] for row in history(two)}) > 1
+
+    killed = train_fusion(trained_demo, cut, 2)
+    deadline = time.time() + 240
+    while time.time() < deadline and not ((cut / "fusion" / "history.json").exists() and len(history(cut)) >= 3):
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    stopped_at = len(history(cut))
+    assert 3 <= stopped_at < len(history(two)), "the run finished before it could be killed"
+    finish(train_fusion(trained_demo, cut, 2))
+    resumed, uninterrupted = history(cut), history(two)
+    assert [row["epoch"] for row in resumed] == [row["epoch"] for row in uninterrupted]
+    for ours, theirs in zip(resumed, uninterrupted):
+        assert ours["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-4) and ours["val_uar"] == theirs["val_uar"]
+    assert not list((cut / "fusion").glob(".*.tmp")) and not (cut / "fusion" / ".emolib.lock").exists()
