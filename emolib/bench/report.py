@@ -112,6 +112,7 @@ def markdown(results: dict) -> str:
 def bounds(results: dict) -> list[str]:
     """The 'what bounds the latency' section, from this run's FLOP budget, GEMM roofs and latencies."""
     flops, roof, live = results["flops"], results["roof"], results["live"]
+    vnni = "with VNNI" if "vnni" in results["machine"]["flags"] else "without VNNI"  # from this machine's /proc/cpuinfo flags
     total = sum(flops.values())
     eager_rate = total / live["eager"]["p50"]
     fp32_ms = flops["voice fp32"] / roof["fp32"] * 1000
@@ -124,7 +125,7 @@ def bounds(results: dict) -> list[str]:
         f"(of which {flops['voice fp32']:.1f} stay fp32 in the fast path: conv feature encoder, positional conv, feature projection, "
         f"attention products; {flops['voice int8']:.1f} are the int8 transformer linears), face {flops['face']:.1f} (int8).", "",
         f"GEMM roofs measured in this run (ONNX Runtime, 2048x2048x2048, same threads): fp32 {roof['fp32']:.0f} GFLOP/s, "
-        f"int8 (u8s8; AVX2 without VNNI) {roof['int8']:.0f} GOP/s, {roof['int8'] / roof['fp32']:.1f}x fp32.", "",
+        f"int8 (u8s8, CPU {vnni}) {roof['int8']:.0f} GOP/s, {roof['int8'] / roof['fp32']:.1f}x fp32.", "",
         f"- Eager fp32 already runs at {eager_rate:.0f} GFLOP/s, {eager_rate / roof['fp32']:.0%} of the fp32 roof: fp32 tricks "
         "(ONNX Runtime fp32, fused kernels, threads, channels-last) can only shave the rest.",
         f"- The fast path's compute floor at these roofs is {fp32_ms:.0f} ms (fp32 part) + {int8_ms:.0f} ms (int8 part) = "

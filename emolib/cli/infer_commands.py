@@ -108,6 +108,31 @@ def _timeline(parser):
     return run
 
 
+@command("annotate", "emotion timelines for a whole archive (folder, glob or CSV/Parquet list) -> a Parquet dataset, on Ray Data")
+def _annotate(parser):
+    parser.add_argument("source", help="a folder (searched recursively), a glob, or a .csv/.parquet list of media files (column 'path')")
+    parser.add_argument("--out", default="annotations", help="output folder: windows/*.parquet and errors/*.parquet (default: annotations)")
+    parser.add_argument("--models", default=DEFAULT_MODELS, help="folder with voice/, face/ and/or fusion/ checkpoints (default: models)")
+    parser.add_argument("--workers", type=positive_int, default=2, help="model actors (each loads the models once; default 2)")
+    parser.add_argument("--cpus-per-worker", type=positive_float, default=0.5,
+                        help="CPUs reserved per model actor (fractional: leaves CPUs to the decoding tasks; default 0.5)")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per model actor (e.g. 1, or 0.5 to share one; default 0: CPU)")
+    parser.add_argument("--window", type=positive_float, default=WINDOW_SECONDS, help=f"window length in seconds (default {WINDOW_SECONDS:g})")
+    parser.add_argument("--hop", type=positive_float, default=1.0, help="seconds between window starts (default: 1)")
+    parser.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: start Ray on this machine's cores)")
+
+    def run(args):
+        from ..infer.annotate import annotate
+
+        counts = annotate(args.source, args.models, args.out, args.workers, args.window, args.hop, args.ray_address, args.gpus_per_worker,
+                          args.cpus_per_worker)
+        print(f"{counts['files']} files: {counts['annotated']} annotated ({counts['audio_hours']:.3f} h of audio), "
+              f"{counts['skipped']} already done, {counts['failed']} failed (see {args.out}/errors)")
+        print(f"windows: {args.out}/windows (pandas.read_parquet)")
+
+    return run
+
+
 @command("live", "webcam frame + microphone recording -> emotion (Ctrl-C stops --loop)")
 def _live(parser):
     parser.add_argument("--camera", type=non_negative_int, default=0, help="OpenCV camera index (default 0)")

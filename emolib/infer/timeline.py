@@ -8,6 +8,7 @@ top emotion as markers.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,18 +42,23 @@ def window_frame_indices(start: float, end: float, fps: float, total: int, count
     return [min(total - 1, max(0, int(first + (i + 0.5) * span / count))) for i in range(count)]
 
 
-def predict_timeline(predictor: Predictor, video, audio=None, window: float | None = None, hop: float = 1.0, progress: bool = True):
-    """A DataFrame with one row per window: start, end, label, source, and each model's probabilities.
+@dataclass
+class TimelineInputs:
+    """A media file decoded for its windows: start times, each window's audio samples (16 kHz) and frames, and notes."""
 
-    ``audio`` (a file) overrides the video's audio track. Windows where neither modality is
-    usable get an empty label and the reason in ``notes``.
-    """
-    import pandas as pd
-    from tqdm.auto import tqdm
+    starts: list
+    ends: list
+    clips: list
+    images: list
+    notes: list
+    seconds: float
 
+
+def timeline_inputs(video, audio=None, window: float = WINDOW_SECONDS, hop: float = 1.0, frames: int = 0) -> TimelineInputs:
+    """Decode ``video`` (and ``audio``, which overrides its track) into windows of ``window`` s every ``hop`` s,
+    each with its audio and ``frames`` frames sampled inside it (0: no frames). No model is needed here."""
     video = Path(video)
     check_input_file(video, VideoError)
-    window = window or (predictor.audio_settings.window_seconds if predictor.audio_settings else WINDOW_SECONDS)
     audio_only = stream_kinds(video) == {"audio"}
     total, fps = (0, 1.0) if audio_only else video_info(video)
     wave, notes = input_audio(audio, video)
@@ -60,14 +66,23 @@ def predict_timeline(predictor: Predictor, video, audio=None, window: float | No
         notes.append(f"{video}: no video stream (audio only)")
     duration = max(total / fps, len(wave) / SAMPLE_RATE if wave is not None else 0.0)
     starts = window_starts(duration, window, hop)
-    frame_count = predictor.face_settings.frames if predictor.face_settings and total else 0
-    plans = [window_frame_indices(start, min(start + window, total / fps), fps, total, frame_count) if frame_count else [] for start in starts]
-    frames = read_frames_at(video, [index for plan in plans for index in plan]) if frame_count else {}
+    count = frames if total else 0
+    plans = [window_frame_indices(start, min(start + window, total / fps), fps, total, count) if count else [] for start in starts]
+    decoded = read_frames_at(video, [index for plan in plans for index in plan]) if count else {}
+    ends = [min(start + window, duration) for start in starts]
+    clips = [wave[int(round(start * SAMPLE_RATE)) : int(round(end * SAMPLE_RATE))] if wave is not None else None for start, end in zip(starts, ends)]
+    images = [[decoded[index] for index in plan if index in decoded] or None for plan in plans]
+    return TimelineInputs(starts, ends, clips, images, notes, duration)
+
+
+def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool = True):
+    """One row per window of ``inputs``: start, end, label, source, modalities, each model's probabilities, notes."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
     rows = []
-    for start, plan in tqdm(list(zip(starts, plans)), desc="timeline", unit="window", disable=not progress):
-        end = min(start + window, duration)
-        clip = wave[int(round(start * SAMPLE_RATE)) : int(round(end * SAMPLE_RATE))] if wave is not None else None
-        images = [frames[index] for index in plan if index in frames] or None
+    for start, end, clip, images in tqdm(list(zip(inputs.starts, inputs.ends, inputs.clips, inputs.images)), desc="timeline", unit="window",
+                                         disable=not progress):
         row = {"start": start, "end": round(end, 6)}
         try:
             prediction = predictor.predict(clip if clip is not None and clip.size else None, SAMPLE_RATE, images,
@@ -76,7 +91,7 @@ def predict_timeline(predictor: Predictor, video, audio=None, window: float | No
             rows.append({**row, "label": "", "source": "", "modalities": "", "face_found": False, "notes": str(error)})
             continue
         row.update(label=prediction.emotion, source=prediction.source, modalities="+".join(prediction.modalities),
-                   face_found=bool(prediction.face_found))
+                   face_found=bool(prediction.face_found), audio_rms=prediction.audio_rms)
         for kind in ("voice", "face", "fusion"):
             probabilities = getattr(prediction, kind)
             row[f"{kind}_pred"] = max(probabilities, key=probabilities.get) if probabilities else ""
@@ -84,11 +99,22 @@ def predict_timeline(predictor: Predictor, video, audio=None, window: float | No
             probabilities = getattr(prediction, kind) or {}
             row.update({f"{kind}_{emotion}": probabilities.get(emotion, np.nan) for emotion in EMOTIONS})
         row.update({f"prob_{emotion}": prediction.probabilities[emotion] for emotion in EMOTIONS})
-        row["notes"] = "; ".join(notes + prediction.notes)
+        row["notes"] = "; ".join(inputs.notes + prediction.notes)
         rows.append(row)
-    columns = ["start", "end", "label", "source", "modalities", "face_found", "voice_pred", "face_pred", "fusion_pred"]
+    columns = ["start", "end", "label", "source", "modalities", "face_found", "audio_rms", "voice_pred", "face_pred", "fusion_pred"]
     columns += [f"{kind}_{emotion}" for kind in ("prob", "voice", "face", "fusion") for emotion in EMOTIONS] + ["notes"]
     return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def predict_timeline(predictor: Predictor, video, audio=None, window: float | None = None, hop: float = 1.0, progress: bool = True):
+    """A DataFrame with one row per window: start, end, label, source, and each model's probabilities.
+
+    ``audio`` (a file) overrides the video's audio track. Windows where neither modality is
+    usable get an empty label and the reason in ``notes``.
+    """
+    window = window or (predictor.audio_settings.window_seconds if predictor.audio_settings else WINDOW_SECONDS)
+    frames = predictor.face_settings.frames if predictor.face_settings else 0
+    return timeline_rows(predictor, timeline_inputs(video, audio, window, hop, frames), progress)
 
 
 def plot_timeline(table, title: str = ""):
