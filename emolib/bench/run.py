@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -123,11 +124,14 @@ def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=
 
 
 def keep_face_section(out, text: str) -> str:
-    """``text`` followed by the face-detection section ``out`` already has (``emolib bench --faces`` writes it)."""
-    from .faces import END, START
+    """``text`` followed by the sections ``out`` already has from ``emolib bench --faces`` and ``--annotate``."""
+    from . import faces, scaling
 
     old = Path(out).read_text() if Path(out).is_file() else ""
-    return text.rstrip() + "\n\n" + old[old.index(START): old.index(END) + len(END)] + "\n" if START in old and END in old else text
+    for start, end in ((faces.START, faces.END), (scaling.START, scaling.END)):
+        if start in old and end in old:
+            text = text.rstrip() + "\n\n" + old[old.index(start): old.index(end) + len(end)] + "\n"
+    return text
 
 
 def run_face_bench(out="BENCHMARKS.md", data=None, work=None, command: str = "emolib bench --faces", frames: int = 120) -> list[dict]:
@@ -143,3 +147,27 @@ def run_face_bench(out="BENCHMARKS.md", data=None, work=None, command: str = "em
     rows = detection_rates(synthetic)
     atomic_write(out, update_section(out, faces_markdown(rows, command)))
     return rows
+
+
+def run_annotate_bench(out="BENCHMARKS.md", models=None, data=None, work=None, command: str = "emolib bench --annotate", videos: int = 6) -> list[dict]:
+    """Measure ``emolib annotate`` with 1 and 2 model actors (``bench.scaling``) and write its section of ``out``."""
+    import ray
+
+    from ..errors import EmolibError
+    from ..files import atomic_write
+    from ..infer.annotate import quiet_ray, require_scale
+    from . import scaling
+
+    if models is None:
+        raise EmolibError("--annotate needs --models (trained checkpoints, e.g. work/models of `make demo`)")
+    require_scale()
+    work = Path(work) if work else default_work() / "annotate"
+    shutil.rmtree(work, ignore_errors=True)
+    data = Path(data) if data else synthetic_data(default_work())
+    files = scaling.make_videos(data, work / "videos", videos)
+    quiet_ray()
+    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    runs = [scaling.throughput(files, models, work, workers) for workers in (1, 2)]
+    parts = scaling.breakdown(files[0], models)
+    atomic_write(out, scaling.update_section(out, scaling.markdown(runs, parts, command, os.cpu_count() or 1)))
+    return runs

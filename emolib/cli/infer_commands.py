@@ -189,11 +189,20 @@ def _bench(parser):
     parser.add_argument("--json", default=None, help="also write the raw figures as JSON to this file")
     parser.add_argument("--faces", action="store_true",
                         help="only measure face detection on real photographs and synthetic frames (its section of --out)")
+    parser.add_argument("--annotate", action="store_true",
+                        help="only measure `emolib annotate` throughput with 1 and 2 model actors (needs --models; its section of --out)")
 
     def run(args):
         import shlex
 
-        from ..bench.run import run_bench, run_face_bench
+        from ..bench.run import run_annotate_bench, run_bench, run_face_bench
+
+        if args.annotate:
+            run_annotate_bench(args.out, args.models, args.data, args.work,
+                               command=f"emolib bench --annotate --models {shlex.quote(str(args.models))} --out {shlex.quote(args.out)}"
+                               + (f" --data {shlex.quote(args.data)}" if args.data else ""))
+            print(f"benchmarks: {args.out}")
+            return
 
         if args.faces:
             run_face_bench(args.out, args.data, args.work, command=f"emolib bench --faces --out {shlex.quote(args.out)}"
