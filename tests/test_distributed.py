@@ -63,3 +63,15 @@ def test_two_processes_match_one_and_resume_after_a_kill(trained_demo, tmp_path)
     for ours, theirs in zip(resumed, uninterrupted):
         assert ours["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-4) and ours["val_uar"] == theirs["val_uar"]
     assert not list((cut / "fusion").glob(".*.tmp")) and not (cut / "fusion" / ".emolib.lock").exists()
+
+
+def test_notebook_launcher_path_trains_on_two_processes(trained_demo, tmp_path):
+    """What the training notebooks run on Kaggle's two T4s, here with two CPU processes: accelerate.notebook_launcher."""
+    from emolib.data.manifest import load_manifest
+    from emolib.train.recipes import train_config, train_model_on_gpus
+
+    models = encoders(trained_demo, tmp_path / "models")
+    manifest = load_manifest(trained_demo / "manifest.csv")
+    history = train_model_on_gpus("fusion", manifest, models, train=train_config("fusion", epochs=3, device="cpu"),
+                                  cache_dir=trained_demo / "cache", progress=False, processes=2)
+    assert [row["epoch"] for row in history] == [1, 2, 3] and (models / "fusion" / "model.safetensors").is_file()

@@ -133,6 +133,27 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
                         progress=progress, restart=restart)
 
 
+def train_model_on_gpus(kind, manifest, models_dir, *args, processes: int | None = None, **kwargs):
+    """``train_model`` on every visible GPU from a notebook (Kaggle's 2x T4): ``accelerate.notebook_launcher``
+    starts one process per GPU (DDP); with one GPU or none it is a plain call. Returns the history."""
+    import torch
+
+    processes = torch.cuda.device_count() if processes is None else processes
+    if processes <= 1:
+        return train_model(kind, manifest, models_dir, *args, **kwargs)
+    from accelerate import notebook_launcher
+
+    from .trainer import HISTORY_FILE
+
+    notebook_launcher(_train_model_process, (kind, manifest, models_dir, args, kwargs), num_processes=processes)
+    return json.loads((Path(models_dir) / kind / HISTORY_FILE).read_text())
+
+
+def _train_model_process(kind, manifest, models_dir, args, kwargs):
+    """One launched process of ``train_model_on_gpus``."""
+    train_model(kind, manifest, models_dir, *args, **kwargs)
+
+
 def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir=None, progress: bool = True, labels: str = "intended"):
     """``train_model`` with ModelOptions (the CLI's ``emolib train KIND``), on the intended or the perceived labels of ``kind``."""
     from ..data.perceived import with_labels
