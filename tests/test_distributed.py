@@ -65,13 +65,23 @@ def test_two_processes_match_one_and_resume_after_a_kill(trained_demo, tmp_path)
     assert not list((cut / "fusion").glob(".*.tmp")) and not (cut / "fusion" / ".emolib.lock").exists()
 
 
-def test_notebook_launcher_path_trains_on_two_processes(trained_demo, tmp_path):
-    """What the training notebooks run on Kaggle's two T4s, here with two CPU processes: accelerate.notebook_launcher."""
-    from emolib.data.manifest import load_manifest
-    from emolib.train.recipes import train_config, train_model_on_gpus
+NOTEBOOK_CELL = """
+import json, sys
+from emolib.data.manifest import load_manifest
+from emolib.train.recipes import train_config, train_model_on_gpus
+demo, models = sys.argv[1], sys.argv[2]
+history = train_model_on_gpus("fusion", load_manifest(demo + "/manifest.csv"), models, train=train_config("fusion", epochs=3, device="cpu"),
+                              cache_dir=demo + "/cache", progress=False, processes=2)
+print(json.dumps([row["epoch"] for row in history]))
+"""
 
+
+def test_notebook_launcher_path_trains_on_two_processes(trained_demo, tmp_path):
+    """What the training notebooks run on Kaggle's two T4s, here with two CPU processes: accelerate.notebook_launcher
+    forks the calling process, so it runs in a fresh interpreter, as in a notebook kernel."""
     models = encoders(trained_demo, tmp_path / "models")
-    manifest = load_manifest(trained_demo / "manifest.csv")
-    history = train_model_on_gpus("fusion", manifest, models, train=train_config("fusion", epochs=3, device="cpu"),
-                                  cache_dir=trained_demo / "cache", progress=False, processes=2)
-    assert [row["epoch"] for row in history] == [1, 2, 3] and (models / "fusion" / "model.safetensors").is_file()
+    result = subprocess.run([sys.executable, "-c", NOTEBOOK_CELL, str(trained_demo), str(models)], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Launching training on 2" in result.stdout + result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [1, 2, 3] and (models / "fusion" / "model.safetensors").is_file()

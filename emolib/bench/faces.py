@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..faces import Detector, detect_faces
+from .report import replace_section
 
 MESSI = Path("/usr/share/doc/opencv-doc/examples/data/messi5.jpg")
 ASTRONAUT_FACE = (174, 66, 98, 98)
@@ -75,8 +76,5 @@ def markdown(rows: list[dict], command: str) -> str:
 
 
 def update_section(path, section: str) -> str:
-    """``path``'s text with the face-detection section replaced (or appended)."""
-    text = Path(path).read_text() if Path(path).is_file() else ""
-    if START in text and END in text:
-        return text[: text.index(START)] + section + text[text.index(END) + len(END):]
-    return text.rstrip() + "\n\n" + section + "\n"
+    """``path``'s text with this section replaced (or appended)."""
+    return replace_section(path, section, START, END)

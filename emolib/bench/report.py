@@ -6,6 +6,8 @@ extraction, peak memory, the targets (``TARGETS``) and what bounds the latency.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 TARGETS = {"p50_seconds": 0.25, "speedup": 3.0, "prob_diff": 0.02, "uar_points": 1.0, "face_clips_per_second": 20.0, "rss_gb": 1.5}
 
 
@@ -143,3 +145,11 @@ def bounds(results: dict) -> list[str]:
         "matrix would cost roughly what int8 saves).",
         "",
     ]
+
+
+def replace_section(path, section: str, start: str, end: str) -> str:
+    """``path``'s text with the part between the ``start`` and ``end`` markers replaced by ``section`` (appended when absent)."""
+    text = Path(path).read_text() if Path(path).is_file() else ""
+    if start in text and end in text:
+        return text[: text.index(start)] + section + text[text.index(end) + len(end):]
+    return text.rstrip() + "\n\n" + section + "\n"

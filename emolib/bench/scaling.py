@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .report import replace_section
+
 START, END = "<!-- annotate-scaling:start -->", "<!-- annotate-scaling:end -->"
 VIDEO_SECONDS = 20.0
 
@@ -137,7 +139,4 @@ def markdown(runs: list[dict], parts: dict, command: str, cpus: int) -> str:
 
 def update_section(path, section: str) -> str:
     """``path``'s text with this section replaced (or appended)."""
-    text = Path(path).read_text() if Path(path).is_file() else ""
-    if START in text and END in text:
-        return text[: text.index(START)] + section + text[text.index(END) + len(END):]
-    return text.rstrip() + "\n\n" + section + "\n"
+    return replace_section(path, section, START, END)

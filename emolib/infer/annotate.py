@@ -172,8 +172,6 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     Model actors take ``cpus_per_worker`` CPUs each (fractional, so on a small machine the decoding
     tasks always get CPUs: with every CPU held by actors, Ray Data's readers starve and the job hangs).
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
 
     require_scale()
     import ray
@@ -192,7 +190,20 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     if not todo:
         return counts
     quiet_ray()
+    started_ray = not ray.is_initialized()
     ray.init(address=ray_address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        return _run(ray, todo, counts, out, models_dir, window, hop, frames, workers, cpus_per_worker, gpus_per_worker, progress)
+    finally:
+        if started_ray:
+            ray.shutdown()  # leave no Ray processes behind in the caller's process (a notebook, a test run)
+
+
+def _run(ray, todo, counts, out, models_dir, window, hop, frames, workers, cpus_per_worker, gpus_per_worker, progress) -> dict:
+    """The Ray Data job of ``annotate``: decode tasks, then the actor pool; results are written as they arrive."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
     dataset = ray.data.from_items(todo).map(decode, fn_kwargs={"window": window, "hop": hop, "frames": frames}, num_cpus=cpus_per_worker / 2)
     dataset = dataset.map_batches(Annotator, fn_constructor_kwargs={"models_dir": str(models_dir), "device": "cuda" if gpus_per_worker else "cpu"},
                                   batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
