@@ -132,7 +132,7 @@ def test_find_models_is_the_one_place_that_locates_checkpoints(tmp_path):
 
 def test_packaged_probes_are_what_the_generator_makes():
     from emolib.data.synth.probes import probe_arrays
-    from emolib.infer.probes import default_probes
+    from emolib.fast.probes import default_probes
 
     made, shipped = probe_arrays(), default_probes()
     assert len(shipped.speech) == len(made["speech"]) == 3

@@ -1,4 +1,4 @@
-"""The fast CPU path (emolib.infer.fast_runtime): agreement with eager fp32, the on-disk cache, --no-fast, `emolib bench`'s pieces.
+"""The fast CPU path (emolib.fast.runtime): agreement with eager fp32, the on-disk cache, --no-fast, `emolib bench`'s pieces.
 
 Speed is never asserted here (see BENCHMARKS.md / `emolib bench`); only that the fast path gives
 the same answers as eager fp32 and that its cache behaves.
@@ -15,7 +15,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from emolib.files import file_digest
-from emolib.infer import fast_cache, fast_runtime
+from emolib.fast import cache as fast_cache, runtime as fast_runtime
 from emolib.models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from emolib.cli.main import build_parser, main
 from emolib.cremad import EMOTIONS

@@ -75,7 +75,7 @@ def gemm_rates(threads: int, size: int = 2048, repeats: int = 8) -> dict:
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from ..infer.fast_session import session_options
+    from ..fast.session import session_options
 
     rng = np.random.default_rng(0)
     rates = {}
@@ -108,8 +108,8 @@ def flop_budget(predictor) -> dict:
     """GFLOPs (2 x multiply-adds) of one live prediction, split by what the fast path runs in fp32 and in int8."""
     import torch
 
-    from ..infer.fast_runtime import load_encoder_weights
-    from ..infer.fast_export import VOICE_INT8_NODES, voice_arrays
+    from ..fast.runtime import load_encoder_weights
+    from ..fast.export import VOICE_INT8_NODES, voice_arrays
 
     counts = {"voice fp32": 0.0, "voice int8": 0.0, "face": 0.0}
     hooks = []
@@ -155,7 +155,7 @@ def operator_profile(fast_model, feed: dict, runs: int = 3, top: int = 7) -> lis
 
     import onnxruntime as ort
 
-    from ..infer.fast_session import session_options
+    from ..fast.session import session_options
 
     options = session_options(fast_model.session.get_session_options().intra_op_num_threads)
     with tempfile.TemporaryDirectory(prefix="emolib-bench-profile-") as folder:
@@ -182,7 +182,7 @@ def operator_profile(fast_model, feed: dict, runs: int = 3, top: int = 7) -> lis
 
 def profiles(fast) -> dict:
     """Per-operator profiles of the fast voice and face sessions on a live input."""
-    from ..infer.fast_export import voice_arrays
+    from ..fast.export import voice_arrays
     from ..transforms import face_pixels
 
     audio, frame = live_inputs(0)

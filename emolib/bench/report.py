@@ -32,7 +32,7 @@ def markdown(results: dict) -> str:
         f"ratios measured in the same run are the figures to compare).", "",
         "## The fast path", "",
         "Default for `emolib predict`, `live`, `timeline` and `Predictor.from_dir` (the demo notebook); `--no-fast` / `fast=False` "
-        "is eager PyTorch fp32. Details and reasons in `emolib/infer/fast_export.py`.", "",
+        "is eager PyTorch fp32. Details and reasons in `emolib/fast/export.py`.", "",
         "- voice: ONNX Runtime; the 72 transformer linear layers int8 (dynamic activations), the conv feature encoder and the feature "
         "projection fp32 (int8 there broke accuracy, see the last section); exported for the fixed 4 s window.",
         "- face: ResNet in ONNX Runtime, static int8 (QDQ, per-channel 7-bit weights, calibrated on drawn faces).",

@@ -52,7 +52,7 @@ def machine() -> dict:
     import onnxruntime
     import torch
 
-    from ..infer.fast_session import physical_cores
+    from ..fast.session import physical_cores
 
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")

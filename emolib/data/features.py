@@ -67,22 +67,28 @@ def extract_features(model, dataset, kind: str, device: str = "auto", batch_size
     return torch.cat(features), torch.cat(labels)
 
 
-def cached_features(model, dataset, kind: str, cache_dir=None, settings: dict | None = None, device: str = "auto", progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Like extract_features, but read from / written to ``cache_dir`` (default: the cache root) keyed by weights, clips and settings."""
+def cached_features(model, dataset, kind: str, cache_dir=None, settings: dict | None = None, device: str = "auto", progress: bool = True,
+                    extractor=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like extract_features, but read from / written to ``cache_dir`` (default: the cache root) keyed by weights, clips,
+    settings and the extractor: ``extractor`` (``emolib.fast.features.FastExtractor``) or eager PyTorch when None."""
     from safetensors.torch import load_file
 
     settings = settings if settings is not None else modality_settings(model, kind)
-    key = cache_key(kind, model, dataset.sources(), settings)
+    name = extractor.identity(model, dataset, kind) if extractor is not None and len(dataset) else "eager"
+    key = cache_key(kind, model, dataset.sources(), {**settings, "extractor": name})
     path = Path(cache_dir or cache_root()) / FEATURES_DIR / f"{kind}-{key}.safetensors"
     if path.exists():
         stored = load_file(str(path))
         return stored["features"], stored["labels"]
-    features, labels = extract_features(model, dataset, kind, device, progress=progress)
+    if name == "eager":
+        features, labels = extract_features(model, dataset, kind, device, progress=progress)
+    else:
+        features, labels = extractor.extract(model, dataset, kind, progress)
     atomic_save_tensors({"features": features, "labels": labels}, path)
     return features, labels
 
 
-def paired_features(manifest, split, voice, face, faces, cache_dir=None, device="auto", progress=True):
+def paired_features(manifest, split, voice, face, faces, cache_dir=None, device="auto", progress=True, extractor=None):
     """The fusion model's inputs for the clips of one split that have audio and a video.
 
     Returns ({"voice", "face", "present"} tensors, labels, stems). A clip whose video has no
@@ -92,8 +98,8 @@ def paired_features(manifest, split, voice, face, faces, cache_dir=None, device=
     voice_set = VoiceDataset(paired_rows(select_split(manifest, split), faces), AudioSettings.of(voice))
     rows = voice_set.rows  # unreadable audio already left out
     face_set = FaceDataset(rows, faces, FaceSettings.of(face))
-    voice_features, labels = cached_features(voice, voice_set, "voice", cache_dir, None, device, progress)
-    face_part, _ = cached_features(face, face_set, "face", cache_dir, None, device, progress)
+    voice_features, labels = cached_features(voice, voice_set, "voice", cache_dir, None, device, progress, extractor)
+    face_part, _ = cached_features(face, face_set, "face", cache_dir, None, device, progress, extractor)
     with_face = torch.tensor(rows["stem"].isin(set(face_set.rows["stem"])).to_numpy(), dtype=torch.bool)
     face_features = torch.zeros(len(rows), face.feature_dim)
     face_features[with_face] = face_part

@@ -16,6 +16,7 @@ from ..cremad import EMOTIONS, load_votes
 from ..data.datasets import FaceDataset, VoiceDataset, select_split
 from ..data.defects import excluded_list
 from ..data.perceived import with_labels
+from ..fast.features import feature_extractor
 from ..data.face_cache import face_index
 from ..data.features import cached_features, paired_features
 from ..files import atomic_write
@@ -43,7 +44,7 @@ def unimodal_predictions(model, kind: str, rows: pd.DataFrame, faces=None, cache
         dataset = VoiceDataset(rows, AudioSettings.of(model))
     else:
         dataset = FaceDataset(rows, faces, FaceSettings.of(model))
-    features, _ = cached_features(model, dataset, kind, cache_dir, None, device, progress)
+    features, _ = cached_features(model, dataset, kind, cache_dir, None, device, progress, feature_extractor(device))
     with torch.inference_mode():
         logits = model.cpu().classify(features).numpy()
     return probability_table(dataset.rows["stem"], kind, softmax(logits))
@@ -58,7 +59,7 @@ def probability_table(stems, kind: str, probabilities: np.ndarray) -> pd.DataFra
 
 def fusion_predictions(fusion, voice, face, manifest, split, faces, cache_dir, device="auto", progress=True) -> pd.DataFrame:
     """Per-clip probabilities of the fusion model on the paired clips of ``split``."""
-    tensors, _, stems = paired_features(manifest, split, voice, face, faces, cache_dir, device, progress)
+    tensors, _, stems = paired_features(manifest, split, voice, face, faces, cache_dir, device, progress, feature_extractor(device))
     with torch.inference_mode():
         logits = fusion.cpu()(**tensors).numpy()
     return probability_table(stems, "fusion", softmax(logits))

@@ -46,8 +46,8 @@ class Predictor:
     """Voice, face and fusion models (any subset) with their training-time preprocessing.
 
     With ``fast=True`` (the default of ``from_dir``) the voice and face encoders run through the
-    cached ONNX Runtime fast path on CPU (``emolib.infer.fast_runtime``; ``self.fast``), else eager fp32.
-    ``probes`` (``emolib.infer.probes.Probes``) are the inputs a new fast-path export is checked
+    cached ONNX Runtime fast path on CPU (``emolib.fast.runtime``; ``self.fast``), else eager fp32.
+    ``probes`` (``emolib.fast.probes.Probes``) are the inputs a new fast-path export is checked
     and calibrated on; by default the packaged ones.
     """
 
@@ -78,10 +78,10 @@ class Predictor:
             self.fast = self._load_fast(quantize, threads, probes)
 
     def _load_fast(self, quantize: str, threads: int | None, probes):
-        """The ONNX Runtime fast path (emolib.infer.fast_runtime), or None (with a warning) when it cannot be used."""
+        """The ONNX Runtime fast path (emolib.fast.runtime), or None (with a warning) when it cannot be used."""
         import warnings
 
-        from .fast_runtime import FastPath, load_encoder_weights
+        from ..fast.runtime import FastPath, load_encoder_weights
 
         try:
             fast = FastPath(self.voice, self.face, self.audio_settings, self.face_settings, quantize=quantize, threads=threads,
@@ -100,7 +100,7 @@ class Predictor:
         """Load the models ``models.checkpoint.find_models(models_dir)`` finds (voice, face, fusion; any subset).
 
         ``fast`` (default) runs the voice and face encoders through the cached ONNX Runtime fast
-        path on CPU (``emolib.infer.fast_runtime``: int8 transformer / int8 ResNet for full-size
+        path on CPU (``emolib.fast.runtime``: int8 transformer / int8 ResNet for full-size
         encoders, fp32 for small ones; built on first use next to each checkpoint); ``fast=False``
         is plain eager PyTorch fp32. ``quantize`` ("auto", "int8", "fp32") and ``threads`` tune it.
         A fusion model beside encoders it was not trained on is refused, unless
@@ -112,7 +112,7 @@ class Predictor:
         found = find_models(models_dir, allow_mismatched_fusion=allow_mismatched_fusion)
         notes = [f"{problem} (allowed by --allow-mismatched-fusion)" for problem in fusion_lineage(found)] if "fusion" in found else []
         if fast and pick_device(device).type == "cpu":  # reads only what the cached fast files do not replace
-            from .fast_runtime import load_checkpoint
+            from ..fast.runtime import load_checkpoint
 
             models = {kind: load_checkpoint(folder, quantize) for kind, folder in found.items()}
         else:

@@ -19,6 +19,7 @@ from ..data.datasets import FaceDataset, FeatureDataset, VoiceDataset, data_iden
 from ..data.face_cache import face_index
 from ..data.features import cached_features, paired_features
 from ..errors import DataError
+from ..fast.features import feature_extractor
 from ..files import file_digest, remove_stale_temporaries
 from ..locks import folder_lock
 from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_checkpoint
@@ -87,7 +88,7 @@ def clear_run(out_dir) -> None:
 
 
 def _feature_dataset(model, dataset, kind, cache_dir, preprocessing, device, progress):
-    features, labels = cached_features(model, dataset, kind, cache_dir, preprocessing, device, progress)
+    features, labels = cached_features(model, dataset, kind, cache_dir, preprocessing, device, progress, feature_extractor(device))
     return FeatureDataset({"features": features}, labels)
 
 
@@ -138,8 +139,10 @@ def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hid
     extra = {"voice_checkpoint": os.path.relpath(voice_dir, out_dir), "face_checkpoint": os.path.relpath(face_dir, out_dir),
              "voice_sha256": file_digest(Path(voice_dir) / WEIGHTS_FILE), "face_sha256": file_digest(Path(face_dir) / WEIGHTS_FILE)}
 
+    extractor = feature_extractor(train.device)
+
     def make_dataset(split, augment):
-        tensors, labels, _ = paired_features(manifest, split, voice, face, faces, cache_dir, train.device, progress)
+        tensors, labels, _ = paired_features(manifest, split, voice, face, faces, cache_dir, train.device, progress, extractor)
         return FeatureDataset(tensors, labels)
 
     return fit(model, "fusion", make_dataset, train, out_dir, preprocessing, cache_dir, extra, progress,

@@ -1,7 +1,7 @@
 """Probe inputs for the fast path, made from the synthetic generator and shipped as package data.
 
-The fast-path export (``emolib.infer.fast_export``) is calibrated and checked on inputs its caller
-gives it; by default the files in ``emolib/infer/probes/``, which ``write_probe_files`` makes
+The fast-path export (``emolib.fast.export``) is calibrated and checked on inputs its caller
+gives it; by default the files in ``emolib/fast/probes/``, which ``write_probe_files`` makes
 (``python -m emolib.data.synth.probes``). A test remakes them and compares, so the shipped files
 stay what this code makes. Inference code reads the files and never imports this generator.
 """
@@ -20,7 +20,7 @@ PROBE_SEED = 1234
 PROBE_STEMS = ("1001_DFA_ANG_HI", "1002_IEO_SAD_LO", "1003_TIE_HAP_MD")
 CALIBRATION_FACES = 16
 CHECK_FACES = 8
-PROBE_FOLDER = Path(__file__).resolve().parents[2] / "infer" / "probes"
+PROBE_FOLDER = Path(__file__).resolve().parents[2] / "fast" / "probes"
 SPEECH_FILE = "speech-{index}.flac"
 FACES_FILE = "faces-{name}.jpg"
 JPEG_QUALITY = 90

@@ -2,8 +2,8 @@
 
 ``Predictor.from_dir`` uses this by default on CPU (``fast=False`` / ``--no-fast`` turns it off).
 What runs where (int8 or fp32 for each encoder, and why) and how every export is checked against
-eager fp32 when it is built: ``emolib.infer.fast_export``; the cache of checked files:
-``emolib.infer.fast_cache``; sessions and threads: ``emolib.infer.fast_session``. This module
+eager fp32 when it is built: ``emolib.fast.export``; the cache of checked files:
+``emolib.fast.cache``; sessions and threads: ``emolib.fast.session``. This module
 loads (or builds) the fast file of a model and loads checkpoints lean.
 
 Memory: once a checked fast file exists, ``load_checkpoint`` does not read the encoder weights
@@ -16,14 +16,14 @@ import json
 from pathlib import Path
 
 from ..errors import ModelError
-from .fast_cache import cache_folders, cache_key, find_cached, find_fast_file, pick_variant, say, shape_settings, weights_digest, writable
-from .fast_session import FastModel, available, physical_cores
+from .cache import cache_folders, cache_key, find_cached, find_fast_file, pick_variant, say, shape_settings, weights_digest, writable
+from .session import FastModel, available, physical_cores
 
 
 def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads: int | None = None, log=None, probes=None) -> FastModel | None:
     """The cached fast session of ``model`` (building, checking and caching it on first use), or None.
 
-    A build is calibrated and checked on ``probes`` (``emolib.infer.probes.Probes``; default the
+    A build is calibrated and checked on ``probes`` (``emolib.fast.probes.Probes``; default the
     packaged set). None means the export did not reproduce the eager model (reason logged);
     callers then use eager.
     """
@@ -47,7 +47,7 @@ def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads:
             say(log, f"{kind}: no writable folder for the fast path ({', '.join(map(str, folders))}); using eager")
             return None
         load_encoder_weights(model)
-        from .fast_export import build
+        from .export import build
         from .probes import default_probes
 
         fast, record = build(kind, model, settings, attempt, folder, name, weights, threads, log, probes or default_probes())

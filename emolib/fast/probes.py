@@ -1,6 +1,6 @@
 """The inputs a fast-path export is calibrated and checked on: ``Probes``, and the packaged default set.
 
-The packaged files (``emolib/infer/probes/``: synthetic speech and drawn face crops) are made by
+The packaged files (``emolib/fast/probes/``: synthetic speech and drawn face crops) are made by
 ``emolib.data.synth.probes``; this module only reads them. Callers may pass their own Probes,
 e.g. crops and recordings from their data, to ``Predictor`` / ``FastPath``.
 """

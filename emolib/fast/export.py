@@ -1,6 +1,6 @@
 """Building the fast CPU path: ONNX export, int8 quantization and the build-time check against eager fp32.
 
-``emolib.infer.fast_runtime`` calls ``build`` the first time a checkpoint has no cached fast file; this module
+``emolib.fast.runtime`` calls ``build`` the first time a checkpoint has no cached fast file; this module
 writes the ONNX file, checks it and records the outcome, and the runtime side loads it from then on.
 
 What runs where, and why (measured on a shared 2-core AVX2 EPYC without VNNI; BENCHMARKS.md):
@@ -20,7 +20,7 @@ What runs where, and why (measured on a shared 2-core AVX2 EPYC without VNNI; BE
     keeping it fp32 cut the int8 model's error ~10x (1 - cosine 0.0037 -> 0.0003) for ~1% time.
 - face: the ResNet (per frame; the clip mean is taken outside) statically quantized to int8
   (QDQ, per-channel 7-bit weights, activation ranges calibrated on the caller's probe crops,
-  by default the packaged drawn faces of ``emolib.infer.probes``), which ONNX Runtime runs as QLinearConv: ~2.5x faster than eager ResNet-50.
+  by default the packaged drawn faces of ``emolib.fast.probes``), which ONNX Runtime runs as QLinearConv: ~2.5x faster than eager ResNet-50.
   7-bit weights (``reduce_range``) because without VNNI the x86 u8s8 kernels sum pairs of
   products in saturating int16: with 8-bit weights the trained tiny face model's probabilities
   moved 4x more. (The voice's dynamic MatMuls showed no such effect: 8-bit there.)
@@ -35,7 +35,7 @@ difference of the head's probabilities on the caller's probes, by default the pa
 speech and drawn faces); an int8 export
 that fails the check is replaced by the fp32 one, and if that fails too the model stays eager.
 The outcome is recorded next to the ONNX file in ``<name>.json``.
-The pass thresholds (``fast_cache.MIN_COSINE`` / ``fast_cache.MAX_PROB_DIFF``) belong to the cache
+The pass thresholds (``cache.MIN_COSINE`` / ``cache.MAX_PROB_DIFF``) belong to the cache
 side, which decides which cached files it uses.
 """
 from __future__ import annotations
@@ -53,8 +53,8 @@ from pathlib import Path
 import numpy as np
 
 from ..files import umask_mode
-from .fast_cache import OPSET, RECIPE_VERSION, passes, remove_stale, say, shape_settings, write_record
-from .fast_session import FastModel
+from .cache import OPSET, RECIPE_VERSION, passes, remove_stale, say, shape_settings, write_record
+from .session import FastModel
 
 # the transformer's linear layers: attention q/k/v/out projections and the feed-forward pair (any wav2vec2-family naming)
 VOICE_INT8_NODES = re.compile(r"/encoder/.*layers\.\d+/.*(proj|dense|fc\d?|linear)[^/]*/(MatMul|Gemm)")
