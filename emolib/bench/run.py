@@ -116,14 +116,14 @@ def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=
         results["uar"] = uar_on_test_split(models, data, work, progress)
     results["load_after"] = _load()
     out = Path(out)
-    atomic_write(out, keep_face_section(out, markdown(results)))
+    atomic_write(out, keep_sections(out, markdown(results)))
     if json_out:
         atomic_write(Path(json_out), json.dumps(results, indent=2, default=str))
     say(f"wrote {out}")
     return results
 
 
-def keep_face_section(out, text: str) -> str:
+def keep_sections(out, text: str) -> str:
     """``text`` followed by the sections ``out`` already has from ``emolib bench --faces`` and ``--annotate``."""
     from . import faces, scaling
 

@@ -52,8 +52,7 @@ def exclude_defects(manifest: pd.DataFrame) -> pd.DataFrame:
 
     A clip left with neither audio nor video stays in the manifest (no model gets an input from it).
     """
-    out = manifest.copy()
-    out["excluded"] = out.get("excluded", pd.Series("", index=out.index)).fillna("").astype(str)
+    out = _with_excluded_column(manifest)
     defects = find_defects(out)
     for defect in defects.itertuples(index=False):
         row = out.index[out["stem"] == defect.stem]
@@ -73,9 +72,15 @@ def excluded_list(manifest: pd.DataFrame) -> list[dict]:
 
 def leave_out(manifest: pd.DataFrame, stems, reason: str) -> pd.DataFrame:
     """A copy of ``manifest`` in which the clips ``stems`` give no input at all (both paths emptied), with ``excluded`` saying why."""
-    out = manifest.copy()
-    out["excluded"] = out.get("excluded", pd.Series("", index=out.index)).fillna("").astype(str)
+    out = _with_excluded_column(manifest)
     rows = out["stem"].isin(stems)
     out.loc[rows, ["audio_path", "video_path"]] = ""
     out.loc[rows, "excluded"] = reason
+    return out
+
+
+def _with_excluded_column(manifest: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``manifest`` whose ``excluded`` column exists and holds strings ('' when nothing is left out)."""
+    out = manifest.copy()
+    out["excluded"] = out.get("excluded", pd.Series("", index=out.index)).fillna("").astype(str)
     return out

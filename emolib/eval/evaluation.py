@@ -126,19 +126,14 @@ def human_accuracy(predictions: pd.DataFrame) -> dict | None:
     return result
 
 
-def perceived_view(predictions: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, int]:
-    """``predictions`` with the raters' majority vote of ``kind``'s modality as truth; (rows with a majority, clips dropped)."""
-    return with_labels(predictions, kind, "perceived")
-
-
 def model_report(predictions: pd.DataFrame, kind: str, labels: str) -> dict:
     """Metrics and breakdowns of ``kind`` against ``labels`` (intended, perceived, or both: intended with a perceived block)."""
-    view, dropped = perceived_view(predictions, kind) if labels == "perceived" else (predictions, 0)
+    view, dropped = with_labels(predictions, kind, "perceived" if labels == "perceived" else "intended")
     report = {**metrics_for(view, kind), "by": breakdowns(view, kind)}
     if labels == "perceived":
         report["dropped_no_majority"] = dropped
     if labels == "both":
-        view, dropped = perceived_view(predictions, kind)
+        view, dropped = with_labels(predictions, kind, "perceived")
         metrics = metrics_for(view, kind)
         report["perceived"] = {name: metrics[name] for name in ("n", "accuracy", "uar", "macro_f1")} | {"dropped_no_majority": dropped}
     return report

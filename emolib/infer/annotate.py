@@ -126,17 +126,14 @@ def unpack(data: bytes):
 class Annotator:
     """Ray actor: loads the Predictor once, then predicts every window of each decoded file."""
 
-    def __init__(self, models_dir: str, device: str = "cpu", threads: int = 1):
+    def __init__(self, models_dir: str, models: str, device: str = "cpu", threads: int = 1):
         import torch
 
         from .predictor import Predictor
 
-        from ..models.checkpoint import find_models
-
         torch.set_num_threads(threads)
         self.predictor = Predictor.from_dir(models_dir, device=device, threads=threads)
-        identity = models_identity(find_models(models_dir))
-        self.models = "; ".join(f"{kind}={Path(models_dir).name}/{kind}@{digest[:12]}" for kind, digest in identity.items())
+        self.models = models  # the driver's names and hashes of the checkpoints: written into every row
 
     def __call__(self, batch: dict) -> dict:
         from .timeline import timeline_rows
@@ -193,19 +190,21 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     started_ray = not ray.is_initialized()
     ray.init(address=ray_address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
-        return _run(ray, todo, counts, out, models_dir, window, hop, frames, workers, cpus_per_worker, gpus_per_worker, progress)
+        label = "; ".join(f"{kind}={Path(models_dir).name}/{kind}@{digest[:12]}" for kind, digest in models.items())
+        return _run(ray, todo, counts, out, models_dir, label, window, hop, frames, workers, cpus_per_worker, gpus_per_worker, progress)
     finally:
         if started_ray:
             ray.shutdown()  # leave no Ray processes behind in the caller's process (a notebook, a test run)
 
 
-def _run(ray, todo, counts, out, models_dir, window, hop, frames, workers, cpus_per_worker, gpus_per_worker, progress) -> dict:
+def _run(ray, todo, counts, out, models_dir, models, window, hop, frames, workers, cpus_per_worker, gpus_per_worker, progress) -> dict:
     """The Ray Data job of ``annotate``: decode tasks, then the actor pool; results are written as they arrive."""
     import pandas as pd
     from tqdm.auto import tqdm
 
     dataset = ray.data.from_items(todo).map(decode, fn_kwargs={"window": window, "hop": hop, "frames": frames}, num_cpus=cpus_per_worker / 2)
-    dataset = dataset.map_batches(Annotator, fn_constructor_kwargs={"models_dir": str(models_dir), "device": "cuda" if gpus_per_worker else "cpu"},
+    dataset = dataset.map_batches(Annotator, fn_constructor_kwargs={"models_dir": str(models_dir), "models": models,
+                                                                     "device": "cuda" if gpus_per_worker else "cpu"},
                                   batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
                                   num_gpus=gpus_per_worker)
     bar = tqdm(total=len(todo), desc="annotate", unit="file", disable=not progress)

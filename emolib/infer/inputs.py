@@ -68,7 +68,7 @@ def load_inputs(predictor, audio=None, image=None, video=None):
     elif image is not None:
         notes.append(f"no face model in {predictor.models_dir}: {image} ignored")
     if video is not None and predictor.face is not None:
-        if "video" in stream_kinds(video) or "audio" not in stream_kinds(video):
+        if stream_kinds(video) != {"audio"}:  # a video, or unreadable: read_frames says why
             frames = read_frames(video, predictor.face_settings.frames)
         else:
             notes.append(f"{video}: no video stream (audio only)")
