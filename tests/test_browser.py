@@ -224,6 +224,13 @@ def test_live_demo_in_chromium(request, tmp_path):
                 result = page.locator(".emolib-capture .emolib-result-text").inner_text()
                 assert result.split(" ")[0] in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD"), result
                 assert page.locator(".emolib-capture .emolib-result-image").evaluate("image => image.complete && image.naturalWidth") > 100
+                # The label set comes from the checkpoints, and each label's probability is listed in the page.
+                labels = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
+                assert page.locator(".emolib-capture .emolib-labels").inner_text() == "labels: " + ", ".join(labels)
+                assert page.locator(".emolib-capture .emolib-probability-label").all_inner_texts() == labels
+                shown = [float(text.rstrip("%")) for text in page.locator(".emolib-capture .emolib-probability-value").all_inner_texts()]
+                assert sum(shown) == pytest.approx(100, abs=len(labels))
+                assert page.locator(".emolib-capture .emolib-probability-top").first.inner_text() == result.split(" ")[0]
                 # What the kernel received, as the widget reports it on the page ...
                 stats = page.locator(".emolib-capture .emolib-stats")
                 kernel_rms, kernel_std = float(stats.get_attribute("data-rms")), float(stats.get_attribute("data-frame-std"))

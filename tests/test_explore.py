@@ -56,7 +56,7 @@ def fake_predictions(manifest, kinds=("face",)) -> pd.DataFrame:
             predicted = (label + 1) % len(EMOTIONS) if index % 3 == 0 else label
             probabilities[index, predicted] = 0.3 + 0.6 * index / len(rows)
         probabilities /= probabilities.sum(axis=1, keepdims=True)
-        table = table.merge(probability_table(rows["stem"], kind, probabilities), on="stem")
+        table = table.merge(probability_table(rows["stem"], kind, probabilities, EMOTIONS), on="stem")
     return table
 
 

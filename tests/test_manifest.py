@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from emolib.data import manifest as manifest_module
+from emolib.data import cremad_tree
 from emolib.cli.main import main
 from emolib.cremad import asset_path, parse_name, try_parse_name
 from emolib.errors import DataError
@@ -17,6 +17,7 @@ from emolib.data.manifest import (
     write_manifest,
 )
 
+CREMAD_EXTRAS = ["sentence", "level", "age", "sex", "race", "ethnicity"]
 STEMS = ["1001_DFA_ANG_XX", "1002_IEO_HAP_HI", "1003_TIE_SAD_LO", "1004_WSI_NEU_XX", "1005_ITS_FEA_MD"]
 
 
@@ -60,7 +61,7 @@ def test_real_names_index_fast_and_complete(real_tree):
     elapsed = time.perf_counter() - start
     df = result.manifest
     assert elapsed < 30
-    assert list(df.columns) == MANIFEST_COLUMNS and len(df) == 7442
+    assert list(df.columns) == MANIFEST_COLUMNS + CREMAD_EXTRAS and len(df) == 7442
     assert df["actor"].nunique() == 91
     assert df["emotion"].value_counts().to_dict() == {
         "ANG": 1271, "DIS": 1271, "FEA": 1271, "HAP": 1271, "SAD": 1271, "NEU": 1087,
@@ -154,7 +155,7 @@ def test_missing_folders_are_data_errors(tmp_path):
 
 
 def test_kaggle_auto_detect(tmp_path, monkeypatch):
-    monkeypatch.setattr(manifest_module, "KAGGLE_INPUT", tmp_path)
+    monkeypatch.setattr(cremad_tree, "KAGGLE_INPUT", tmp_path)
     with pytest.raises(DataError, match="pass DATA"):
         index_dataset()
     touch(tmp_path / "other-dataset", ["train.csv"])
@@ -167,7 +168,7 @@ def test_kaggle_auto_detect(tmp_path, monkeypatch):
 
 
 def test_kaggle_auto_detect_any_dataset_name(tmp_path, monkeypatch):
-    monkeypatch.setattr(manifest_module, "KAGGLE_INPUT", tmp_path)
+    monkeypatch.setattr(cremad_tree, "KAGGLE_INPUT", tmp_path)
     touch(tmp_path / "my-crema-copy" / "AudioWAV", [f"{stem}.wav" for stem in STEMS])
     assert len(index_dataset().manifest) == len(STEMS)
 
@@ -208,11 +209,18 @@ def test_write_and_load_manifest_round_trip(tmp_path):
     assert back.loc[back["actor"] == 9999, "age"].isna().all()
 
 
+def test_manifests_of_earlier_emolib_versions_still_load(tmp_path):
+    touch(tmp_path / "data" / "AudioWAV", [f"{stem}.wav" for stem in STEMS])
+    df = index_dataset(tmp_path / "data").manifest
+    df.to_csv(tmp_path / "old.csv", index=False)  # the working table's own columns: how emolib 0.2 wrote manifests
+    pd.testing.assert_frame_equal(load_manifest(tmp_path / "old.csv"), df, check_dtype=False)
+
+
 def test_load_manifest_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="absent.csv: manifest not found"):
         load_manifest(tmp_path / "absent.csv")
     pd.DataFrame({"stem": ["1001_DFA_ANG_XX"], "actor": [1001]}).to_csv(tmp_path / "thin.csv", index=False)
-    with pytest.raises(DataError, match="thin.csv: not a manifest, missing columns sentence, emotion"):
+    with pytest.raises(DataError, match="thin.csv: not a manifest, missing columns audio, video, label, speaker"):
         load_manifest(tmp_path / "thin.csv")
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataError, match="empty.csv"):
@@ -225,7 +233,8 @@ def test_cli_index_writes_manifest_and_summary(tmp_path, capsys):
     assert main(["index", str(tmp_path), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "clips: 5" in printed and "splits: train" in printed and str(out) in printed
-    assert list(pd.read_csv(out).columns) == MANIFEST_COLUMNS
+    assert list(pd.read_csv(out).columns) == ["stem", "speaker", "label", "audio", "video", "split"] + CREMAD_EXTRAS
+    assert set(pd.read_csv(out)["label"]) == {"ANG", "HAP", "SAD", "NEU", "FEA"}
 
 
 def test_cli_index_bad_folder_is_one_line_exit_2(tmp_path, capsys):

@@ -71,8 +71,8 @@ def write_av_clip(path, frames, audio=None, fps: int = 30, sample_rate: int = 16
     return Path(path)
 
 
-def make_untrained_models(root: Path) -> Path:
-    """Random-init tiny voice, face and fusion checkpoints in root/{voice,face,fusion} (seconds, no training)."""
+def make_untrained_models(root: Path, labels=EMOTIONS) -> Path:
+    """Random-init tiny voice, face and fusion checkpoints over ``labels`` in root/{voice,face,fusion} (seconds, no training)."""
     import torch
 
     from emolib.files import file_digest
@@ -81,14 +81,15 @@ def make_untrained_models(root: Path) -> Path:
     from emolib.transforms import AudioSettings, FaceSettings
 
     torch.manual_seed(0)
-    voice = VoiceModel(VoiceConfig(backbone="tiny", freeze="none"))
-    face = FaceModel(FaceConfig(backbone="tiny", weights=None))
-    fusion = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim, hidden_dim=32))
+    voice = VoiceModel(VoiceConfig(backbone="tiny", freeze="none", num_labels=len(labels)))
+    face = FaceModel(FaceConfig(backbone="tiny", weights=None, num_labels=len(labels)))
+    fusion = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim, hidden_dim=32, num_labels=len(labels)))
     audio, faces = {"audio": asdict(AudioSettings())}, {"face": asdict(FaceSettings())}
-    save_checkpoint(voice, "voice", root / "voice", audio)
-    save_checkpoint(face, "face", root / "face", faces)
+    save_checkpoint(voice, "voice", root / "voice", audio, labels=labels)
+    save_checkpoint(face, "face", root / "face", faces, labels=labels)
     lineage = {f"{kind}_sha256": file_digest(root / kind / "model.safetensors") for kind in ("voice", "face")}
-    save_checkpoint(fusion, "fusion", root / "fusion", {**audio, **faces}, {"voice_checkpoint": "../voice", "face_checkpoint": "../face", **lineage})
+    save_checkpoint(fusion, "fusion", root / "fusion", {**audio, **faces}, {"voice_checkpoint": "../voice", "face_checkpoint": "../face", **lineage},
+                    labels=labels)
     return root
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cremad import EMOTIONS
 from .latency import timed
 
 RSS_SCRIPT = """
@@ -109,14 +108,16 @@ def uar_on_test_split(models_dir, data, work: Path, progress: bool = True) -> di
                   "fast int8 forced": Predictor.from_dir(copy, quantize="int8")}
     variants = {name: (predictor.fast.describe() if predictor.fast else {"voice": "eager", "face": "eager"}) for name, predictor in predictors.items()}
     outputs = {name: {"voice": [], "face": [], "fusion": []} for name in predictors}
+    names = predictors["eager"].labels
+    rows = rows[rows["emotion"].isin(names)]
     labels = []
     for row in rows.itertuples():
-        labels.append(EMOTIONS.index(row.emotion))
+        labels.append(names.index(row.emotion))
         for name, predictor in predictors.items():
             prediction = predictor.predict_files(audio=row.audio_path or None, video=row.video_path or None)
             for kind in ("voice", "face", "fusion"):
                 probabilities = getattr(prediction, kind)
-                outputs[name][kind].append([probabilities[e] for e in EMOTIONS] if probabilities else [np.nan] * len(EMOTIONS))
+                outputs[name][kind].append([probabilities[label] for label in names] if probabilities else [np.nan] * len(names))
     result = {"clips": len(labels), "variants": variants, "models": {}}
     for kind in ("voice", "face", "fusion"):
         reference = np.array(outputs["eager"][kind])
@@ -126,7 +127,7 @@ def uar_on_test_split(models_dir, data, work: Path, progress: bool = True) -> di
         for name in predictors:
             probabilities = np.array(outputs[name][kind])
             keep = ~np.isnan(probabilities).any(axis=1)
-            metrics = summary_metrics(np.array(labels)[keep], probabilities[keep].argmax(axis=1))
+            metrics = summary_metrics(np.array(labels)[keep], probabilities[keep].argmax(axis=1), names)
             entry[name] = {"uar": metrics["uar"], "accuracy": metrics["accuracy"], "n": metrics["n"],
                            "max_prob_diff": float(np.nanmax(np.abs(probabilities - reference))),
                            "label_changes": int((probabilities[keep].argmax(axis=1) != reference[keep].argmax(axis=1)).sum())}

@@ -18,7 +18,8 @@ DEFAULT_MODELS = "models"
 
 
 def _add_model_arguments(parser) -> None:
-    parser.add_argument("--models", default=DEFAULT_MODELS, help="folder with voice/, face/ and/or fusion/ checkpoints (default: models)")
+    parser.add_argument("--models", default=DEFAULT_MODELS, help="folder with voice/, face/ and/or fusion/ checkpoints (default: models), "
+                                                                 "or a Hugging Face Hub repository OWNER/NAME holding one")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, auto, ...")
     parser.add_argument("--single", choices=("model", "fusion"), default="model",
                         help="with one modality missing: use that modality's own model (default) or the fusion model with presence flags")
@@ -31,7 +32,7 @@ def _add_model_arguments(parser) -> None:
 def _predictor(args):
     from ..infer.predictor import Predictor
 
-    return Predictor.from_dir(args.models, device=args.device, single=args.single, fast=args.fast,
+    return Predictor.from_pretrained(args.models, device=args.device, single=args.single, fast=args.fast,
                               allow_mismatched_fusion=args.allow_mismatched_fusion)
 
 
@@ -112,7 +113,8 @@ def _timeline(parser):
 def _annotate(parser):
     parser.add_argument("source", help="a folder (searched recursively), a glob, or a .csv/.parquet list of media files (column 'path')")
     parser.add_argument("--out", default="annotations", help="output folder: windows/*.parquet and errors/*.parquet (default: annotations)")
-    parser.add_argument("--models", default=DEFAULT_MODELS, help="folder with voice/, face/ and/or fusion/ checkpoints (default: models)")
+    parser.add_argument("--models", default=DEFAULT_MODELS, help="folder with voice/, face/ and/or fusion/ checkpoints (default: models), "
+                                                                 "or a Hugging Face Hub repository OWNER/NAME holding one")
     parser.add_argument("--workers", type=positive_int, default=2, help="model actors (each loads the models once; default 2)")
     parser.add_argument("--cpus-per-worker", type=positive_float, default=0.5,
                         help="CPUs reserved per model actor (fractional: leaves CPUs to the decoding tasks; default 0.5)")
@@ -124,7 +126,9 @@ def _annotate(parser):
     def run(args):
         from ..infer.annotate import annotate
 
-        counts = annotate(args.source, args.models, args.out, args.workers, args.window, args.hop, args.ray_address, args.gpus_per_worker,
+        from ..infer.hub import models_folder
+
+        counts = annotate(args.source, models_folder(args.models), args.out, args.workers, args.window, args.hop, args.ray_address, args.gpus_per_worker,
                           args.cpus_per_worker)
         print(f"{counts['files']} files: {counts['annotated']} annotated ({counts['audio_hours']:.3f} h of audio), "
               f"{counts['skipped']} already done, {counts['failed']} failed (see {args.out}/errors)")

@@ -4,40 +4,64 @@ The CLI translates its arguments into the typed options of ``emolib.train.recipe
 """
 from __future__ import annotations
 
+from ..data.manifest import LAYOUTS
 from ..data.splits import DEFAULT_PROTOCOL, HICMAE, HICMAE_FOLDS, PROTOCOLS
+from ..errors import EmolibError
 from .registry import command
 from .types import non_negative_int, positive_float, positive_int
 
 
-@command("synth", "write a synthetic CREMA-D-layout dataset")
+SYNTH_LAYOUTS = ("cremad", "ravdess", "folders")
+LAYOUT_HELP = ("corpus layout: cremad (AudioWAV/, VideoFlash/), ravdess (Actor_NN/ with RAVDESS names), folders (DATA/<label>/*.wav|*.mp4|*.flv, "
+               "with --speaker-pattern), or auto (default: told apart by the file names)")
+
+
+@command("synth", "write a synthetic dataset: CREMA-D layout, RAVDESS layout or a folder per label")
 def _synth(parser):
     parser.add_argument("out", help="output folder")
-    parser.add_argument("--actors", type=positive_int, default=None, help="number of actors (default: the demo size)")
+    parser.add_argument("--layout", choices=SYNTH_LAYOUTS, default="cremad")
+    parser.add_argument("--actors", type=positive_int, default=None, help="number of actors / speakers (default: the demo size, 6 for the other layouts)")
+    parser.add_argument("--labels", default=None, help="ravdess: RAVDESS emotions (default neutral,happy,angry); folders: any names "
+                                                       "(default calm,cheerful,irritated)")
     parser.add_argument("--seed", type=non_negative_int, default=0)
 
     def run(args):
+        from ..data.synth import layouts
         from ..data.synth.corpus import DEFAULT_ACTORS, make_synthetic_cremad
+        from ..labels import check_labels, parse_label_list
 
-        root = make_synthetic_cremad(args.out, actors=DEFAULT_ACTORS if args.actors is None else args.actors, seed=args.seed)
-        print(f"wrote synthetic CREMA-D to {root}")
+        labels = check_labels(parse_label_list(args.labels), "--labels") if args.labels else None
+        if args.layout == "cremad":
+            if labels:
+                raise EmolibError("--labels: the synthetic CREMA-D always has its six emotions")
+            root = make_synthetic_cremad(args.out, actors=DEFAULT_ACTORS if args.actors is None else args.actors, seed=args.seed)
+        elif args.layout == "ravdess":
+            root = layouts.make_synthetic_ravdess(args.out, args.actors or layouts.DEFAULT_SPEAKERS, labels or layouts.DEFAULT_RAVDESS_LABELS, args.seed)
+        else:
+            root = layouts.make_synthetic_folders(args.out, args.actors or layouts.DEFAULT_SPEAKERS, labels or layouts.DEFAULT_FOLDER_LABELS, args.seed)
+        print(f"wrote a synthetic {args.layout}-layout dataset to {root}")
 
     return run
 
 
-@command("index", "index a CREMA-D tree into a manifest CSV")
+@command("index", "index a corpus (CREMA-D, RAVDESS or a folder per label) into a manifest (CSV or Parquet)")
 def _index(parser):
-    parser.add_argument("data", nargs="?", default=None, help="CREMA-D root (AudioWAV/, VideoFlash/); default: auto-detect under /kaggle/input")
-    parser.add_argument("--video-dir", default=None, help="video root when it differs from DATA")
-    parser.add_argument("--out", default="manifest.csv")
+    parser.add_argument("data", nargs="?", default=None, help="corpus folder; default: CREMA-D auto-detected under /kaggle/input")
+    parser.add_argument("--layout", choices=LAYOUTS, default="auto", help=LAYOUT_HELP)
+    parser.add_argument("--speaker-pattern", default=None, help="folders layout: a regular expression that finds the speaker in a file name, "
+                                                                "e.g. '^(\\d+)_' (group 1, or a group named speaker)")
+    parser.add_argument("--video-dir", default=None, help="CREMA-D: video root when it differs from DATA")
+    parser.add_argument("--out", default="manifest.csv", help="manifest file: .csv, or .parquet")
     parser.add_argument("--fold", type=non_negative_int, default=None, help="use fold K (0-based) of k-fold splits instead of train/val/test")
     parser.add_argument("--folds", type=positive_int, default=5)
-    parser.add_argument("--protocol", choices=PROTOCOLS, default=DEFAULT_PROTOCOL, help="default: sex-stratified actor splits; hicmae: HiCMAE's 5-fold partition")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=DEFAULT_PROTOCOL, help="default: sex-stratified speaker splits; hicmae: HiCMAE's 5-fold partition of CREMA-D")
     parser.add_argument("--seed", type=non_negative_int, default=0)
 
     def run(args):
         from ..data.manifest import index_dataset, summarize, write_manifest
 
-        result = index_dataset(args.data, video_dir=args.video_dir, fold=args.fold, folds=args.folds, seed=args.seed, protocol=args.protocol)
+        result = index_dataset(args.data, video_dir=args.video_dir, fold=args.fold, folds=args.folds, seed=args.seed, protocol=args.protocol,
+                               layout=args.layout, speaker_pattern=args.speaker_pattern)
         write_manifest(result.manifest, args.out)
         print(summarize(result))
         print(f"manifest: {args.out}")
@@ -46,8 +70,13 @@ def _index(parser):
 
 
 def _add_data_arguments(parser, cross_validation: bool = False) -> None:
-    parser.add_argument("--data", default=None, help="CREMA-D root (AudioWAV/, VideoFlash/); default: auto-detect under /kaggle/input")
-    parser.add_argument("--video-dir", default=None, help="video root when it differs from DATA")
+    parser.add_argument("--data", default=None, help="a corpus folder (CREMA-D, RAVDESS, a folder per label) or a manifest file (.csv, .parquet); "
+                                                     "default: CREMA-D auto-detected under /kaggle/input")
+    parser.add_argument("--layout", choices=LAYOUTS, default="auto", help=LAYOUT_HELP)
+    parser.add_argument("--speaker-pattern", default=None, help="folders layout: a regular expression that finds the speaker in a file name")
+    parser.add_argument("--label-order", default=None, metavar="A,B,C",
+                        help="the order of the label set (default: a known corpus's own order, else sorted); every label of the data must be named")
+    parser.add_argument("--video-dir", default=None, help="CREMA-D: video root when it differs from DATA")
     parser.add_argument("--fold", type=non_negative_int, default=None, help="use fold K (0-based) of actor-disjoint k-fold splits")
     if cross_validation:
         parser.add_argument("--folds", type=positive_int, default=None, metavar="K",
@@ -88,7 +117,7 @@ def data_options(args):
     from ..train.recipes import DataOptions
 
     return DataOptions(args.data, args.video_dir, args.fold, args.folds or DataOptions.folds, args.split_seed, args.protocol, args.include_defective,
-                       args.labels)
+                       args.labels, args.layout, args.speaker_pattern, args.label_order)
 
 
 def model_options(args):
@@ -96,7 +125,7 @@ def model_options(args):
     from ..train.recipes import ModelOptions
 
     return ModelOptions(args.backbone, args.face_weights, args.freeze, args.epochs, args.batch_size, args.lr, args.encoder_lr,
-                        args.seed, args.device, args.workers, args.restart)
+                        args.seed, args.device, args.workers, args.restart, getattr(args, "init_from", None))
 
 
 @command("train", "train the voice, face or fusion model")
@@ -105,12 +134,16 @@ def _train(parser):
     parser.add_argument("--out", default="models", help="models folder; the model goes to OUT/KIND/")
     _add_data_arguments(parser)
     _add_training_arguments(parser)
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                        help="voice/face: start from this trained checkpoint's encoder (e.g. models/voice) with a new head for this data's labels")
 
     def run(args):
         from ..train.recipes import load_manifest_for, train_with
 
-        manifest = load_manifest_for(data_options(args))
-        history = train_with(args.kind, manifest, args.out, model_options(args), args.cache, labels=args.labels)
+        data = data_options(args)
+        manifest = load_manifest_for(data)
+        history = train_with(args.kind, manifest, args.out, model_options(args), args.cache, labels=args.labels, label_order=args.label_order,
+                             about=data.about())
         best = max(history, key=lambda row: row["val_uar"]) if history else None
         if best:
             print(f"{args.kind}: best val UAR {best['val_uar']:.3f} (val acc {best['val_accuracy']:.3f}) at epoch {best['epoch']}")
@@ -125,6 +158,10 @@ def _evaluate(parser):
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     _add_data_arguments(parser, cross_validation=True)
     _add_training_arguments(parser)
+    parser.add_argument("--label-map", default=None, metavar="MAP",
+                        help="cross-corpus: map the data's labels onto the models' ('calm=NEU,surprised=' or a file of FROM,TO lines; "
+                             "an empty target drops the label); labels neither mapped nor known to the models are dropped and reported")
+    parser.add_argument("--by", action="append", default=[], metavar="COLUMN", help="also break the metrics down by this manifest column (repeatable)")
 
     def run(args):
         from ..train.recipes import cross_validate, evaluate_split
@@ -132,7 +169,7 @@ def _evaluate(parser):
         if args.folds or (args.protocol == HICMAE and args.fold is None):
             cross_validate(data_options(args), args.folds or HICMAE_FOLDS, args.models, args.out, model_options(args), args.cache)
         else:
-            evaluate_split(data_options(args), args.models, args.out, args.split, args.cache, args.device)
+            evaluate_split(data_options(args), args.models, args.out, args.split, args.cache, args.device, args.label_map, args.by)
 
     return run
 

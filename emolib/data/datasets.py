@@ -38,6 +38,16 @@ def data_identity(manifest: pd.DataFrame, splits=("train", "val")) -> str:
     return digest.hexdigest()[:16]
 
 
+def data_record(manifest: pd.DataFrame, about: dict | None = None) -> dict:
+    """What a checkpoint and its model card record about the training data: ``about`` (name, layout, protocol,
+    fold), the number of clips and the speakers of each split."""
+    from .splits import SPLITS, speaker_key
+
+    present = [split for split in SPLITS if split in set(manifest["split"])]
+    speakers = {split: sorted({speaker_key(actor) for actor in manifest.loc[manifest["split"] == split, "actor"]}) for split in present}
+    return {**(about or {}), "clips": int(len(manifest)), "split_speakers": speakers}
+
+
 def _identity_or_missing(path) -> str:
     if not str(path or "") or str(path) == "nan":
         return "-"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import warnings
 import zipfile
 from dataclasses import asdict
@@ -27,6 +28,7 @@ from ..video import read_frames
 
 FACES_DIR = "faces"
 CROP_VERSION = 1
+SAFE_NAME = re.compile(r"[^\w.-]+")  # a stem like "happy/01_a" becomes part of a file name
 INDEX_COLUMNS = ["stem", "face_path", "faces_found", "frames", "has_face", "error"]
 
 
@@ -42,7 +44,7 @@ def settings_key(settings: FaceSettings) -> str:
 
 def crop_path(folder, stem: str, video) -> Path:
     """Where the crops of clip ``stem`` (from file ``video``) live in a settings folder; OSError when the video is missing."""
-    return Path(folder) / f"{stem}-{file_identity(video)}.npz"
+    return Path(folder) / f"{SAFE_NAME.sub('_', str(stem))}-{file_identity(video)}.npz"
 
 
 def cached_crop_paths(rows, cache_dir, settings: FaceSettings | None = None) -> list[str]:

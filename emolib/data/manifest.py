@@ -1,123 +1,106 @@
-"""Index a CREMA-D tree (AudioWAV/, VideoFlash/, or Kaggle's flat copies) into a manifest table.
+"""The manifest: one row per clip, from any corpus layout, in one general format.
 
-One row per clip stem: its parsed name, label, absolute audio and video paths ('' when
-a side is missing), actor demographics and an actor-disjoint split.
+On disk (CSV or Parquet) a manifest has the columns ``audio``, ``video`` (either may be empty for a
+one-modality clip), ``label``, ``speaker`` (splits stay speaker-disjoint), optional ``stem`` and
+``split``, and any extra columns, which are kept (CREMA-D's sentence, level and demographics,
+RAVDESS's channel and intensity, your own). Relative paths are relative to the manifest's folder.
+In memory, ``load_manifest`` gives the working table the pipeline uses: ``stem``, ``actor`` (the
+speaker), ``emotion`` (the label name), ``label`` (its index in the label set), ``audio_path``,
+``video_path``, ``split`` and the extra columns.
+
+``index_dataset`` writes that table from three layouts: CREMA-D (``cremad_tree``), RAVDESS and a
+folder per label (``layouts``).
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from ..cremad import EMOTIONS, asset_path, load_demographics, try_parse_name
 from ..errors import DataError
 from ..files import atomic_path
-from .defects import find_defects
+from ..labels import encode_labels, label_order
+from .cremad_tree import find_kaggle_data, index_cremad, looks_like_cremad
+from .layouts import index_folders, index_ravdess, looks_like_ravdess
+from .scan import IndexResult, examples
 from .splits import DEFAULT_FOLDS, DEFAULT_PROTOCOL, SPLITS, UNKNOWN_SEX, assign_splits
 
-MANIFEST_COLUMNS = [
-    "stem", "actor", "sentence", "emotion", "level", "label", "audio_path", "video_path",
-    "split", "age", "sex", "race", "ethnicity",
-]
-INT_COLUMNS = ("actor", "label")
+MANIFEST_COLUMNS = ["stem", "actor", "emotion", "label", "audio_path", "video_path", "split"]
+FILE_COLUMNS = {"stem": "stem", "actor": "speaker", "emotion": "label", "audio_path": "audio", "video_path": "video", "split": "split"}
+REQUIRED_FILE_COLUMNS = ("audio", "video", "label", "speaker")
+LEGACY_COLUMNS = {"actor": "speaker", "emotion": "label", "audio_path": "audio", "video_path": "video"}  # manifests of emolib < 0.3
 FLOAT_COLUMNS = ("age",)
-DEMOGRAPHIC_COLUMNS = ("age", "sex", "race", "ethnicity")
-AUDIO_SUFFIXES = (".wav", ".flac")
-VIDEO_SUFFIXES = (".flv", ".mp4")
-AUDIO_FOLDER = "AudioWAV"
-VIDEO_FOLDER = "VideoFlash"
-DEMOGRAPHICS_FILE = "VideoDemographics.csv"
-SEARCH_DEPTH = 2
-KAGGLE_INPUT = Path("/kaggle/input")
-KAGGLE_DATA_GLOBS = (
-    "cremad", "crema-d", "cremad/AudioWAV", "crema-d/AudioWAV", "*/AudioWAV", "*/*/AudioWAV", "*/*/*/AudioWAV",
-)
-KAGGLE_VIDEO_GLOBS = ("*/VideoFlash", "*/*/VideoFlash", "*/*/*/VideoFlash")
-EXAMPLES = 5
-EXPECTED = "ACTOR_SENTENCE_EMOTION_LEVEL names, e.g. AudioWAV/1001_DFA_ANG_XX.wav or VideoFlash/1001_DFA_ANG_XX.flv"
+LAYOUTS = ("auto", "cremad", "ravdess", "folders")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+__all__ = ["IndexResult", "index_dataset", "load_manifest", "write_manifest", "summarize", "find_kaggle_data", "MANIFEST_COLUMNS"]
 
 
-@dataclass
-class IndexResult:
-    """What index_dataset found: the manifest plus everything it left out or could not pair."""
+def index_dataset(data=None, video_dir=None, fold=None, folds=DEFAULT_FOLDS, seed=0, demographics=None, protocol: str = DEFAULT_PROTOCOL,
+                  layout: str = "auto", speaker_pattern: str | None = None, labels=None) -> IndexResult:
+    """Scan a corpus tree and build its manifest (the working table, rows sorted by stem).
 
-    manifest: pd.DataFrame
-    foreign: list[str] = field(default_factory=list)
-    unpaired_audio: list[str] = field(default_factory=list)
-    unpaired_video: list[str] = field(default_factory=list)
-    duplicates: list[str] = field(default_factory=list)
-    defects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["stem", "modality", "reason"]))
-    roots: dict = field(default_factory=dict)
-
-
-@dataclass
-class _Scan:
-    clips: dict = field(default_factory=dict)
-    foreign: list = field(default_factory=list)
-    duplicates: list = field(default_factory=list)
-
-
-def index_dataset(data=None, video_dir=None, fold=None, folds=DEFAULT_FOLDS, seed=0, demographics=None, protocol: str = DEFAULT_PROTOCOL) -> IndexResult:
-    """Scan a CREMA-D tree and build its manifest (rows sorted by stem, columns MANIFEST_COLUMNS).
-
-    ``data`` holds AudioWAV/ (or the audio files themselves, up to two folders deep); when None,
-    common Kaggle locations under KAGGLE_INPUT are tried. Videos come from ``video_dir``, else
-    DATA/VideoFlash/ (or its sibling when DATA is AudioWAV/), else DATA itself. Demographics come
-    from ``demographics``, else DATA/VideoDemographics.csv, else the packaged table.
-    ``fold`` (0-based) selects a fold of ``protocol`` ("default": k-fold splits of ``folds``;
-    "hicmae": the published 5-fold partition, ``splits.hicmae_actors``) instead of train/val/test.
-    A clip without an audio file takes its audio from its video's audio track, when it has one
-    (as CREMA-D's FLVs do). ``result.defects`` lists the known release defects found here.
+    ``layout``: "cremad" (``cremad_tree.index_cremad``: ``data`` holds AudioWAV/ or the files; None
+    looks under /kaggle/input; ``video_dir`` and ``demographics`` as there), "ravdess"
+    (``layouts.index_ravdess``), "folders" (``layouts.index_folders`` with ``speaker_pattern``), or
+    "auto": CREMA-D names, else RAVDESS names, else a folder per label. ``fold`` (0-based) selects a
+    fold of ``protocol`` instead of train/val/test. ``labels`` overrides the label order (a list or
+    "a,b,c"). ``result.defects`` lists the known CREMA-D release defects found here.
     """
+    if layout not in LAYOUTS:
+        raise DataError(f"unknown layout {layout!r} (expected one of {', '.join(LAYOUTS)})")
     if data is None:
         data, found_video_dir = find_kaggle_data()
-        video_dir = video_dir or found_video_dir
-    data = _existing_folder(data)
-    audio_root = _audio_root(data)
-    video_root = _existing_folder(video_dir) if video_dir else _video_root(data)
-    audio = _scan(audio_root, AUDIO_SUFFIXES)
-    video = _scan(video_root, VIDEO_SUFFIXES)
-    if video_dir and not video.clips:
-        raise DataError(f"{video_root}: no CREMA-D videos found (expected {EXPECTED})")
-    if not audio.clips and not video.clips:
-        foreign = audio.foreign + video.foreign
-        seen = f"; found {len(foreign)} other media files{_examples(foreign)}" if foreign else ""
-        raise DataError(f"{data}: no CREMA-D clips found (expected {EXPECTED}){seen}")
-    demographics_file = _demographics_file(data, demographics)
-    manifest = _join_demographics(_audio_from_videos(_pair(audio.clips, video.clips)), demographics_file)
+        video_dir, layout = video_dir or found_video_dir, "cremad"
+    layout = detect_layout(data, video_dir, speaker_pattern) if layout == "auto" else layout
+    if layout == "cremad":
+        result = index_cremad(data, video_dir, demographics)
+    elif layout == "ravdess":
+        result = index_ravdess(data)
+    else:
+        result = index_folders(data, speaker_pattern)
+    manifest = normalize_speakers(result.manifest)
     try:
-        manifest = assign_splits(manifest, fold=fold, folds=folds, seed=seed, protocol=protocol)[MANIFEST_COLUMNS]
+        manifest = assign_splits(manifest, fold=fold, folds=folds, seed=seed, protocol=protocol)
+        manifest = with_label_set(manifest, labels, where=str(data))
     except DataError as error:
-        raise DataError(f"{data}: {error}") from None
-    return IndexResult(
-        manifest=manifest,
-        foreign=sorted(set(audio.foreign + video.foreign)),
-        unpaired_audio=sorted(set(audio.clips) - set(video.clips)),
-        unpaired_video=sorted(set(video.clips) - set(audio.clips)),
-        duplicates=sorted(audio.duplicates + video.duplicates),
-        defects=find_defects(manifest),
-        roots={
-            "data": str(data),
-            "audio": str(audio_root),
-            "video": str(video_root) if video.clips else "",
-            "demographics": str(demographics_file or asset_path(DEMOGRAPHICS_FILE)),
-            "fold": fold,
-            "folds": folds,
-            "seed": seed,
-            "protocol": protocol,
-        },
-    )
+        raise DataError(f"{result.roots.get('data', data)}: {error}") from None
+    result.manifest = _ordered(manifest)
+    result.roots.update(layout=layout, fold=fold, folds=folds, seed=seed, protocol=protocol)
+    return result
 
 
-def find_kaggle_data() -> tuple[Path, Path | None]:
-    """The CREMA-D data folder (and video folder, if found) under KAGGLE_INPUT; DataError if none."""
-    for pattern in KAGGLE_DATA_GLOBS:
-        for candidate in sorted(KAGGLE_INPUT.glob(pattern)):
-            if candidate.is_dir() and _scan(_audio_root(candidate), AUDIO_SUFFIXES).clips:
-                return candidate, None if _video_root(candidate) != candidate else _find_kaggle_videos()
-    raise DataError(f"no CREMA-D audio found under {KAGGLE_INPUT}; pass DATA, the folder holding AudioWAV/ or the .wav files")
+def detect_layout(data, video_dir=None, speaker_pattern: str | None = None) -> str:
+    """"cremad", "ravdess" or "folders": what the names under ``data`` look like. A tree of neither corpus is
+    a folder per label when a speaker pattern is given, else CREMA-D (whose error then lists what was found)."""
+    from .scan import existing_folder
+
+    folder = existing_folder(data)
+    if video_dir or looks_like_cremad(folder):
+        return "cremad"
+    if looks_like_ravdess(folder):
+        return "ravdess"
+    return "folders" if speaker_pattern else "cremad"
+
+
+def with_label_set(manifest: pd.DataFrame, labels=None, where: str = "manifest") -> pd.DataFrame:
+    """``manifest`` with its ``label`` column encoded against the label set of its ``emotion`` names (``labels.label_order``)."""
+    return encode_labels(manifest, label_order(manifest["emotion"], labels, where), where)
+
+
+def label_set(manifest: pd.DataFrame) -> tuple[str, ...]:
+    """The label set a manifest is encoded with: its names ordered by their ``label`` index."""
+    pairs = manifest[["label", "emotion"]].drop_duplicates().sort_values("label")
+    return tuple(pairs["emotion"].astype(str))
+
+
+def normalize_speakers(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The ``actor`` column as int64 when every speaker is a whole number, else as text."""
+    speakers = manifest["actor"].astype(str).str.strip()
+    if (speakers == "").any():
+        raise DataError(f"{len(speakers[speakers == ''])} clips have no speaker (e.g. {manifest.loc[speakers == '', 'stem'].iloc[0]})")
+    whole = speakers.str.fullmatch(r"[+-]?\d+").all()
+    return manifest.assign(actor=speakers.astype("int64") if whole else speakers)
 
 
 def summarize(result) -> str:
@@ -125,18 +108,19 @@ def summarize(result) -> str:
     df = result.manifest if isinstance(result, IndexResult) else result
     has_audio, has_video = (df[column].fillna("").astype(str) != "" for column in ("audio_path", "video_path"))
     emotions = df["emotion"].value_counts()
-    sexes = df.drop_duplicates("actor")["sex"].fillna(UNKNOWN_SEX).value_counts().sort_index()
+    sexes = (df.drop_duplicates("actor")["sex"] if "sex" in df else pd.Series(UNKNOWN_SEX, index=df["actor"].unique())).fillna(UNKNOWN_SEX)
     lines = [
-        f"clips: {len(df)} ({int((has_audio & has_video).sum())} with audio and video), actors: {df['actor'].nunique()}",
-        "emotions: " + ", ".join(f"{emotion} {int(emotions.get(emotion, 0))}" for emotion in EMOTIONS),
-        "actors by sex: " + ", ".join(f"{sex} {count}" for sex, count in sexes.items()),
+        f"clips: {len(df)} ({int((has_audio & has_video).sum())} with audio and video), speakers: {df['actor'].nunique()}",
+        "labels: " + ", ".join(f"{emotion} {int(emotions.get(emotion, 0))}" for emotion in label_set(df)),
+        "speakers by sex: " + ", ".join(f"{sex} {count}" for sex, count in sexes.value_counts().sort_index().items()),
         f"unpaired: {int((has_audio & ~has_video).sum())} audio-only, {int((has_video & ~has_audio).sum())} video-only",
     ]
     if isinstance(result, IndexResult):
-        lines.insert(0, f"audio: {result.roots.get('audio') or '-'}; video: {result.roots.get('video') or '-'}")
-        lines.append(f"foreign names ignored: {len(result.foreign)}{_examples(result.foreign)}")
+        lines.insert(0, f"layout: {result.roots.get('layout', '-')}; audio: {result.roots.get('audio') or '-'}; "
+                        f"video: {result.roots.get('video') or '-'}")
+        lines.append(f"foreign names ignored: {len(result.foreign)}{examples(result.foreign)}")
         if result.duplicates:
-            lines.append(f"duplicate files ignored: {len(result.duplicates)}{_examples(result.duplicates)}")
+            lines.append(f"duplicate files ignored: {len(result.duplicates)}{examples(result.duplicates)}")
         if len(result.defects):
             lines.append(f"known CREMA-D release defects here: {len(result.defects)} (left out of training and evaluation "
                          f"unless --include-defective)")
@@ -146,149 +130,117 @@ def summarize(result) -> str:
 
 
 def write_manifest(df: pd.DataFrame, path) -> Path:
-    """Write ``df`` as CSV atomically (``files.atomic_path``); return the path."""
-    _check_columns(df, path)
+    """Write the working table ``df`` in the general format, atomically: Parquet for a .parquet name, else CSV."""
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: is a folder; give a file name for the manifest, e.g. {path / 'manifest.csv'}")
-    columns = MANIFEST_COLUMNS + [column for column in df.columns if column not in MANIFEST_COLUMNS]
+    missing = [column for column in MANIFEST_COLUMNS if column not in df.columns]
+    if missing:
+        raise DataError(f"{path}: not a manifest table, missing columns {', '.join(missing)}")
+    extras = [column for column in df.columns if column not in MANIFEST_COLUMNS]
+    table = df[list(FILE_COLUMNS) + extras].rename(columns=FILE_COLUMNS)
+    table = table[["stem", "speaker", "label", "audio", "video", "split"] + extras]
     with atomic_path(path) as temp:
-        df[columns].to_csv(temp, index=False, float_format="%g")
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            table.to_parquet(temp, index=False)
+        else:
+            table.to_csv(temp, index=False, float_format="%g")
     return path
 
 
-def load_manifest(path) -> pd.DataFrame:
-    """Read a manifest CSV back: ints for actor/label, float age, str elsewhere ('' for a missing path)."""
+def load_manifest(path, labels=None) -> pd.DataFrame:
+    """Read a manifest (CSV or Parquet, general format) into the working table; ``labels`` overrides the label order.
+
+    DataError with one line naming the file for a missing file, missing columns, a clip with neither
+    audio nor video, a repeated stem, or a speaker in two splits.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: manifest not found (create one with `emolib index DATA --out {path}`)")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not a manifest CSV ({str(error).strip().splitlines()[0]})") from None
-    _check_columns(df, path)
-    try:
-        for column in INT_COLUMNS:
-            df[column] = df[column].astype("int64")
-    except ValueError:
-        raise DataError(f"{path}: column '{column}' must hold integers") from None
-    for column in FLOAT_COLUMNS:
-        df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
-    return df
-
-
-def _check_columns(df: pd.DataFrame, path) -> None:
-    missing = [column for column in MANIFEST_COLUMNS if column not in df.columns]
+    table = _read_table(path)
+    if set(LEGACY_COLUMNS) <= set(table.columns) and not {"audio", "video", "speaker"} & set(table.columns):
+        table = table.drop(columns=["label"], errors="ignore").rename(columns=LEGACY_COLUMNS)
+    missing = [column for column in REQUIRED_FILE_COLUMNS if column not in table.columns]
     if missing:
-        raise DataError(f"{path}: not a manifest, missing columns {', '.join(missing)}")
-
-
-def _existing_folder(folder) -> Path:
-    path = Path(folder).expanduser().absolute()
-    if not path.exists():
-        raise DataError(f"{path}: folder not found")
-    if not path.is_dir():
-        raise DataError(f"{path}: not a folder")
-    return path
-
-
-def _audio_root(data: Path) -> Path:
-    return data / AUDIO_FOLDER if (data / AUDIO_FOLDER).is_dir() else data
-
-
-def _video_root(data: Path) -> Path:
-    for candidate in (data / VIDEO_FOLDER, data.parent / VIDEO_FOLDER if data.name == AUDIO_FOLDER else None):
-        if candidate is not None and candidate.is_dir():
-            return candidate
-    return data
-
-
-def _find_kaggle_videos() -> Path | None:
-    for pattern in KAGGLE_VIDEO_GLOBS:
-        for candidate in sorted(KAGGLE_INPUT.glob(pattern)):
-            if candidate.is_dir() and _scan(candidate, VIDEO_SUFFIXES).clips:
-                return candidate
-    return None
-
-
-def _scan(root: Path, suffixes: tuple[str, ...], depth: int = SEARCH_DEPTH) -> _Scan:
-    """CREMA-D files under ``root`` (up to ``depth`` folders down), keyed by stem; shallowest copy wins."""
-    scan, found = _Scan(), {}
-    for path, level in _list_files(str(root), depth):
-        stem, suffix = os.path.splitext(os.path.basename(path))
-        if suffix.lower() not in suffixes:
-            continue
-        clip = None if "." in stem else try_parse_name(stem)
-        if clip is None:
-            scan.foreign.append(os.path.basename(path))
-            continue
-        rank = (level, suffixes.index(suffix.lower()), path)
-        if stem in found:
-            scan.duplicates.append(max(rank, found[stem][0])[2])
-            rank = min(rank, found[stem][0])
-        found[stem] = (rank, clip)
-    scan.clips = {stem: (clip, rank[2]) for stem, (rank, clip) in found.items()}
-    return scan
-
-
-def _list_files(root: str, depth: int, level: int = 0):
+        raise DataError(f"{path}: not a manifest, missing columns {', '.join(missing)} (needs {', '.join(REQUIRED_FILE_COLUMNS)})")
     try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        if entry.is_file():
-            yield entry.path, level
-        elif entry.is_dir() and level < depth:
-            yield from _list_files(entry.path, depth, level + 1)
+        return _working_table(table, path.parent.absolute(), labels, str(path))
+    except DataError as error:
+        raise DataError(f"{path}: {error}") from None
 
 
-def _pair(audio: dict, video: dict) -> pd.DataFrame:
-    rows = []
-    for stem in sorted(set(audio) | set(video)):
-        clip, audio_path = audio.get(stem, (None, ""))
-        video_clip, video_path = video.get(stem, (None, ""))
-        clip = clip or video_clip
-        rows.append({
-            "stem": stem, "actor": clip.actor, "sentence": clip.sentence, "emotion": clip.emotion,
-            "level": clip.level, "label": clip.label, "audio_path": audio_path, "video_path": video_path,
-        })
-    return pd.DataFrame(rows).astype({"actor": "int64", "label": "int64"})
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            table = pd.read_parquet(path)
+            return table.astype({column: str for column in table.columns if column not in FLOAT_COLUMNS}).replace({"None": "", "nan": ""})
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as error:
+        raise DataError(f"{path}: not a manifest {'Parquet file' if path.suffix.lower() in PARQUET_SUFFIXES else 'CSV'} "
+                        f"({str(error).strip().splitlines()[0]})") from None
 
 
-def _audio_from_videos(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Clips without an audio file take their video's audio track (CREMA-D's FLVs carry one) when it has one."""
-    from ..media import stream_kinds
+def _working_table(table: pd.DataFrame, root: Path, labels, where: str) -> pd.DataFrame:
+    table = table.copy()
+    for column in ("audio", "video"):
+        table[column] = [_absolute(value, root) for value in table[column].astype(str).str.strip()]
+    empty = table.index[(table["audio"] == "") & (table["video"] == "")]
+    if len(empty):
+        raise DataError(f"row {empty[0] + 2}: neither audio nor video")
+    if (table["label"].astype(str).str.strip() == "").any():
+        raise DataError(f"row {table.index[table['label'].astype(str).str.strip() == ''][0] + 2}: no label")
+    if "stem" not in table.columns or (table["stem"].astype(str) == "").any():
+        table["stem"] = [_stem(audio or video, root) for audio, video in zip(table["audio"], table["video"])]
+    repeated = table.loc[table["stem"].duplicated(), "stem"]
+    if len(repeated):
+        raise DataError(f"clip {repeated.iloc[0]!r} appears twice (stems must be unique; add a 'stem' column)")
+    table = table.rename(columns={value: key for key, value in FILE_COLUMNS.items()})
+    table["emotion"] = table["emotion"].astype(str).str.strip()
+    for column in FLOAT_COLUMNS:
+        if column in table.columns:
+            table[column] = pd.to_numeric(table[column], errors="coerce").astype("float64")
+    table = normalize_speakers(table)
+    if "split" not in table.columns:
+        table["split"] = ""
+    _check_split(table)
+    return _ordered(with_label_set(table, labels, where))
 
-    missing = (manifest["audio_path"] == "") & (manifest["video_path"] != "")
-    with_track = [index for index in manifest.index[missing] if "audio" in stream_kinds(manifest.at[index, "video_path"])]
-    manifest.loc[with_track, "audio_path"] = manifest.loc[with_track, "video_path"]
-    return manifest
+
+def _check_split(table: pd.DataFrame) -> None:
+    given = table["split"].astype(str)
+    unknown = sorted(set(given) - set(SPLITS) - {""})
+    if unknown:
+        raise DataError(f"unknown split {unknown[0]!r} (expected {', '.join(SPLITS)} or empty)")
+    if given.eq("").any() and given.ne("").any():
+        raise DataError("some clips have a split and others none; give every clip one, or leave the column empty")
+    per_speaker = table[given != ""].groupby("actor")["split"].nunique()
+    if (per_speaker > 1).any():
+        raise DataError(f"speaker {per_speaker[per_speaker > 1].index[0]} is in more than one split (splits must be speaker-disjoint)")
 
 
-def _demographics_file(data: Path, override) -> Path | None:
-    if override is not None:
-        path = Path(override)
-        if not path.is_file():
-            raise DataError(f"{path}: demographics file not found")
-        return path.absolute()
-    for folder in (data, data.parent if data.name == AUDIO_FOLDER else None):
-        if folder is not None and (folder / DEMOGRAPHICS_FILE).is_file():
-            return folder / DEMOGRAPHICS_FILE
-    return None
+def has_splits(manifest: pd.DataFrame) -> bool:
+    """True when every clip of ``manifest`` has a split."""
+    return "split" in manifest.columns and bool(len(manifest)) and bool(manifest["split"].astype(str).ne("").all())
 
 
-def _join_demographics(df: pd.DataFrame, path: Path | None) -> pd.DataFrame:
-    table = load_demographics.__wrapped__(str(path)) if path else load_demographics()
-    table = table[~table.index.duplicated()]
-    table.index = table.index.astype("int64")
-    joined = df.join(table[list(DEMOGRAPHIC_COLUMNS)], on="actor")
-    joined["age"] = pd.to_numeric(joined["age"], errors="coerce").astype("float64")
-    for column in DEMOGRAPHIC_COLUMNS[1:]:
-        joined[column] = joined[column].fillna(UNKNOWN_SEX).astype(str)
-    return joined
+def _absolute(value: str, root: Path) -> str:
+    if not value or value == "nan":
+        return ""
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else root / path)
+
+
+def _stem(path: str, root: Path) -> str:
+    try:
+        relative = Path(path).relative_to(root)
+    except ValueError:
+        relative = Path(Path(path).name)
+    return relative.with_suffix("").as_posix()
+
+
+def _ordered(manifest: pd.DataFrame) -> pd.DataFrame:
+    extras = [column for column in manifest.columns if column not in MANIFEST_COLUMNS]
+    return manifest[MANIFEST_COLUMNS + extras].sort_values("stem", kind="stable").reset_index(drop=True)
 
 
 def _split_names(df: pd.DataFrame) -> list[str]:
@@ -298,11 +250,5 @@ def _split_names(df: pd.DataFrame) -> list[str]:
 
 def _split_summary(df: pd.DataFrame, split: str) -> str:
     rows = df[df["split"] == split]
-    return f"{split} {rows['actor'].nunique()} actors / {len(rows)} clips"
+    return f"{split} {rows['actor'].nunique()} speakers / {len(rows)} clips"
 
-
-def _examples(names: list[str]) -> str:
-    if not names:
-        return ""
-    more = ", ..." if len(names) > EXAMPLES else ""
-    return " (e.g. " + ", ".join(names[:EXAMPLES]) + more + ")"

@@ -26,6 +26,13 @@ HICMAE_LAST_ACTOR = 1091
 HICMAE_VAL_FRACTION = VAL_FRACTION / (1 - TEST_FRACTION)  # of the training actors: the papers have no validation split
 
 
+def speaker_key(value):
+    """A speaker id as a dict key: an int for a whole number (CREMA-D's 1001, RAVDESS's 12), else its text."""
+    if isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and float(value).is_integer()):
+        return int(value)
+    return str(value)
+
+
 def actor_sexes(actors) -> dict[int, str]:
     """Normalise ``actor -> sex`` (dict, Series, or a DataFrame with a ``sex`` column) to ``{actor: stratum}``.
 
@@ -35,7 +42,7 @@ def actor_sexes(actors) -> dict[int, str]:
         actors = actors["sex"] if "sex" in actors.columns else pd.Series(UNKNOWN_SEX, index=actors.index)
     strata: dict[int, str] = {}
     for actor, sex in actors.items():
-        actor, stratum = int(actor), sex_stratum(sex)
+        actor, stratum = speaker_key(actor), sex_stratum(sex)
         if strata.get(actor, UNKNOWN_SEX) == UNKNOWN_SEX:
             strata[actor] = stratum
     return strata
@@ -129,7 +136,7 @@ def assign_splits(manifest: pd.DataFrame, fold=None, folds=DEFAULT_FOLDS, seed=0
     else:
         mapping = kfold_actors(per_actor, folds=folds, fold=fold, seed=seed)
     out = manifest.copy()
-    out["split"] = [mapping[int(actor)] for actor in out["actor"]]
+    out["split"] = [mapping[speaker_key(actor)] for actor in out["actor"]]
     return out
 
 
@@ -137,7 +144,7 @@ def _shuffled_strata(strata: dict[int, str], rng: np.random.RandomState) -> list
     groups: dict[str, list[int]] = {}
     for actor in sorted(strata):
         groups.setdefault(strata[actor], []).append(actor)
-    return [[int(actor) for actor in rng.permutation(groups[name])] for name in sorted(groups)]
+    return [[groups[name][index] for index in rng.permutation(len(groups[name]))] for name in sorted(groups)]
 
 
 def _interleave(strata: dict[int, str], rng: np.random.RandomState) -> list[int]:

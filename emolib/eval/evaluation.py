@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..cremad import EMOTIONS, load_votes
+from ..cremad import load_votes
 from ..data.datasets import FaceDataset, VoiceDataset, select_split
 from ..data.defects import excluded_list
 from ..data.perceived import with_labels
@@ -20,7 +20,9 @@ from ..fast.features import feature_extractor
 from ..data.face_cache import face_index
 from ..data.features import cached_features, paired_features
 from ..files import atomic_write
-from ..models.checkpoint import MODEL_KINDS, find_models, load_model
+from ..labels import map_labels
+from ..errors import ModelError
+from ..models.checkpoint import MODEL_KINDS, checkpoint_labels, find_models, load_model, read_checkpoint_config
 from ..transforms import AudioSettings, FaceSettings
 from .metrics import summary_metrics
 
@@ -47,14 +49,24 @@ def unimodal_predictions(model, kind: str, rows: pd.DataFrame, faces=None, cache
     features, _ = cached_features(model, dataset, kind, cache_dir, None, device, progress, feature_extractor(device))
     with torch.inference_mode():
         logits = model.cpu().classify(features).numpy()
-    return probability_table(dataset.rows["stem"], kind, softmax(logits))
+    return probability_table(dataset.rows["stem"], kind, softmax(logits), checkpoint_labels(model))
 
 
-def probability_table(stems, kind: str, probabilities: np.ndarray) -> pd.DataFrame:
-    table = pd.DataFrame(probabilities, columns=[f"{kind}_{emotion}" for emotion in EMOTIONS])
+def probability_table(stems, kind: str, probabilities: np.ndarray, labels) -> pd.DataFrame:
+    """``stem``, ``KIND_LABEL`` probability columns (one per label of the model's label set) and ``KIND_pred``."""
+    table = pd.DataFrame(probabilities, columns=[f"{kind}_{label}" for label in labels])
     table.insert(0, "stem", list(stems))
-    table[f"{kind}_pred"] = [EMOTIONS[index] for index in probabilities.argmax(axis=1)]
+    table[f"{kind}_pred"] = [labels[index] for index in probabilities.argmax(axis=1)]
     return table
+
+
+def prediction_labels(predictions: pd.DataFrame, kind: str) -> tuple[str, ...]:
+    """The label set of ``kind``'s columns in a predictions table (from ``predict_split`` or predictions.csv)."""
+    known = predictions.attrs.get("labels", {}).get(kind)
+    if known:
+        return tuple(known)
+    prefix = f"{kind}_"
+    return tuple(column[len(prefix):] for column in predictions.columns if column.startswith(prefix) and column != f"{kind}_pred")
 
 
 def fusion_predictions(fusion, voice, face, manifest, split, faces, cache_dir, device="auto", progress=True) -> pd.DataFrame:
@@ -62,20 +74,20 @@ def fusion_predictions(fusion, voice, face, manifest, split, faces, cache_dir, d
     tensors, _, stems = paired_features(manifest, split, voice, face, faces, cache_dir, device, progress, feature_extractor(device))
     with torch.inference_mode():
         logits = fusion.cpu()(**tensors).numpy()
-    return probability_table(stems, "fusion", softmax(logits))
+    return probability_table(stems, "fusion", softmax(logits), checkpoint_labels(fusion))
 
 
 def predict_split(manifest, models_dir, split="test", cache_dir=None, device="auto", progress=True, kinds=MODEL_KINDS) -> pd.DataFrame:
-    """One row per clip of ``split``: truth, demographics and each of ``kinds``' probabilities.
+    """One row per clip of ``split``: truth (``emotion``), the manifest's other columns and each of ``kinds``' probabilities.
 
-    Per model, ``KIND_EMO`` probabilities and ``KIND_pred`` (NaN where a model has no input: the
-    face model on a clip without a detected face, fusion on unpaired clips): the layout of
-    predictions.csv, which ``evaluate_predictions`` turns into a report. Models come from
-    ``models.checkpoint.find_models``; embeddings are cached in ``cache_dir``. Use
-    ``split="val"`` while developing: test is for the final evaluation only.
+    Per model, ``KIND_LABEL`` probabilities over its own label set (``attrs["labels"][KIND]``) and
+    ``KIND_pred`` (NaN where a model has no input: the face model on a clip without a detected
+    face, fusion on unpaired clips): the layout of predictions.csv, which ``evaluate_predictions``
+    turns into a report. Models come from ``models.checkpoint.find_models``; embeddings are cached
+    in ``cache_dir``. Use ``split="val"`` while developing: test is for the final evaluation only.
     """
     rows = select_split(manifest, split)
-    table = rows[["stem", "actor", "emotion", "label", "sex", "age", "audio_path", "video_path"]].copy()
+    table = rows.drop(columns=["label"]).copy()
     loaded = {kind: load_model(folder) for kind, folder in find_models(models_dir, kinds).items()}
     faces = face_index(rows, cache_dir, FaceSettings.of(loaded["face"]), progress=progress) if "face" in loaded else None
     for kind in ("voice", "face"):
@@ -84,6 +96,7 @@ def predict_split(manifest, models_dir, split="test", cache_dir=None, device="au
     if "fusion" in loaded:
         fused = fusion_predictions(loaded["fusion"], loaded["voice"], loaded["face"], rows, None, faces, cache_dir, device, progress)
         table = table.merge(fused, on="stem", how="left")
+    table.attrs["labels"] = {kind: list(checkpoint_labels(model)) for kind, model in loaded.items() if kind in kinds or kind == "fusion"}
     return table
 
 
@@ -92,17 +105,29 @@ def model_kinds(predictions: pd.DataFrame) -> list[str]:
 
 
 def metrics_for(predictions: pd.DataFrame, kind: str) -> dict:
+    """``kind``'s metrics over its label set on the clips it predicted whose true label is in that set."""
+    labels = prediction_labels(predictions, kind)
     rows = predictions.dropna(subset=[f"{kind}_pred"])
-    predicted = rows[f"{kind}_pred"].map(EMOTIONS.index)
-    return summary_metrics(rows["label"].astype(int), predicted)
+    rows = rows[rows["emotion"].astype(str).isin(labels)]
+    truth, predicted = (rows[column].astype(str).map(labels.index) for column in ("emotion", f"{kind}_pred"))
+    return {**summary_metrics(truth, predicted, labels), "labels": list(labels)}
 
 
-def breakdowns(predictions: pd.DataFrame, kind: str) -> dict:
-    """UAR and accuracy of ``kind`` by actor sex and by age group."""
-    groups = {
-        "sex": predictions["sex"].fillna("unknown"),
-        "age": pd.cut(predictions["age"], AGE_BINS, labels=AGE_LABELS, right=False).astype(str),
-    }
+def outside_label_set(predictions: pd.DataFrame, kind: str) -> dict[str, int]:
+    """Clips ``kind`` predicted whose true label is not in its label set, counted per label (left out of its metrics)."""
+    rows = predictions.dropna(subset=[f"{kind}_pred"])
+    outside = rows.loc[~rows["emotion"].astype(str).isin(prediction_labels(predictions, kind)), "emotion"].astype(str)
+    return {str(label): int(count) for label, count in outside.value_counts().sort_index().items()}
+
+
+def breakdowns(predictions: pd.DataFrame, kind: str, by=()) -> dict:
+    """UAR and accuracy of ``kind`` by speaker sex and by age group (when the data has them) and by each column of ``by``."""
+    groups = {}
+    if "sex" in predictions:
+        groups["sex"] = predictions["sex"].fillna("unknown")
+    if "age" in predictions:
+        groups["age"] = pd.cut(pd.to_numeric(predictions["age"], errors="coerce"), AGE_BINS, labels=AGE_LABELS, right=False).astype(str)
+    groups.update({column: predictions[column].fillna("").astype(str) for column in by if column in predictions})
     result = {}
     for name, keys in groups.items():
         result[name] = {}
@@ -126,10 +151,10 @@ def human_accuracy(predictions: pd.DataFrame) -> dict | None:
     return result
 
 
-def model_report(predictions: pd.DataFrame, kind: str, labels: str) -> dict:
+def model_report(predictions: pd.DataFrame, kind: str, labels: str, by=()) -> dict:
     """Metrics and breakdowns of ``kind`` against ``labels`` (intended, perceived, or both: intended with a perceived block)."""
     view, dropped = with_labels(predictions, kind, "perceived" if labels == "perceived" else "intended")
-    report = {**metrics_for(view, kind), "by": breakdowns(view, kind)}
+    report = {**metrics_for(view, kind), "by": breakdowns(view, kind, by), "outside_label_set": outside_label_set(view, kind)}
     if labels == "perceived":
         report["dropped_no_majority"] = dropped
     if labels == "both":
@@ -139,16 +164,17 @@ def model_report(predictions: pd.DataFrame, kind: str, labels: str) -> dict:
     return report
 
 
-def evaluate_predictions(predictions: pd.DataFrame, split: str, synthetic: bool = False, labels: str = "intended") -> dict:
-    """The metrics.json content for one split's predictions, against the intended labels, the perceived ones or both."""
+def evaluate_predictions(predictions: pd.DataFrame, split: str, synthetic: bool = False, labels: str = "intended", by=()) -> dict:
+    """The metrics.json content for one split's predictions, against the intended labels, the perceived ones or both;
+    breakdowns by sex, age and the columns ``by``."""
     if labels not in LABEL_CHOICES:
         raise ValueError(f"labels must be one of {LABEL_CHOICES}, got {labels!r}")
     report = {
         "split": split,
-        "actors": sorted(int(actor) for actor in predictions["actor"].unique()),
+        "actors": speakers(predictions),
         "clips": len(predictions),
         "labels": labels,
-        "models": {kind: model_report(predictions, kind, labels) for kind in model_kinds(predictions)},
+        "models": {kind: model_report(predictions, kind, labels, by) for kind in model_kinds(predictions)},
     }
     humans = human_accuracy(predictions)
     if humans:
@@ -157,10 +183,26 @@ def evaluate_predictions(predictions: pd.DataFrame, split: str, synthetic: bool 
     return report
 
 
+def speakers(rows: pd.DataFrame) -> list:
+    """The sorted speaker ids of ``rows`` as plain ints or strings (JSON-ready)."""
+    from ..data.splits import speaker_key
+
+    return sorted({speaker_key(actor) for actor in rows["actor"]})
+
+
 def data_record(manifest: pd.DataFrame, split: str, context: dict | None = None) -> dict:
-    """The data side of a report: context, the actors of each split, and what was left out of ``split``."""
-    actors = {name: sorted(int(actor) for actor in rows["actor"].unique()) for name, rows in manifest.groupby("split")}
+    """The data side of a report: context, the speakers of each split, and what was left out of ``split``."""
+    actors = {name: speakers(rows) for name, rows in manifest.groupby("split")}
     return {**(context or {}), "split_actors": actors, "excluded": excluded_list(select_split(manifest, split))}
+
+
+def apply_label_map(manifest: pd.DataFrame, mapping: dict | None, labels) -> tuple[pd.DataFrame, dict]:
+    """Cross-corpus evaluation: ``manifest`` with its labels renamed by ``mapping`` onto the models' ``labels``, the
+    rest dropped; returns (rows, {"map": mapping, "dropped": {label: clips}}). Without a mapping, nothing changes."""
+    if not mapping:
+        return manifest, {}
+    mapped, dropped = map_labels(manifest, mapping, labels)
+    return mapped, {"map": mapping, "dropped": dropped}
 
 
 def split_report(predictions: pd.DataFrame, split: str = "val") -> dict:
@@ -172,19 +214,27 @@ def split_report(predictions: pd.DataFrame, split: str = "val") -> dict:
 
 
 def evaluate_models(manifest, models_dir, out_dir, split="test", cache_dir=None, device="auto", synthetic=False, progress=True,
-                    context: dict | None = None, labels: str = "intended") -> dict:
+                    context: dict | None = None, labels: str = "intended", label_map: dict | None = None, by=()) -> dict:
     """Predict ``split`` with every model in ``models_dir``; write metrics.json, predictions.csv and figures.
 
-    metrics.json records ``context`` (protocol, fold, label source, ...), the actors of every split
-    and the clips of the evaluated split whose files were left out (``data.defects``) and why.
+    metrics.json records ``context`` (protocol, fold, label source, ...), the speakers of every split,
+    the clips of the evaluated split whose files were left out (``data.defects``) and why, and with
+    ``label_map`` (data label -> model label, "" to drop) the mapping and the clips it dropped.
+    Each model is scored over its own label set; clips whose label is outside it are counted, not scored.
     """
     from .plots import save_report_figures
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    predictions = predict_split(manifest, models_dir, split, cache_dir, device, progress)
-    report = evaluate_predictions(predictions, split, synthetic, labels)
+    models_labels = {tuple(read_checkpoint_config(folder)[1]["labels"]) for folder in find_models(models_dir).values()} if label_map else set()
+    if len(models_labels) > 1:
+        raise ModelError(f"{models_dir}: its models have different label sets; evaluate them one at a time with a label map")
+    evaluated, mapping = apply_label_map(select_split(manifest, split), label_map, next(iter(models_labels), ()))
+    predictions = predict_split(evaluated, models_dir, split, cache_dir, device, progress)
+    report = evaluate_predictions(predictions, split, synthetic, labels, by)
     report.update(data_record(manifest, split, context))
+    if mapping:
+        report["label_map"] = mapping
     atomic_write(out_dir / "metrics.json", json.dumps(report, indent=2))
     atomic_write(out_dir / "predictions.csv", predictions.to_csv(index=False))
     save_report_figures(report, out_dir)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..cremad import EMOTION_NAMES, EMOTIONS
+from ..data.manifest import label_set
+from ..labels import display_name
 from ..data.splits import SPLITS, UNKNOWN_SEX
 
 MEL_BANDS = 64
@@ -40,7 +41,7 @@ def dataset_summary(manifest: pd.DataFrame) -> pd.DataFrame:
     """
     audio, video = _present(manifest, "audio_path"), _present(manifest, "video_path")
     sexes = _sexes(manifest)
-    groups = [(emotion, manifest["emotion"] == emotion) for emotion in EMOTIONS]
+    groups = [(emotion, manifest["emotion"] == emotion) for emotion in label_set(manifest)]
     rows = {}
     for name, mask in groups + [("all", pd.Series(True, index=manifest.index))]:
         row = {
@@ -67,11 +68,11 @@ def split_table(manifest: pd.DataFrame) -> pd.DataFrame:
     rows = {}
     for split in order:
         part = manifest["split"] == split
-        actors = sorted(int(actor) for actor in manifest.loc[part, "actor"].unique())
+        actors = sorted(manifest.loc[part, "actor"].unique().tolist())
         row = {"actors": len(actors)}
         row.update({f"actors ({sex})": int(manifest.loc[part & (sexes == sex), "actor"].nunique()) for sex in sorted(sexes.unique())})
         row["clips"] = int(part.sum())
-        row.update({emotion: int((part & (manifest["emotion"] == emotion)).sum()) for emotion in EMOTIONS})
+        row.update({emotion: int((part & (manifest["emotion"] == emotion)).sum()) for emotion in label_set(manifest)})
         row["actor ids"] = ", ".join(str(actor) for actor in actors)
         rows[split] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
@@ -92,7 +93,7 @@ def example_clips(manifest: pd.DataFrame, column: str = "audio_path", per_emotio
         if len(complete):
             rows = rows[rows["actor"] == complete.sample(1, random_state=seed).index[0]]
     picked = rows.drop_duplicates(["emotion", "actor"]).groupby("emotion", sort=False).head(per_emotion)
-    picked = picked.assign(_order=picked["emotion"].map(EMOTIONS.index)).sort_values(["_order", "actor"], kind="stable")
+    picked = picked.assign(_order=picked["label"]).sort_values(["_order", "actor"], kind="stable")
     return picked.drop(columns="_order").reset_index(drop=True)
 
 
@@ -118,7 +119,7 @@ def plot_waveforms(manifest: pd.DataFrame, seed: int = 0):
         wave = load_audio(row.audio_path)
         seconds = len(wave) / SAMPLE_RATE
         wave_ax.plot(np.arange(len(wave)) / SAMPLE_RATE, wave, lw=0.4, color="#4C72B0")
-        wave_ax.set(xlim=(0, seconds), ylabel=f"{row.emotion}\n({EMOTION_NAMES[row.emotion]})")
+        wave_ax.set(xlim=(0, seconds), ylabel=f"{row.emotion}\n({display_name(row.emotion)})")
         wave_ax.set_title(row.stem, fontsize=8, loc="right")
         mel_ax.imshow(mel_spectrogram(wave, SAMPLE_RATE), origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, MEL_BANDS))
         mel_ax.set(ylabel="mel band")
@@ -155,7 +156,7 @@ def plot_clip_lengths(manifest: pd.DataFrame):
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": (1, 1.4)})
     left.hist(lengths["seconds"], bins=30, color="#4C72B0")
     left.set(xlabel="seconds", ylabel="clips", title=f"all {len(lengths)} clips")
-    sns.boxplot(data=lengths, x="emotion", y="seconds", order=list(EMOTIONS), ax=right, color="#DD8452", fliersize=2)
+    sns.boxplot(data=lengths, x="emotion", y="seconds", order=list(label_set(manifest)), ax=right, color="#DD8452", fliersize=2)
     right.set(title="per emotion")
     left.axvline(WINDOW_SECONDS, color="grey", ls=":", label=f"voice model window ({WINDOW_SECONDS:g} s)")
     right.axhline(WINDOW_SECONDS, color="grey", ls=":")
@@ -197,14 +198,15 @@ def plot_face_grid(manifest: pd.DataFrame, cache_dir, per_emotion: int = 4, seed
     examples = example_clips(manifest, "video_path", per_emotion, seed)
     face_index(examples, cache_dir, settings, workers=0, progress=False)
     paths = face_crop_paths(examples, cache_dir, settings)
-    figure, axes = plt.subplots(len(EMOTIONS), per_emotion, figsize=(1.9 * per_emotion, 1.95 * len(EMOTIONS)), squeeze=False)
-    for row_axes, emotion in zip(axes, EMOTIONS):
+    labels = label_set(manifest)
+    figure, axes = plt.subplots(len(labels), per_emotion, figsize=(1.9 * per_emotion, 1.95 * len(labels)), squeeze=False)
+    for row_axes, emotion in zip(axes, labels):
         clips = examples[examples["emotion"] == emotion]
         for ax in row_axes[len(clips):]:
             ax.axis("off")
         for ax, clip in zip(row_axes, clips.itertuples()):
             show_crop(ax, paths[clip.stem], f"actor {clip.actor}")
-        row_axes[0].set_ylabel(f"{emotion}\n({EMOTION_NAMES[emotion]})")
+        row_axes[0].set_ylabel(f"{emotion}\n({display_name(emotion)})")
     figure.suptitle("face crops per emotion (Haar detection, middle frame)")
     figure.tight_layout()
     return figure

@@ -16,8 +16,8 @@ def _pyplot():
     return plt
 
 
-def plot_confusion(matrix, title: str = "", normalize: bool = False, ax=None):
-    """Heatmap of a 6x6 confusion matrix (counts, or rows normalised to recall)."""
+def plot_confusion(matrix, title: str = "", normalize: bool = False, ax=None, labels=EMOTIONS):
+    """Heatmap of a confusion matrix over ``labels`` (counts, or rows normalised to recall)."""
     import seaborn as sns
 
     plt = _pyplot()
@@ -27,7 +27,7 @@ def plot_confusion(matrix, title: str = "", normalize: bool = False, ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(4.6, 4))
     sns.heatmap(matrix, annot=True, fmt=".2f" if normalize else ".0f", cmap="Blues", cbar=False, square=True,
-                xticklabels=EMOTIONS, yticklabels=EMOTIONS, vmin=0, vmax=1 if normalize else None, ax=ax)
+                xticklabels=list(labels), yticklabels=list(labels), vmin=0, vmax=1 if normalize else None, ax=ax)
     ax.set(xlabel="predicted", ylabel="true", title=title)
     return ax.figure
 
@@ -39,7 +39,8 @@ def plot_confusions(report: dict, normalize: bool = False):
     figure, axes = plt.subplots(1, len(kinds), figsize=(4.6 * len(kinds), 4.2), squeeze=False)
     for ax, kind in zip(axes[0], kinds):
         metrics = report["models"][kind]
-        plot_confusion(metrics["confusion"], f"{kind} ({report['split']}, UAR {metrics['uar']:.2f})", normalize, ax)
+        plot_confusion(metrics["confusion"], f"{kind} ({report['split']}, UAR {metrics['uar']:.2f})", normalize, ax,
+                       metrics.get("labels", EMOTIONS))
     figure.tight_layout()
     return figure
 
@@ -61,7 +62,7 @@ def plot_comparison(report: dict):
             ax.hlines(humans[kind], position - 0.4, position + 0.4, colors="black", linestyles="dashed")
         reference = " — reference only" if "synthetic" in humans.get("note", "") else ""
         ax.plot([], [], "k--", label=f"human raters (acc.){reference}")
-    ax.axhline(1 / len(EMOTIONS), color="grey", lw=0.8, ls=":", label="chance")
+    ax.axhline(1 / len(next(iter(report["models"].values()), {}).get("labels", EMOTIONS)), color="grey", lw=0.8, ls=":", label="chance")
     ax.set(xticks=positions, xticklabels=kinds, ylim=(0, 1.05), ylabel="score", title=f"{report['split']} split: unimodal vs fusion")
     ax.legend(fontsize=8, loc="upper left")
     figure.tight_layout()

@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..cremad import EMOTIONS
-from .evaluation import AGE_LABELS, results_table
+from .evaluation import AGE_LABELS, prediction_labels, results_table
 from .explore import face_crop_paths, show_crop
 
 METRICS = ("n", "accuracy", "uar")
@@ -40,7 +39,7 @@ def prediction_examples(predictions: pd.DataFrame, cache_dir, kind: str = "face"
     """
     plt = _pyplot()
     rows = predictions.dropna(subset=[f"{kind}_pred"])
-    probabilities = rows[[f"{kind}_{emotion}" for emotion in EMOTIONS]].to_numpy(dtype=float)
+    probabilities = rows[[f"{kind}_{label}" for label in prediction_labels(predictions, kind)]].to_numpy(dtype=float)
     confidence = pd.Series(probabilities.max(axis=1), index=rows.index)
     correct = rows[f"{kind}_pred"] == rows["emotion"]
     chosen = {"correct": _spread(rows[correct], confidence, n), "wrong": _spread(rows[~correct], confidence, n)}

@@ -6,26 +6,36 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..audio import SAMPLE_RATE
-from ..cremad import EMOTIONS
 
 if TYPE_CHECKING:
     from .predictor import Prediction
 
 MODEL_COLOURS = {"voice": "#4C72B0", "face": "#DD8452", "fusion": "#55A868", "average": "#55A868"}
+CREMAD_COLOURS = {"ANG": "#d62728", "DIS": "#8c564b", "FEA": "#9467bd", "HAP": "#ffbf00", "NEU": "#7f7f7f", "SAD": "#1f77b4"}
+OTHER_COLOURS = ("#d62728", "#1f77b4", "#ffbf00", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def label_colours(labels) -> dict[str, str]:
+    """A colour per label: CREMA-D's codes keep theirs, any other label set takes a qualitative palette in order."""
+    if set(labels) <= set(CREMAD_COLOURS):
+        return {label: CREMAD_COLOURS[label] for label in labels}
+    return {label: OTHER_COLOURS[index % len(OTHER_COLOURS)] for index, label in enumerate(labels)}
 
 
 def format_prediction(prediction: Prediction) -> str:
     """Human-readable lines: the emotion, each model's probabilities, modalities, face, notes."""
-    lines = [f"emotion: {prediction.emotion} ({prediction.emotion_name}), p={prediction.confidence:.2f}"]
+    lines = [f"emotion: {prediction.display_label}, p={prediction.confidence:.2f}"]
     width = max(len(kind) for kind in ("voice", "face", "fusion", prediction.source))
-    lines.append(" " * (width + 2) + " ".join(f"{emotion:>5}" for emotion in EMOTIONS))
+    labels = prediction.labels
+    column = max(5, *(len(label) for label in labels))
+    lines.append(" " * (width + 2) + " ".join(f"{label:>{column}}" for label in labels))
     rows = [("voice", prediction.voice), ("face", prediction.face), ("fusion", prediction.fusion)]
     if prediction.source == "average":
         rows.append(("average", prediction.probabilities))
     for kind, probabilities in rows:
         if probabilities is not None:
             marker = "*" if kind == prediction.source else " "
-            lines.append(f"{kind:<{width}}{marker} " + " ".join(f"{probabilities[emotion]:5.2f}" for emotion in EMOTIONS))
+            lines.append(f"{kind:<{width}}{marker} " + " ".join(f"{probabilities[label]:{column}.2f}" for label in labels))
     used = ", ".join(prediction.modalities)
     lines.append(f"used: {used} -> {prediction.source}" + (f" (present flags {prediction.present})" if prediction.present else ""))
     if prediction.face_found is None:
@@ -70,14 +80,15 @@ def plot_prediction(prediction: Prediction, frame=None, audio=None, sample_rate:
     rows = [(kind, getattr(prediction, kind)) for kind in ("voice", "face", "fusion") if getattr(prediction, kind) is not None]
     if prediction.source == "average":
         rows.append(("average", prediction.probabilities))
-    positions = np.arange(len(EMOTIONS))
+    labels = prediction.labels
+    positions = np.arange(len(labels))
     width = 0.8 / max(1, len(rows))
     for index, (kind, probabilities) in enumerate(rows):
-        bar_ax.bar(positions - 0.4 + width * (index + 0.5), [probabilities[e] for e in EMOTIONS], width,
+        bar_ax.bar(positions - 0.4 + width * (index + 0.5), [probabilities[label] for label in labels], width,
                    label=kind + (" (final)" if kind == prediction.source else ""), color=MODEL_COLOURS[kind])
-    bar_ax.set(xticks=positions, xticklabels=EMOTIONS, ylim=(0, 1), ylabel="probability")
+    bar_ax.set(xticks=positions, xticklabels=labels, ylim=(0, 1), ylabel="probability")
     bar_ax.legend(fontsize=7, loc="upper right")
-    bar_ax.set_title(f"{prediction.emotion} ({prediction.emotion_name}) {prediction.confidence:.0%} from {' + '.join(prediction.modalities)}", fontsize=10)
+    bar_ax.set_title(f"{prediction.display_label} {prediction.confidence:.0%} from {' + '.join(prediction.modalities)}", fontsize=10)
     figure.tight_layout()
     return figure
 

@@ -5,8 +5,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..cremad import EMOTION_NAMES, EMOTIONS
 from ..errors import EmolibError
+from ..labels import display_name
 
 
 class PredictionError(EmolibError, ValueError):
@@ -17,7 +17,8 @@ class PredictionError(EmolibError, ValueError):
 class Prediction:
     """The result of one prediction.
 
-    ``probabilities`` are the final ones (``source``: "fusion", "average", "voice" or "face");
+    ``probabilities`` are the final ones over the models' label set, in its order (``source``:
+    "fusion", "average", "voice" or "face");
     ``voice``, ``face`` and ``fusion`` hold each model's probabilities when it ran (None otherwise);
     ``modalities`` are the inputs that were used; ``face_box`` (x, y, w, h) is in the pixels of
     frame ``face_frame`` of the input; ``notes`` explain every fallback.
@@ -43,7 +44,17 @@ class Prediction:
 
     @property
     def emotion_name(self) -> str:
-        return EMOTION_NAMES[self.emotion]
+        return display_name(self.emotion)
+
+    @property
+    def display_label(self) -> str:
+        """The label, spelt out when it is a code: "ANG (anger)", "happy"."""
+        return self.emotion if self.emotion_name == self.emotion else f"{self.emotion} ({self.emotion_name})"
+
+    @property
+    def labels(self) -> list[str]:
+        """The models' label set, in order."""
+        return list(self.probabilities)
 
     @property
     def confidence(self) -> float:
@@ -66,11 +77,12 @@ class Prediction:
         """One line: emotion, confidence, and what it came from."""
         used = " + ".join(self.modalities)
         how = {"fusion": f"fusion model on {used}", "average": "mean of voice and face models"}.get(self.source, f"{self.source} model only")
-        return f"{self.emotion} ({self.emotion_name}) {self.confidence:.0%} - {how}"
+        return f"{self.display_label} {self.confidence:.0%} - {how}"
 
 
-def probability_dict(probabilities) -> dict:
-    return {emotion: float(value) for emotion, value in zip(EMOTIONS, np.asarray(probabilities, dtype=np.float64))}
+def probability_dict(probabilities, labels) -> dict:
+    """{label: probability} over ``labels``, in their order."""
+    return {label: float(value) for label, value in zip(labels, np.asarray(probabilities, dtype=np.float64))}
 
 
 def _finite(value):

@@ -42,6 +42,19 @@ MODEL_KINDS = ("voice", "face", "fusion")
 SINGLE_CHOICES = ("model", "fusion")
 
 
+def common_labels(models: dict, where=None) -> tuple[str, ...]:
+    """The one label set of the given models (from their checkpoints); ModelError when two differ."""
+    from ..models.checkpoint import checkpoint_labels
+
+    sets = {kind: checkpoint_labels(model) for kind, model in models.items() if model is not None}
+    first = next(iter(sets.values()), ())
+    for kind, labels in sets.items():
+        if labels != first:
+            raise ModelError(f"{where or 'Predictor'}: the {kind} model's labels {list(labels)} differ from the "
+                             f"{next(iter(sets))} model's {list(first)}; use models trained on one label set together")
+    return first
+
+
 class Predictor:
     """Voice, face and fusion models (any subset) with their training-time preprocessing.
 
@@ -66,6 +79,7 @@ class Predictor:
             if expected != (voice.feature_dim, face.feature_dim):
                 raise ModelError(f"{models_dir or 'Predictor'}: fusion expects voice/face features of sizes {expected}, "
                                  f"the models give {(voice.feature_dim, face.feature_dim)} (models from different runs?)")
+        self.labels = common_labels({"voice": voice, "face": face, "fusion": fusion}, models_dir)
         self.device = pick_device(device)
         self.voice, self.face, self.fusion = (m.to(self.device).eval() if m is not None else None for m in (voice, face, fusion))
         self.single = single
@@ -93,6 +107,15 @@ class Predictor:
             warnings.warn(f"fast CPU path unavailable ({type(error).__name__}: {error}); using eager PyTorch", stacklevel=3)
             return None
         return fast if (fast.voice or fast.face) else None
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir, **kwargs) -> "Predictor":
+        """``from_dir`` of a local models folder, or of a Hugging Face Hub repository (``owner/name``) downloaded
+        with ``huggingface_hub.snapshot_download`` (``infer.hub.models_folder``); offline, a ModelError in one line
+        that says how to provide the folder. ``kwargs`` as for ``from_dir``."""
+        from .hub import models_folder
+
+        return cls.from_dir(models_folder(name_or_dir), **kwargs)
 
     @classmethod
     def from_dir(cls, models_dir, device: str = "cpu", single: str = "model", fast: bool = True, quantize: str = "auto",
@@ -160,7 +183,7 @@ class Predictor:
         import torch
 
         with torch.inference_mode():
-            return probability_dict(torch.softmax(model.classify(features), dim=1)[0].cpu().numpy())
+            return probability_dict(torch.softmax(model.classify(features), dim=1)[0].cpu().numpy(), self.labels)
 
     def _fuse(self, voice_features, face_features, present: list[int]) -> dict:
         import torch
@@ -169,7 +192,7 @@ class Predictor:
         face = face_features if face_features is not None else torch.zeros(1, self.fusion.config.face_dim, device=self.device)
         flags = torch.tensor([present], dtype=torch.float32, device=self.device)
         with torch.inference_mode():
-            return probability_dict(torch.softmax(self.fusion(voice, face, flags), dim=1)[0].cpu().numpy())
+            return probability_dict(torch.softmax(self.fusion(voice, face, flags), dim=1)[0].cpu().numpy(), self.labels)
 
     # ---------------------------------------------------------------- predict
 
@@ -224,7 +247,7 @@ class Predictor:
                 result["fusion"] = self._fuse(voice_features, face_features, [1, 1])
                 final, source = result["fusion"], "fusion"
             else:
-                final = probability_dict((np.array(list(result["voice"].values())) + np.array(list(result["face"].values()))) / 2)
+                final = probability_dict((np.array(list(result["voice"].values())) + np.array(list(result["face"].values()))) / 2, self.labels)
                 source = "average"
                 notes.append("no fusion model: mean of the voice and face probabilities")
         elif self.single == "fusion" and self.fusion is not None:

@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import SAMPLE_RATE, WINDOW_SECONDS
-from ..cremad import EMOTION_NAMES, EMOTIONS
 from ..errors import VideoError, check_input_file
 from ..files import atomic_write
+from ..labels import display_name
 from ..media import input_audio, stream_kinds
 from ..video import read_frames_at, video_info
+from .display import label_colours
 from .prediction import PredictionError
 from .predictor import Predictor
 
-EMOTION_COLOURS = {"ANG": "#d62728", "DIS": "#8c564b", "FEA": "#9467bd", "HAP": "#ffbf00", "NEU": "#7f7f7f", "SAD": "#1f77b4"}
+PROBABILITY_PREFIX = "prob_"
 
 
 def window_starts(duration: float, window: float = WINDOW_SECONDS, hop: float = 1.0) -> list[float]:
@@ -97,12 +98,12 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
             row[f"{kind}_pred"] = max(probabilities, key=probabilities.get) if probabilities else ""
         for kind in ("voice", "face", "fusion"):
             probabilities = getattr(prediction, kind) or {}
-            row.update({f"{kind}_{emotion}": probabilities.get(emotion, np.nan) for emotion in EMOTIONS})
-        row.update({f"prob_{emotion}": prediction.probabilities[emotion] for emotion in EMOTIONS})
+            row.update({f"{kind}_{label}": probabilities.get(label, np.nan) for label in predictor.labels})
+        row.update({f"{PROBABILITY_PREFIX}{label}": prediction.probabilities[label] for label in predictor.labels})
         row["notes"] = "; ".join(inputs.notes + prediction.notes)
         rows.append(row)
     columns = ["start", "end", "label", "source", "modalities", "face_found", "audio_rms", "voice_pred", "face_pred", "fusion_pred"]
-    columns += [f"{kind}_{emotion}" for kind in ("prob", "voice", "face", "fusion") for emotion in EMOTIONS] + ["notes"]
+    columns += [f"{kind}_{label}" for kind in ("prob", "voice", "face", "fusion") for label in predictor.labels] + ["notes"]
     return pd.DataFrame(rows).reindex(columns=columns)
 
 
@@ -123,22 +124,24 @@ def plot_timeline(table, title: str = ""):
 
     centres = ((table["start"] + table["end"]) / 2).to_numpy(dtype=float)
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    probabilities = np.nan_to_num(table[[f"prob_{e}" for e in EMOTIONS]].to_numpy(dtype=float)).T
+    labels = [column[len(PROBABILITY_PREFIX):] for column in table.columns if column.startswith(PROBABILITY_PREFIX)]
+    colours = label_colours(labels)
+    probabilities = np.nan_to_num(table[[f"{PROBABILITY_PREFIX}{label}" for label in labels]].to_numpy(dtype=float)).T
     if len(centres) == 1:
         centres_plot, probabilities = np.array([table["start"].iloc[0], table["end"].iloc[0]]), np.repeat(probabilities, 2, axis=1)
     else:
         centres_plot = centres
-    top.stackplot(centres_plot, probabilities, labels=[f"{e} ({EMOTION_NAMES[e]})" for e in EMOTIONS],
-                  colors=[EMOTION_COLOURS[e] for e in EMOTIONS], alpha=0.85)
+    names = [label if display_name(label) == label else f"{label} ({display_name(label)})" for label in labels]
+    top.stackplot(centres_plot, probabilities, labels=names, colors=[colours[label] for label in labels], alpha=0.85)
     top.set(ylim=(0, 1), ylabel="probability", title=title or "emotions over time (final probabilities per window)")
     top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     for offset, (column, marker, label) in zip((-0.2, 0.0, 0.2), (("voice_pred", "o", "voice"), ("face_pred", "s", "face"), ("label", "*", "final"))):
         values = table[column].fillna("").astype(str)
-        keep = values.isin(EMOTIONS).to_numpy()
+        keep = values.isin(labels).to_numpy()
         if keep.any():
-            bottom.scatter(centres[keep], [EMOTIONS.index(v) + offset for v in values[keep]], marker=marker, s=40 if marker != "*" else 90,
-                           c=[EMOTION_COLOURS[v] for v in values[keep]], edgecolors="black", linewidths=0.5, label=label)
-    bottom.set(yticks=range(len(EMOTIONS)), yticklabels=EMOTIONS, ylim=(-0.6, len(EMOTIONS) - 0.4), xlabel="time (s, window centre)", ylabel="top emotion")
+            bottom.scatter(centres[keep], [labels.index(v) + offset for v in values[keep]], marker=marker, s=40 if marker != "*" else 90,
+                           c=[colours[v] for v in values[keep]], edgecolors="black", linewidths=0.5, label=label)
+    bottom.set(yticks=range(len(labels)), yticklabels=labels, ylim=(-0.6, len(labels) - 0.4), xlabel="time (s, window centre)", ylabel="top emotion")
     bottom.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     bottom.grid(axis="y", alpha=0.3)
     figure.tight_layout()

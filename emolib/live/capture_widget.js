@@ -149,8 +149,10 @@ function render({ model, el }) {
   preview.style.display = "none";
   const error = element("div", "emolib-error", el);
   const stats = element("div", "emolib-stats", el);
+  const labels = element("div", "emolib-labels", el);
   const result = element("div", "emolib-result", el);
   const resultText = element("div", "emolib-result-text", result);
+  const probabilities = element("div", "emolib-probabilities", result);
   const resultImage = element("img", "emolib-result-image", result);
   resultImage.alt = "prediction";
   let imageUrl = null;
@@ -182,9 +184,20 @@ function render({ model, el }) {
     } else {
       stats.textContent = "";
     }
+    const names = model.get("labels") || [];
+    labels.textContent = names.length ? `labels: ${names.join(", ")}` : "";
     const text = model.get("result_text");
     resultText.textContent = text;
-    result.dataset.emotion = (model.get("result") || {}).emotion || "";
+    const prediction = model.get("result") || {};
+    result.dataset.emotion = prediction.emotion || "";
+    probabilities.replaceChildren();
+    for (const [name, value] of Object.entries(prediction.probabilities || {})) {
+      const top = name === prediction.emotion ? " emolib-probability-top" : "";
+      element("span", `emolib-probability-label${top}`, probabilities, name).dataset.label = name;
+      const track = element("div", "emolib-probability-track", probabilities);
+      element("div", "emolib-probability-bar", track).style.width = `${(100 * value).toFixed(0)}%`;
+      element("span", `emolib-probability-value${top}`, probabilities, `${(100 * value).toFixed(0)}%`);
+    }
     const png = model.get("result_png");
     if (imageUrl) URL.revokeObjectURL(imageUrl);
     imageUrl = null;

@@ -40,6 +40,11 @@ CSS = """
 .emolib-capture .emolib-stats { color: #555; margin: 4px 0; }
 .emolib-capture .emolib-result-text { font-size: 16px; font-weight: bold; margin: 6px 0; }
 .emolib-capture .emolib-result-image { max-width: 100%; }
+.emolib-capture .emolib-labels { color: #555; margin: 4px 0; }
+.emolib-capture .emolib-probabilities { display: grid; grid-template-columns: max-content 200px max-content; gap: 2px 8px;
+  align-items: center; margin: 6px 0; }
+.emolib-capture .emolib-probability-bar { height: 10px; background: #4C72B0; border-radius: 2px; }
+.emolib-capture .emolib-probability-top { font-weight: bold; }
 """
 
 
@@ -63,6 +68,7 @@ class LiveDemo(anywidget.AnyWidget):
     page_stats = traitlets.Dict().tag(sync=True)
     captures = traitlets.Int(0).tag(sync=True)
     # kernel -> browser
+    labels = traitlets.List(traitlets.Unicode()).tag(sync=True)  # the predictor's label set, from its checkpoints
     received = traitlets.Dict().tag(sync=True)
     result = traitlets.Dict().tag(sync=True)
     result_text = traitlets.Unicode("").tag(sync=True)
@@ -73,6 +79,7 @@ class LiveDemo(anywidget.AnyWidget):
         name = "browser" if backend == "browser" else getattr(backend, "name", type(backend).__name__)
         super().__init__(backend=name, seconds=float(seconds), **kwargs)
         self.predictor = predictor
+        self.labels = list(getattr(predictor, "labels", ()))
         self.save_dir = Path(save_dir) if save_dir else None
         self.last_prediction = None
         self.last_capture = None
@@ -149,7 +156,7 @@ class LiveDemo(anywidget.AnyWidget):
         png = figure_png(plot_prediction(prediction, frame, wave))
         notes = f" ({'; '.join(prediction.notes)})" if prediction.notes else ""
         self.set_state_quietly(result=prediction.to_dict(), result_png=png, result_text=prediction.summary() + notes,
-                               status="done", message=f"done: {prediction.emotion} ({prediction.emotion_name})", error="")
+                               status="done", message=f"done: {prediction.display_label}", error="")
         return prediction
 
     def _fail(self, problem: str, log: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""Checkpoints: ``model.safetensors`` + ``config.json`` (model config, label order, preprocessing).
+"""Checkpoints: ``model.safetensors`` + ``config.json`` (model config, label set, preprocessing).
 
 ``load_model(path)`` rebuilds a voice, face or fusion model from those two files alone: no
 hub access, no pickles. ``find_models(dir)`` is the one place that decides which checkpoints a
@@ -7,7 +7,7 @@ models folder holds. Files are written atomically (``emolib.files``).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..cremad import EMOTIONS
@@ -20,16 +20,19 @@ FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 MODEL_KINDS = ("voice", "face", "fusion")
 ENCODER_LINKS = {"voice": "voice_checkpoint", "face": "face_checkpoint"}
+HEAD_PREFIX = "head."  # the voice and face models' classifier; --init-from keeps everything else
 
 
-def save_checkpoint(model, kind: str, directory, preprocessing: dict, extra: dict | None = None) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` for a model into ``directory``."""
+def save_checkpoint(model, kind: str, directory, preprocessing: dict, extra: dict | None = None, labels=EMOTIONS) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` (with the label set ``labels``) for a model into ``directory``."""
     directory = Path(directory)
+    if len(labels) != model.config.num_labels:
+        raise ModelError(f"{directory}: {len(labels)} labels for a model with {model.config.num_labels} outputs")
     atomic_save_tensors(model.state_dict(), directory / WEIGHTS_FILE)
     config = {
         "format": FORMAT_VERSION,
         "kind": kind,
-        "labels": list(EMOTIONS),
+        "labels": list(labels),
         "model": asdict(model.config),
         "preprocessing": preprocessing,
         **(extra or {}),
@@ -57,9 +60,46 @@ def read_checkpoint_config(path) -> tuple[Path, dict]:
         config["kind"], config["model"]
     except (ValueError, KeyError, TypeError) as error:
         raise ModelError(f"{config_path}: not an emolib checkpoint config ({error})") from None
-    if config.get("labels", list(EMOTIONS)) != list(EMOTIONS):
-        raise ModelError(f"{config_path}: label order {config['labels']} differs from emolib's {list(EMOTIONS)}")
+    labels = config.setdefault("labels", list(EMOTIONS))  # checkpoints before label sets were CREMA-D's
+    outputs = config["model"].get("num_labels", len(EMOTIONS)) if isinstance(config["model"], dict) else None
+    if not isinstance(labels, list) or len(set(map(str, labels))) != len(labels) or len(labels) != outputs:
+        raise ModelError(f"{config_path}: its labels {labels} do not fit a model with {outputs} outputs")
     return directory, config
+
+
+def checkpoint_labels(model) -> tuple[str, ...]:
+    """The label set of a loaded model (``load_model``), in the order of its outputs; an unsaved model with six
+    outputs has CREMA-D's."""
+    checkpoint = getattr(model, "checkpoint", None)
+    if checkpoint is not None:
+        return tuple(checkpoint["labels"])
+    if model.config.num_labels == len(EMOTIONS):
+        return EMOTIONS
+    raise ModelError(f"a {type(model).__name__} with {model.config.num_labels} outputs and no checkpoint has no label set; "
+                     f"save it with save_checkpoint(..., labels=...) and load it with load_model")
+
+
+def init_from(path, kind: str, labels, **changes):
+    """A ``kind`` model whose encoder (and its config) comes from the checkpoint at ``path`` and whose head is new,
+    with one output per label of ``labels``: fine-tuning a trained model onto another label set (``--init-from``).
+
+    ``changes`` override fields of the model config (e.g. ``freeze``). ModelError when ``path`` holds another kind.
+    """
+    from .nets import build_model
+
+    if kind not in ENCODER_LINKS:
+        raise ModelError("--init-from applies to the voice and face models (the fusion model trains on their embeddings)")
+    source = load_model(path)
+    if source.checkpoint["kind"] != kind:
+        raise ModelError(f"{source.checkpoint_dir}: a {source.checkpoint['kind']} checkpoint; --init-from for {kind} needs a {kind} checkpoint")
+    config = replace(source.config, num_labels=len(labels), **{name: value for name, value in changes.items() if value is not None})
+    model = build_model(kind, config, pretrained=False)
+    kept = {name: value for name, value in source.state_dict().items() if not name.startswith(HEAD_PREFIX)}
+    missing, unexpected = model.load_state_dict(kept, strict=False)
+    if unexpected or any(not name.startswith(HEAD_PREFIX) for name in missing):
+        raise ModelError(f"{source.checkpoint_dir}: its encoder does not fit a new {kind} model ({(unexpected or missing)[:3]})")
+    model.init_checkpoint = source.checkpoint
+    return model
 
 
 def find_models(models_dir, kinds=MODEL_KINDS, allow_mismatched_fusion: bool = False) -> dict[str, Path]:

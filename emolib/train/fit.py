@@ -9,20 +9,22 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from ..data.datasets import FaceDataset, FeatureDataset, VoiceDataset, data_identity, select_split
+from ..cremad import EMOTIONS
+from ..data.datasets import FaceDataset, FeatureDataset, VoiceDataset, data_identity, data_record, select_split
 from ..data.face_cache import face_index
 from ..data.features import cached_features, paired_features
-from ..errors import DataError
+from ..errors import DataError, ModelError
 from ..fast.features import feature_extractor
 from ..files import file_digest, remove_stale_temporaries
 from ..locks import folder_lock
-from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_checkpoint
+from ..labels import encode_labels
+from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, checkpoint_labels, init_from, load_model, save_checkpoint
 from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
 from ..transforms import AudioSettings, FaceSettings
 from .distributed import is_main_process
@@ -45,10 +47,11 @@ class HeadOnly(nn.Module):
 
 
 def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessing: dict, cache_dir=None, extra: dict | None = None,
-        progress: bool = True, data: str = "", restart: bool = False):
+        progress: bool = True, data: str = "", restart: bool = False, labels=EMOTIONS, record: dict | None = None):
     """Train ``model`` with the shared loop; ``make_dataset(split, augment)`` builds its datasets.
 
-    Holds ``out_dir``'s lock for the whole run (a second run into it stops with one line). ``data``
+    ``labels`` is the label set of the model's outputs and ``record`` what the training data was
+    (``datasets.data_record``); both are saved in its checkpoint. Holds ``out_dir``'s lock for the whole run (a second run into it stops with one line). ``data``
     (``datasets.data_identity``) with the model config, preprocessing and ``extra`` identify the
     run: a saved state of another run is refused, not resumed. ``restart`` first deletes the
     folder's checkpoint, history and resume state. Returns the per-epoch history; the best model
@@ -63,7 +66,8 @@ def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessi
             clear_run(out_dir)
 
         def save_best(trained, metrics):
-            save_checkpoint(model, kind, out_dir, preprocessing, {"val": metrics, "training": asdict(train), **(extra or {})})
+            save_checkpoint(model, kind, out_dir, preprocessing, {"val": metrics, "training": asdict(train), **(extra or {}), "data": record or {}},
+                            labels)
 
         if getattr(model.config, "freeze", None) == "all":
             trainable = HeadOnly(model)
@@ -74,7 +78,8 @@ def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessi
         for name, dataset in zip(("train", "val"), sets):
             if len(dataset) == 0:
                 raise DataError(f"the {name} split has no usable {kind} clips; check the manifest and the data folders")
-        fingerprint = {"kind": kind, "data": data, "model": asdict(model.config), "preprocessing": preprocessing, "extra": extra or {}}
+        fingerprint = {"kind": kind, "data": data, "model": asdict(model.config), "preprocessing": preprocessing, "extra": extra or {},
+                       "labels": list(labels)}
         return Trainer(trainable, sets[0], sets[1], train, out_dir, save_best, progress=progress, fingerprint=fingerprint).fit()
 
 
@@ -93,48 +98,85 @@ def _feature_dataset(model, dataset, kind, cache_dir, preprocessing, device, pro
 
 
 def train_voice(manifest, out_dir, config: VoiceConfig, train: TrainConfig, audio: AudioSettings | None = None, cache_dir=None, progress: bool = True,
-                restart: bool = False):
-    """Train the wav2vec2 voice model on the manifest's train split, selecting on val."""
-    audio = audio or AudioSettings()
+                restart: bool = False, labels=None, init=None, about: dict | None = None):
+    """Train the wav2vec2 voice model on the manifest's train split, selecting on val.
+
+    ``labels``: the label set (default: the manifest's, ``labels.label_order``); ``init``: a voice
+    checkpoint whose encoder (and audio settings) to start from, with a new head (``--init-from``);
+    ``about``: the data's name, layout and protocol, for the checkpoint's record.
+    """
     torch.manual_seed(train.seed)
-    model = VoiceModel(config, pretrained=True)
+    manifest, labels = _labelled(manifest, labels)
+    if init:
+        model = init_from(init, "voice", labels, freeze=config.freeze)
+        audio = AudioSettings.of(load_model(init))
+    else:
+        model = VoiceModel(replace(config, num_labels=len(labels)), pretrained=True)
+    audio = audio or AudioSettings()
 
     def make_dataset(split, augment):
         return VoiceDataset(select_split(manifest, split), audio, train=augment)
 
-    return fit(model, "voice", make_dataset, train, out_dir, {"audio": asdict(audio)}, cache_dir, progress=progress,
-               data=data_identity(manifest), restart=restart)
+    return fit(model, "voice", make_dataset, train, out_dir, {"audio": asdict(audio)}, cache_dir, _init_record(init, out_dir), progress,
+               data_identity(manifest), restart, labels, data_record(manifest, about))
 
 
 def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: FaceSettings | None = None, cache_dir=None, workers: int | None = None,
-               progress: bool = True, restart: bool = False):
+               progress: bool = True, restart: bool = False, labels=None, init=None, about: dict | None = None):
     """Train the ResNet face model on cached face crops of the train split, selecting on val.
 
     ``face`` (crop size, frames, margin, detector) is stored in the checkpoint; every inference path reads it back.
+    ``labels``, ``init`` and ``about`` as in ``train_voice`` (with ``init``, the face settings are the init checkpoint's).
     """
+    torch.manual_seed(train.seed)
+    manifest, labels = _labelled(manifest, labels)
+    if init:
+        model = init_from(init, "face", labels, freeze=config.freeze)
+        face = FaceSettings.of(load_model(init))
+    else:
+        model = FaceModel(replace(config, num_labels=len(labels)), pretrained=True)
     face = face or FaceSettings()
     faces = face_index(manifest, cache_dir, face, workers, progress)
-    torch.manual_seed(train.seed)
-    model = FaceModel(config, pretrained=True)
 
     def make_dataset(split, augment):
         return FaceDataset(select_split(manifest, split), faces, face, train=augment)
 
-    return fit(model, "face", make_dataset, train, out_dir, {"face": asdict(face)}, cache_dir, progress=progress,
-               data=data_identity(manifest), restart=restart)
+    return fit(model, "face", make_dataset, train, out_dir, {"face": asdict(face)}, cache_dir, _init_record(init, out_dir), progress,
+               data_identity(manifest), restart, labels, data_record(manifest, about))
+
+
+def _labelled(manifest, labels):
+    """``manifest`` encoded against ``labels`` (default: its own label set) and that label set."""
+    from ..labels import label_order
+
+    labels = label_order(manifest["emotion"], labels, "training data")
+    return encode_labels(manifest, labels, "training data"), labels
+
+
+def _init_record(init, out_dir) -> dict:
+    """What a checkpoint records about the checkpoint it was fine-tuned from."""
+    if not init:
+        return {}
+    weights = Path(init) / WEIGHTS_FILE
+    return {"init_from": os.path.relpath(Path(init).absolute(), Path(out_dir).absolute()), "init_sha256": file_digest(weights)}
 
 
 def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hidden_dim: int = 256, cache_dir=None, workers: int | None = None,
-                 progress: bool = True, restart: bool = False):
+                 progress: bool = True, restart: bool = False, about: dict | None = None):
     """Train the fusion MLP on the trained voice and face models' embeddings of paired clips.
 
     The checkpoint records where the encoders are and the sha256 of their weights, so a fusion
     model is never used beside encoders it was not trained on (``models.checkpoint.find_models``).
     """
     voice, face = load_model(voice_dir), load_model(face_dir)
+    labels = checkpoint_labels(voice)
+    if checkpoint_labels(face) != labels:
+        raise ModelError(f"{face_dir}: its labels {list(checkpoint_labels(face))} differ from the voice model's {list(labels)}; "
+                         f"train both on the same label set before the fusion model")
+    manifest = encode_labels(manifest, labels, "fusion training data")
     faces = face_index(manifest, cache_dir, FaceSettings.of(face), workers, progress)
     torch.manual_seed(train.seed)
-    model = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim, hidden_dim=hidden_dim))
+    model = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim, hidden_dim=hidden_dim, num_labels=len(labels)))
     preprocessing = {**voice.checkpoint["preprocessing"], **face.checkpoint["preprocessing"]}
     extra = {"voice_checkpoint": os.path.relpath(voice_dir, out_dir), "face_checkpoint": os.path.relpath(face_dir, out_dir),
              "voice_sha256": file_digest(Path(voice_dir) / WEIGHTS_FILE), "face_sha256": file_digest(Path(face_dir) / WEIGHTS_FILE)}
@@ -146,4 +188,4 @@ def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hid
         return FeatureDataset(tensors, labels)
 
     return fit(model, "fusion", make_dataset, train, out_dir, preprocessing, cache_dir, extra, progress,
-               data=data_identity(manifest), restart=restart)
+               data=data_identity(manifest), restart=restart, labels=labels, record=data_record(manifest, about))

@@ -17,6 +17,7 @@ from ..data.splits import DEFAULT_FOLDS, DEFAULT_PROTOCOL, HICMAE, HICMAE_FOLDS
 from ..files import atomic_write
 from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFAULT_VOICE_BACKBONE, TINY
 from ..models.nets import FaceConfig, VoiceConfig
+from .distributed import is_main_process
 from .trainer import TrainConfig
 
 DEFAULTS = {
@@ -34,8 +35,10 @@ NO_WEIGHTS = "none"  # --face-weights none: ResNet from random init
 
 @dataclass
 class DataOptions:
-    """Which data and which actor split: a CREMA-D root (None: auto-detect on Kaggle), its video root, the
-    protocol and fold, and whether the release's known defective files are kept."""
+    """Which data and which speaker split: a corpus folder (CREMA-D, RAVDESS or a folder per label; None:
+    CREMA-D auto-detected on Kaggle) or a manifest file, its video root, the protocol and fold, whether
+    CREMA-D's known defective files are kept, the label source, and the layout, speaker pattern and
+    label order of a corpus that is not CREMA-D."""
 
     data: str | None = None
     video_dir: str | None = None
@@ -45,6 +48,22 @@ class DataOptions:
     protocol: str = DEFAULT_PROTOCOL
     include_defective: bool = False
     labels: str = "intended"
+    layout: str = "auto"
+    speaker_pattern: str | None = None
+    label_order: str | None = None
+
+    def about(self) -> dict:
+        """What a checkpoint and its model card record about this data: name, source, layout, protocol and fold."""
+        source = self.data or "CREMA-D under /kaggle/input"
+        layout = self.layout
+        if self.data and Path(self.data).is_file():
+            layout = "manifest"
+        elif self.data and layout == "auto":
+            from ..data.manifest import detect_layout
+
+            layout = detect_layout(self.data, self.video_dir, self.speaker_pattern)
+        return {"name": Path(source).name if self.data else "CREMA-D", "source": str(source), "layout": layout if self.data else "cremad",
+                "protocol": self.protocol, "fold": self.fold, "label_source": self.labels}
 
     def context(self) -> dict:
         """What a report records about the data: protocol, fold, how validation was chosen, defects policy."""
@@ -72,6 +91,7 @@ class ModelOptions:
     device: str = "auto"
     workers: int | None = None
     restart: bool = False
+    init_from: str | None = None
 
     def train_config(self, kind: str) -> TrainConfig:
         """The TrainConfig of ``kind`` with these overrides."""
@@ -88,18 +108,28 @@ def train_config(kind: str, backbone: str | None = None, **overrides) -> TrainCo
 
 
 def load_manifest_for(options: DataOptions, quiet: bool = False):
-    """Index a CREMA-D tree (fast) and return its manifest with splits, the known defects left out (``data.defects``).
+    """The manifest of ``options.data`` with splits, the known CREMA-D defects left out (``data.defects``).
 
-    With the hicmae protocol the four clips those papers leave out lose both modalities as well.
+    A folder is indexed (fast); a manifest file is read, and keeps its own splits unless it has none
+    or a fold or protocol is asked for. With the hicmae protocol the four clips those papers leave
+    out lose both modalities as well.
     """
     from ..data.defects import exclude_defects, leave_out
-    from ..data.manifest import index_dataset, summarize
+    from ..data.manifest import has_splits, index_dataset, load_manifest, summarize
+    from ..data.splits import assign_splits
 
-    result = index_dataset(options.data, video_dir=options.video_dir, fold=options.fold, folds=options.folds, seed=options.split_seed,
-                           protocol=options.protocol)
+    if options.data and Path(options.data).is_file():
+        manifest = load_manifest(options.data, options.label_order)
+        if options.fold is not None or options.protocol != DEFAULT_PROTOCOL or not has_splits(manifest):
+            manifest = assign_splits(manifest, fold=options.fold, folds=options.folds, seed=options.split_seed, protocol=options.protocol)
+        summary = manifest
+    else:
+        summary = index_dataset(options.data, video_dir=options.video_dir, fold=options.fold, folds=options.folds, seed=options.split_seed,
+                                protocol=options.protocol, layout=options.layout, speaker_pattern=options.speaker_pattern,
+                                labels=options.label_order)
+        manifest = summary.manifest
     if not quiet:
-        print(summarize(result))
-    manifest = result.manifest
+        print(summarize(summary))
     if options.protocol == HICMAE:
         manifest = leave_out(manifest, HICMAE_LEFT_OUT, "left out by the hicmae protocol (a known defective clip)")
     return manifest if options.include_defective else exclude_defects(manifest)
@@ -111,8 +141,13 @@ def is_synthetic(data) -> bool:
     return marker.exists() and "synthetic" in marker.read_text(errors="ignore").lower()
 
 
-def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, freeze=None, train=None, cache_dir=None, workers=None, restart=False, progress=True):
-    """Train one of the three models into ``models_dir/kind``; returns the history."""
+def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, freeze=None, train=None, cache_dir=None, workers=None, restart=False,
+                progress=True, labels=None, init_from=None, about: dict | None = None):
+    """Train one of the three models into ``models_dir/kind``; returns the history.
+
+    ``labels`` overrides the label order of the manifest's label set; ``init_from`` (a checkpoint or
+    models folder) starts a voice or face model from a trained one's encoder with a new head.
+    """
     from .fit import train_face, train_fusion, train_voice
 
     from ..devices import pick_device
@@ -121,16 +156,34 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
     out_dir = models_dir / kind
     train = train or train_config(kind, backbone)
     pick_device(train.device)  # a missing GPU is reported now, not after the data is read
+    init = _init_checkpoint(init_from, kind)
     if kind == "voice":
         config = VoiceConfig(backbone=backbone or DEFAULT_VOICE_BACKBONE, freeze=freeze or DEFAULT_FREEZE["voice"])
-        return train_voice(manifest, out_dir, config, train, cache_dir=cache_dir, progress=progress, restart=restart)
+        return train_voice(manifest, out_dir, config, train, cache_dir=cache_dir, progress=progress, restart=restart, labels=labels, init=init,
+                           about=about)
     if kind == "face":
         backbone = backbone or DEFAULT_FACE_BACKBONE
         weights = None if backbone == TINY or str(face_weights).lower() == NO_WEIGHTS else (face_weights or DEFAULT_FACE_WEIGHTS)
         config = FaceConfig(backbone=backbone, weights=weights, freeze=freeze or DEFAULT_FREEZE["face"])
-        return train_face(manifest, out_dir, config, train, cache_dir=cache_dir, workers=workers, progress=progress, restart=restart)
+        return train_face(manifest, out_dir, config, train, cache_dir=cache_dir, workers=workers, progress=progress, restart=restart,
+                          labels=labels, init=init, about=about)
     return train_fusion(manifest, out_dir, models_dir / "voice", models_dir / "face", train, cache_dir=cache_dir, workers=workers,
-                        progress=progress, restart=restart)
+                        progress=progress, restart=restart, about=about)
+
+
+def _init_checkpoint(init_from, kind: str):
+    """The ``kind`` checkpoint folder that ``init_from`` (a checkpoint or a models folder) names, or None."""
+    from ..errors import ModelError
+    from ..models.checkpoint import find_models
+
+    if not init_from:
+        return None
+    if kind == "fusion":
+        raise ModelError("--init-from applies to the voice and face models (the fusion model trains on their embeddings)")
+    found = find_models(init_from, (kind,))
+    if kind not in found:
+        raise ModelError(f"{init_from}: no {kind} checkpoint to start from")
+    return found[kind]
 
 
 def train_model_on_gpus(kind, manifest, models_dir, *args, processes: int | None = None, **kwargs):
@@ -154,27 +207,50 @@ def _train_model_process(kind, manifest, models_dir, args, kwargs):
     train_model(kind, manifest, models_dir, *args, **kwargs)
 
 
-def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir=None, progress: bool = True, labels: str = "intended"):
-    """``train_model`` with ModelOptions (the CLI's ``emolib train KIND``), on the intended or the perceived labels of ``kind``."""
+def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir=None, progress: bool = True, labels: str = "intended",
+               label_order=None, about: dict | None = None):
+    """``train_model`` with ModelOptions (the CLI's ``emolib train KIND``), on the intended or the perceived labels of ``kind``,
+    in ``label_order`` (default: the data's own order); then (re)writes the models folder's model card."""
+    from ..eval.card import write_model_card
+
     from ..data.perceived import with_labels
 
     manifest, dropped = with_labels(manifest, kind, labels)
     if dropped:
         print(f"{kind}: {dropped} clips without a single majority vote dropped (perceived labels)")
     backbone = options.backbone if kind != "fusion" else None
-    return train_model(kind, manifest, models_dir, backbone, options.face_weights, options.freeze, options.train_config(kind),
-                       cache_dir, options.workers, options.restart, progress)
+    history = train_model(kind, manifest, models_dir, backbone, options.face_weights, options.freeze, options.train_config(kind),
+                          cache_dir, options.workers, options.restart, progress, label_order, options.init_from, about)
+    if is_main_process():
+        write_model_card(models_dir)
+    return history
 
 
-def evaluate_split(data: DataOptions, models_dir, out_dir, split: str = "test", cache_dir=None, device: str = "auto") -> dict:
-    """``emolib evaluate``: evaluate the trained models on one split; prints the table, returns the report."""
+def evaluate_split(data: DataOptions, models_dir, out_dir, split: str = "test", cache_dir=None, device: str = "auto", label_map=None,
+                   by=()) -> dict:
+    """``emolib evaluate``: evaluate the trained models on one split; prints the table, returns the report.
+
+    ``label_map`` (``labels.parse_label_map``) maps the data's labels onto the models' (cross-corpus);
+    ``by`` names manifest columns to break the metrics down by. The test split's results go into the
+    models folder's model card, unless a label map was used (the card describes the models on their own data).
+    """
+    from ..eval.card import write_model_card
     from ..eval.evaluation import evaluate_models, results_table
+    from ..labels import parse_label_map
 
     manifest = load_manifest_for(data, quiet=True)
+    mapping = parse_label_map(label_map) if label_map else None
     report = evaluate_models(manifest, models_dir, out_dir, split, cache_dir, device, is_synthetic(data.data), context=data.context(),
-                             labels=data.labels)
+                             labels=data.labels, label_map=mapping, by=by)
     print(results_table(report).to_string())
+    for kind, metrics in report["models"].items():
+        if metrics.get("outside_label_set"):
+            print(f"{kind}: not scored, labels outside its label set: {metrics['outside_label_set']}")
+    if report.get("label_map", {}).get("dropped"):
+        print(f"dropped by the label map: {report['label_map']['dropped']}")
     print(f"report: {Path(out_dir) / 'metrics.json'}")
+    if split == "test" and not mapping:
+        print(f"model card: {write_model_card(models_dir, report)}")
     return report
 
 
@@ -202,7 +278,8 @@ def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: 
             continue
         fold_models = Path(models_dir) / "folds" / f"fold{fold}"
         for kind in KINDS:
-            train_with(kind, manifest, fold_models, options, cache_dir, labels="intended" if data.labels == "both" else data.labels)
+            train_with(kind, manifest, fold_models, options, cache_dir, labels="intended" if data.labels == "both" else data.labels,
+                       label_order=data.label_order, about=fold_data.about())
         reports.append(evaluate_models(manifest, fold_models, Path(out_dir) / f"fold{fold}", "test", cache_dir, options.device,
                                        is_synthetic(data.data), context=fold_data.context(), labels=data.labels))
     if not reports:
@@ -230,6 +307,7 @@ def run_demo(work="work", actors=None, epochs=None, device="auto", progress=True
     """Synthetic CREMA-D -> index -> train tiny voice, face, fusion (CPU) -> evaluate -> print table."""
     from ..data.manifest import write_manifest
     from ..data.synth.corpus import DEFAULT_ACTORS, make_synthetic_cremad
+    from ..eval.card import write_model_card
     from ..eval.evaluation import evaluate_models, results_table
 
     started = time.time()
@@ -243,8 +321,10 @@ def run_demo(work="work", actors=None, epochs=None, device="auto", progress=True
         print(f"--- training {kind} ---")
         train = train_config(kind, TINY, epochs=epochs or DEMO_EPOCHS[kind], device=device)
         train_model(kind, manifest, work / "models", TINY if kind != "fusion" else None, freeze="none", train=train,
-                    cache_dir=work / "cache", progress=progress)
-    report = evaluate_models(manifest, work / "models", work / "reports", "test", work / "cache", device, synthetic=True, progress=progress)
+                    cache_dir=work / "cache", progress=progress, about=DataOptions(str(data)).about())
+    report = evaluate_models(manifest, work / "models", work / "reports", "test", work / "cache", device, synthetic=True, progress=progress,
+                             context=DataOptions(str(data)).context())
+    write_model_card(work / "models", report)
     print(results_table(report).to_string())
     print(f"reports in {work / 'reports'} ({time.time() - started:.0f} s)")
     return report

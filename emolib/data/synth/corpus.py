@@ -291,10 +291,10 @@ def _quiet_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _progress(iterable, total, enabled):
+def _progress(iterable, total, enabled, desc: str = "synthetic CREMA-D"):
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc="synthetic CREMA-D", unit="clip", disable=not enabled)
+    return tqdm(iterable, total=total, desc=desc, unit="clip", disable=not enabled)
 
 
 def _available_cpus() -> int:

@@ -18,6 +18,7 @@ from ...errors import VideoError
 FRAME_WIDTH = 480
 FRAME_HEIGHT = 360
 FPS = 30
+MP4V_TAG = cv2.VideoWriter_fourcc(*"mp4v")  # MPEG-4 part 2 in .mp4
 FLV_TAG = 2  # FLV's own tag for Sorenson H.263 (FLV1); cv2 picks the same codec for fourcc 'FLV1' but warns per file
 MOUTH_STEPS = 6
 TALK_OPENING = 0.35
@@ -118,11 +119,11 @@ def iter_frames(look: FaceLook, expression: Expression, talk: np.ndarray, rng: n
         yield frame
 
 
-def write_flv(path, frames) -> None:
-    """Write BGR frames (any iterable) as an FLV1 (Sorenson H.263) .flv file at FPS."""
-    writer = cv2.VideoWriter(str(path), FLV_TAG, FPS, (FRAME_WIDTH, FRAME_HEIGHT))
+def write_flv(path, frames, fourcc: int = FLV_TAG) -> None:
+    """Write BGR frames (any iterable) as an FLV1 (Sorenson H.263) .flv file at FPS (or another ``fourcc``, e.g. MP4V_TAG)."""
+    writer = cv2.VideoWriter(str(path), fourcc, FPS, (FRAME_WIDTH, FRAME_HEIGHT))
     if not writer.isOpened():
-        raise VideoError(f"{path}: OpenCV cannot write FLV1 video (is its FFmpeg backend missing?)")
+        raise VideoError(f"{path}: OpenCV cannot write this video (is its FFmpeg backend missing?)")
     for frame in frames:
         writer.write(frame)
     writer.release()

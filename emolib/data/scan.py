@@ -1,0 +1,71 @@
+"""What every corpus layout shares when it is indexed: the result record, folder checks, file listing, pairing
+audio with videos' sound tracks."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError
+
+EXAMPLES = 5
+AUDIO_SUFFIXES = (".wav", ".flac")
+VIDEO_SUFFIXES = (".flv", ".mp4")
+
+
+@dataclass
+class IndexResult:
+    """What an index found: the manifest plus everything it left out or could not pair."""
+
+    manifest: pd.DataFrame
+    foreign: list[str] = field(default_factory=list)
+    unpaired_audio: list[str] = field(default_factory=list)
+    unpaired_video: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    defects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["stem", "modality", "reason"]))
+    roots: dict = field(default_factory=dict)
+
+
+def existing_folder(folder) -> Path:
+    """``folder`` as an absolute Path; DataError when it is missing or not a folder."""
+    path = Path(folder).expanduser().absolute()
+    if not path.exists():
+        raise DataError(f"{path}: folder not found")
+    if not path.is_dir():
+        raise DataError(f"{path}: not a folder")
+    return path
+
+
+def list_files(root: str, depth: int, level: int = 0):
+    """(path, level) of the files under ``root`` down to ``depth`` folders, hidden ones left out."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file():
+            yield entry.path, level
+        elif entry.is_dir() and level < depth:
+            yield from list_files(entry.path, depth, level + 1)
+
+
+def audio_from_videos(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Clips without an audio file take their video's audio track (CREMA-D's FLVs, RAVDESS's MP4s) when it has one."""
+    from ..media import stream_kinds
+
+    missing = (manifest["audio_path"] == "") & (manifest["video_path"] != "")
+    with_track = [index for index in manifest.index[missing] if "audio" in stream_kinds(manifest.at[index, "video_path"])]
+    manifest.loc[with_track, "audio_path"] = manifest.loc[with_track, "video_path"]
+    return manifest
+
+
+def examples(names: list[str]) -> str:
+    """`` (e.g. a, b, c, ...)`` for a summary line, or '' when there are none."""
+    if not names:
+        return ""
+    more = ", ..." if len(names) > EXAMPLES else ""
+    return " (e.g. " + ", ".join(names[:EXAMPLES]) + more + ")"

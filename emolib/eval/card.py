@@ -1,0 +1,127 @@
+"""Model cards: the ``README.md`` of a trained models folder, in the Hugging Face model-card format.
+
+The front matter (``huggingface_hub.ModelCardData``: library, tags, label set, and the test-split
+metrics as ``model-index`` results) and a body that says what the models were trained on (data,
+protocol, split speakers), their label set, their metrics on the named split, how to use them,
+their intended use and their limitations. The folder can then be uploaded as it is
+(``huggingface-cli upload OWNER/NAME MODELS``) and loaded by name (``Predictor.from_pretrained``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..files import atomic_write
+from ..models.checkpoint import MODEL_KINDS, is_checkpoint, read_checkpoint_config
+
+CARD_FILE = "README.md"
+TASKS = {"voice": "audio-classification", "face": "image-classification", "fusion": "audio-classification"}
+METRIC_NAMES = {"accuracy": "accuracy", "uar": "unweighted average recall (balanced accuracy)", "macro_f1": "macro F1"}
+LIMITATIONS = (
+    "Acted emotions: a corpus of actors portraying emotions on cue is not spontaneous speech; expect lower accuracy on "
+    "everyday recordings, other languages, other microphones and cameras, and on speakers unlike those in the training data.",
+    "The models output one of their labels for every input, including inputs that show none of them.",
+    "Not for decisions about people (hiring, policing, health, education): emotion recognition from faces and voices is "
+    "unreliable across individuals and cultures.",
+)
+
+
+def model_card(models_dir, report: dict | None = None) -> str:
+    """The model card text of ``models_dir`` (voice/, face/, fusion/ checkpoints), with ``report``'s metrics (metrics.json)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    models = _checkpoints(models_dir)
+    name = Path(models_dir).absolute().name
+    labels = next(iter(models.values()))["labels"] if models else []
+    data = next((config.get("data") for config in models.values() if config.get("data")), {}) or {}
+    card_data = ModelCardData(library_name="emolib", model_name=name, tags=["emotion-recognition", "speech-emotion-recognition",
+                              "facial-expression-recognition", "multimodal"], pipeline_tag="audio-classification",
+                              eval_results=_eval_results(report, data) or None)
+    card_data.labels = list(labels)  # kept in the front matter: the label set, in the models' output order
+    body = "\n".join(["", f"# {name}: emolib emotion recognition models", "", *_labels_section(labels), *_models_section(models),
+                      *_data_section(data, report), *_results_section(report), *_usage_section(name), *_limitations_section()])
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}").content
+
+
+def write_model_card(models_dir, report: dict | None = None) -> Path:
+    """Write ``models_dir/README.md`` (``model_card``) atomically; returns its path."""
+    path = Path(models_dir) / CARD_FILE
+    atomic_write(path, model_card(models_dir, report))
+    return path
+
+
+def _checkpoints(models_dir) -> dict[str, dict]:
+    found = {}
+    for kind in MODEL_KINDS:
+        folder = Path(models_dir) / kind
+        if is_checkpoint(folder):
+            found[kind] = read_checkpoint_config(folder)[1]
+    return found
+
+
+def _eval_results(report: dict | None, data: dict) -> list:
+    from huggingface_hub import EvalResult
+
+    if not report:
+        return []
+    results = []
+    for kind, metrics in report["models"].items():
+        for metric in ("accuracy", "uar", "macro_f1"):
+            results.append(EvalResult(task_type=TASKS[kind], task_name=f"emotion recognition ({kind})", dataset_type=data.get("layout", "custom"),
+                                      dataset_name=data.get("name", "custom"), dataset_split=report["split"], metric_type=metric,
+                                      metric_value=round(float(metrics[metric]), 4), metric_name=f"{kind} {METRIC_NAMES[metric]}"))
+    return results
+
+
+def _labels_section(labels) -> list[str]:
+    return ["## Labels", "", f"{len(labels)} labels, in the order of the models' outputs: " + ", ".join(f"`{label}`" for label in labels), ""]
+
+
+def _models_section(models: dict) -> list[str]:
+    lines = ["## Models", "", "| model | backbone | freeze | best validation UAR | fine-tuned from |", "|---|---|---|---|---|"]
+    for kind, config in models.items():
+        model = config["model"]
+        backbone = model.get("backbone", f"fusion MLP over voice ({model.get('voice_dim')}) + face ({model.get('face_dim')}) embeddings")
+        val = config.get("val", {}).get("uar")
+        val_text = f"{val:.3f}" if val is not None else "-"
+        lines.append(f"| {kind} | {backbone} | {model.get('freeze', '-')} | {val_text} | {config.get('init_from', '-')} |")
+    return lines + [""]
+
+
+def _data_section(data: dict, report: dict | None) -> list[str]:
+    lines = ["## Training data", ""]
+    if not data:
+        return lines + ["Not recorded (models trained by an emolib before model cards).", ""]
+    lines.append(f"- data: {data.get('name', '-')} ({data.get('layout', '-')} layout), {data.get('clips', '-')} clips")
+    lines.append(f"- protocol: {data.get('protocol', 'default')}, fold: {data.get('fold')}; speaker-disjoint splits; "
+                 f"model selection on the validation split")
+    for split, speakers in data.get("split_speakers", {}).items():
+        lines.append(f"- {split} speakers ({len(speakers)}): {', '.join(map(str, speakers))}")
+    if report and report.get("label_map"):
+        lines.append(f"- evaluation label map: {report['label_map']['map']}; dropped clips: {report['label_map']['dropped']}")
+    return lines + [""]
+
+
+def _results_section(report: dict | None) -> list[str]:
+    if not report:
+        return ["## Results", "", "Not evaluated yet: `emolib evaluate --models MODELS` writes the test-split metrics here.", ""]
+    lines = [f"## Results on the {report['split']} split", "",
+             f"{report['clips']} clips of {len(report['actors'])} speakers never seen in training "
+             f"({report.get('labels', 'intended')} labels; excluded clips: {len(report.get('excluded', []))}).", "",
+             "| model | n | accuracy | UAR | macro-F1 | clips outside the label set |", "|---|---|---|---|---|---|"]
+    for kind, metrics in report["models"].items():
+        outside = sum(metrics.get("outside_label_set", {}).values())
+        lines.append(f"| {kind} | {metrics['n']} | {metrics['accuracy']:.3f} | {metrics['uar']:.3f} | {metrics['macro_f1']:.3f} | {outside} |")
+    return lines + [""]
+
+
+def _usage_section(name: str) -> list[str]:
+    return ["## How to use", "", "```python", "from emolib.infer.predictor import Predictor", "",
+            f'predictor = Predictor.from_pretrained("{name}")  # a local folder or a Hugging Face Hub name OWNER/NAME',
+            'print(predictor.predict_files(video="clip.mp4").summary())', "```", "",
+            f"or `emolib predict --models {name} --video clip.mp4`.", ""]
+
+
+def _limitations_section() -> list[str]:
+    lines = ["## Intended use", "", "Research and teaching: emotion recognition from speech and faces, and comparing unimodal with fused models.", "",
+             "## Limitations", ""]
+    return lines + [f"- {limitation}" for limitation in LIMITATIONS] + [""]
