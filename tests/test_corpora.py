@@ -336,6 +336,20 @@ def test_models_by_hub_name_from_the_local_cache_and_offline(trained_demo, tmp_p
     assert code == 2 and "no such models folder" in err
 
 
+def test_the_card_never_replaces_a_readme_of_the_users(trained_demo, tmp_path):
+    from emolib.eval.card import write_model_card
+
+    models = tmp_path / "models"
+    shutil.copytree(trained_demo / "models" / "voice", models / "voice", ignore=shutil.ignore_patterns("resume*", "fast"))
+    assert write_model_card(tmp_path / "empty") is None
+    (models / "README.md").write_text("my notes\n")
+    with pytest.warns(UserWarning, match="not an emolib model card"):
+        spare = write_model_card(models)
+    assert spare.name == "MODEL_CARD.md" and (models / "README.md").read_text() == "my notes\n"
+    (models / "README.md").unlink()
+    assert write_model_card(models).name == "README.md" and write_model_card(models).name == "README.md"  # its own card is rewritten
+
+
 def test_the_widget_shows_a_custom_label_set(tmp_path):
     from emolib.infer.predictor import Predictor
     from emolib.live.widget import LiveDemo

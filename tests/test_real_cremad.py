@@ -180,14 +180,14 @@ def test_perceived_labels_follow_each_modality_and_drop_ties():
     assert with_labels(manifest, "face", "intended") == (manifest, 0)
 
 
-def test_training_on_perceived_labels_uses_the_models_own_votes(monkeypatch):
+def test_training_on_perceived_labels_uses_the_models_own_votes(monkeypatch, tmp_path):
     import emolib.train.recipes as recipes
 
     seen = {}
     monkeypatch.setattr(recipes, "train_model", lambda kind, manifest, *args: seen.setdefault(kind, manifest))
     manifest = pd.DataFrame({"stem": ["1001_DFA_DIS_XX", "1001_DFA_HAP_XX"], "emotion": ["DIS", "HAP"], "label": [1, 3]})
     for kind in ("voice", "face", "fusion"):
-        recipes.train_with(kind, manifest, "models", recipes.ModelOptions(), labels="perceived")
+        recipes.train_with(kind, manifest, tmp_path / "models", recipes.ModelOptions(), labels="perceived")
     assert [list(seen[kind]["emotion"]) for kind in ("voice", "face", "fusion")] == [["DIS", "NEU"], ["ANG", "HAP"], ["DIS", "HAP"]]
 
 

@@ -14,6 +14,8 @@ from ..files import atomic_write
 from ..models.checkpoint import MODEL_KINDS, is_checkpoint, read_checkpoint_config
 
 CARD_FILE = "README.md"
+SPARE_CARD_FILE = "MODEL_CARD.md"  # where the card goes when README.md is the user's own
+CARD_MARK = "library_name: emolib"
 TASKS = {"voice": "audio-classification", "face": "image-classification", "fusion": "audio-classification"}
 METRIC_NAMES = {"accuracy": "accuracy", "uar": "unweighted average recall (balanced accuracy)", "macro_f1": "macro F1"}
 LIMITATIONS = (
@@ -42,9 +44,20 @@ def model_card(models_dir, report: dict | None = None) -> str:
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}").content
 
 
-def write_model_card(models_dir, report: dict | None = None) -> Path:
-    """Write ``models_dir/README.md`` (``model_card``) atomically; returns its path."""
+def write_model_card(models_dir, report: dict | None = None) -> Path | None:
+    """Write ``models_dir/README.md`` (``model_card``) atomically and return its path; None when the folder holds no checkpoint.
+
+    A README.md that is not an emolib model card is the user's and is left as it is: the card then
+    goes to MODEL_CARD.md, with a warning.
+    """
+    import warnings
+
+    if not _checkpoints(models_dir):
+        return None
     path = Path(models_dir) / CARD_FILE
+    if path.is_file() and CARD_MARK not in path.read_text(errors="ignore").split("\n---", 1)[0]:
+        path = path.with_name(SPARE_CARD_FILE)
+        warnings.warn(f"{path.with_name(CARD_FILE)} is not an emolib model card: left as it is; the model card is {path}", stacklevel=2)
     atomic_write(path, model_card(models_dir, report))
     return path
 
