@@ -76,6 +76,10 @@ def test_index_ravdess_pairs_wavs_with_mp4s_speech_and_song(ravdess_tree):
     assert (manifest["sex"] == np.where(manifest["actor"] % 2 == 1, "Male", "Female")).all()
     assert manifest.groupby("actor")["split"].nunique().max() == 1 and set(manifest["split"]) == {"train", "val", "test"}
     assert not result.foreign and not result.unpaired_audio
+    from emolib.eval.explore import clip_lengths
+
+    lengths = clip_lengths(song).set_index("stem")["seconds"]  # read from the MP4s' sound tracks
+    assert lengths.between(2.0, 3.0).all()
 
 
 def test_index_folders_takes_the_speaker_from_the_name(folder_tree, tmp_path, capsys):
@@ -242,6 +246,9 @@ def test_folder_layout_end_to_end_through_a_parquet_manifest(folder_tree, tmp_pa
     from emolib.infer.predictor import Predictor
     from emolib.infer.timeline import predict_timeline
 
+    code, out, err = run(capsys, "predict", "--models", tmp_path / "models", "--audio", folder_tree / "calm" / "01_0.wav", "--json")
+    assert code == 0, err
+    assert list(json.loads(out)["probabilities"]) == ["irritated", "calm", "cheerful"] and json.loads(out)["source"] == "voice"
     predictor = Predictor.from_pretrained(str(tmp_path / "models"))
     assert predictor.labels == ("irritated", "calm", "cheerful")
     table = predict_timeline(predictor, folder_tree / "calm" / "01_0.mp4", audio=folder_tree / "calm" / "01_0.wav", hop=1.0, progress=False)
@@ -369,3 +376,27 @@ def test_the_widget_shows_a_custom_label_set(tmp_path):
     assert demo.status == "done", demo.error
     assert list(demo.result["probabilities"]) == FOLDER_LABELS and demo.result["emotion"] in FOLDER_LABELS
     assert demo.result_text.split(" ")[0] in FOLDER_LABELS and demo.message == f"done: {demo.result['emotion']}"
+
+
+def test_the_notebooks_serve_a_ravdess_corpus(ravdess_tree, ravdess_models, tmp_path):
+    """Notebook 01 indexes the RAVDESS tree and notebook 05 evaluates the models trained on it: their own labels throughout."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from test_browser import set_parameters
+
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("01_data_exploration.ipynb", "05_evaluation.ipynb"):
+        set_parameters(repo / "notebooks" / name, tmp_path / name, data=str(ravdess_tree), out=str(ravdess_models), device="cpu")
+        notebook = nbformat.read(tmp_path / name, as_version=4)
+        NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+        outputs = "\n".join(output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+                            for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", []))
+        assert "Traceback" not in outputs
+        if name.startswith("01"):
+            assert "layout: ravdess" in outputs and "labels: neutral" in outputs
+    manifest = pd.read_csv(ravdess_models / "manifest.csv")
+    assert set(manifest["label"]) == set(RAVDESS_LABELS) and "channel" in manifest
+    report = json.loads((ravdess_models / "reports" / "metrics.json").read_text())
+    assert all(metrics["labels"] == RAVDESS_LABELS for metrics in report["models"].values())
+    assert "## Results on the test split" in (ravdess_models / "models" / "README.md").read_text()

@@ -109,14 +109,15 @@ def mel_spectrogram(wave: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
 
 def plot_waveforms(manifest: pd.DataFrame, seed: int = 0):
     """Waveform (left) and log-mel spectrogram (right) of one clip per emotion, one row per emotion."""
-    from ..audio import SAMPLE_RATE, load_audio
+    from ..audio import SAMPLE_RATE
+    from ..media import load_sound
 
     plt = _pyplot()
     examples = example_clips(manifest, "audio_path", 1, seed, same_actor=True)
     figure, axes = plt.subplots(len(examples), 2, figsize=(11, 1.7 * len(examples)), squeeze=False,
                                 gridspec_kw={"width_ratios": (1, 1.25)})
     for (wave_ax, mel_ax), row in zip(axes, examples.itertuples()):
-        wave = load_audio(row.audio_path)
+        wave = load_sound(row.audio_path)
         seconds = len(wave) / SAMPLE_RATE
         wave_ax.plot(np.arange(len(wave)) / SAMPLE_RATE, wave, lw=0.4, color="#4C72B0")
         wave_ax.set(xlim=(0, seconds), ylabel=f"{row.emotion}\n({display_name(row.emotion)})")
@@ -132,8 +133,13 @@ def plot_waveforms(manifest: pd.DataFrame, seed: int = 0):
 
 
 def clip_lengths(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Duration in seconds of every clip with audio (from the file headers; NaN when unreadable)."""
+    """Duration in seconds of every clip with audio (from the file headers, or the decoded sound track of a
+    video such as RAVDESS's MP4s; NaN when unreadable)."""
     import soundfile
+
+    from ..audio import SAMPLE_RATE
+    from ..errors import EmolibError
+    from ..media import load_sound
 
     rows = manifest[_present(manifest, "audio_path")]
     seconds = []
@@ -141,7 +147,10 @@ def clip_lengths(manifest: pd.DataFrame) -> pd.DataFrame:
         try:
             seconds.append(soundfile.info(str(path)).duration)
         except (RuntimeError, OSError, ValueError, soundfile.LibsndfileError):
-            seconds.append(float("nan"))
+            try:
+                seconds.append(len(load_sound(path)) / SAMPLE_RATE)
+            except EmolibError:
+                seconds.append(float("nan"))
     return pd.DataFrame({"stem": rows["stem"].to_numpy(), "emotion": rows["emotion"].to_numpy(), "seconds": seconds})
 
 

@@ -78,8 +78,9 @@ def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessi
         for name, dataset in zip(("train", "val"), sets):
             if len(dataset) == 0:
                 raise DataError(f"the {name} split has no usable {kind} clips; check the manifest and the data folders")
-        fingerprint = {"kind": kind, "data": data, "model": asdict(model.config), "preprocessing": preprocessing, "extra": extra or {},
-                       "labels": list(labels)}
+        fingerprint = {"kind": kind, "data": data, "model": asdict(model.config), "preprocessing": preprocessing, "extra": extra or {}}
+        if tuple(labels) != EMOTIONS:  # runs of earlier emolib versions (CREMA-D's labels) keep their fingerprint
+            fingerprint["labels"] = list(labels)
         return Trainer(trainable, sets[0], sets[1], train, out_dir, save_best, progress=progress, fingerprint=fingerprint).fit()
 
 
