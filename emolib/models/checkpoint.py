@@ -80,7 +80,7 @@ def checkpoint_labels(model) -> tuple[str, ...]:
 
 
 def init_from(path, kind: str, labels, **changes):
-    """A ``kind`` model whose encoder (and its config) comes from the checkpoint at ``path`` and whose head is new,
+    """A ``kind`` model whose encoder (and its config) comes from the checkpoint at ``path`` (or a model ``load_model`` gave) and whose head is new,
     with one output per label of ``labels``: fine-tuning a trained model onto another label set (``--init-from``).
 
     ``changes`` override fields of the model config (e.g. ``freeze``). ModelError when ``path`` holds another kind.
@@ -89,7 +89,7 @@ def init_from(path, kind: str, labels, **changes):
 
     if kind not in ENCODER_LINKS:
         raise ModelError("--init-from applies to the voice and face models (the fusion model trains on their embeddings)")
-    source = load_model(path)
+    source = path if hasattr(path, "checkpoint") else load_model(path)
     if source.checkpoint["kind"] != kind:
         raise ModelError(f"{source.checkpoint_dir}: a {source.checkpoint['kind']} checkpoint; --init-from for {kind} needs a {kind} checkpoint")
     config = replace(source.config, num_labels=len(labels), **{name: value for name, value in changes.items() if value is not None})
@@ -98,7 +98,6 @@ def init_from(path, kind: str, labels, **changes):
     missing, unexpected = model.load_state_dict(kept, strict=False)
     if unexpected or any(not name.startswith(HEAD_PREFIX) for name in missing):
         raise ModelError(f"{source.checkpoint_dir}: its encoder does not fit a new {kind} model ({(unexpected or missing)[:3]})")
-    model.init_checkpoint = source.checkpoint
     return model
 
 

@@ -108,12 +108,8 @@ def train_voice(manifest, out_dir, config: VoiceConfig, train: TrainConfig, audi
     """
     torch.manual_seed(train.seed)
     manifest, labels = _labelled(manifest, labels)
-    if init:
-        model = init_from(init, "voice", labels, freeze=config.freeze)
-        audio = AudioSettings.of(load_model(init))
-    else:
-        model = VoiceModel(replace(config, num_labels=len(labels)), pretrained=True)
-    audio = audio or AudioSettings()
+    model, source = _new_or_fine_tuned("voice", VoiceModel, config, labels, init)
+    audio = AudioSettings.of(source) if source else audio or AudioSettings()
 
     def make_dataset(split, augment):
         return VoiceDataset(select_split(manifest, split), audio, train=augment)
@@ -131,12 +127,8 @@ def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: 
     """
     torch.manual_seed(train.seed)
     manifest, labels = _labelled(manifest, labels)
-    if init:
-        model = init_from(init, "face", labels, freeze=config.freeze)
-        face = FaceSettings.of(load_model(init))
-    else:
-        model = FaceModel(replace(config, num_labels=len(labels)), pretrained=True)
-    face = face or FaceSettings()
+    model, source = _new_or_fine_tuned("face", FaceModel, config, labels, init)
+    face = FaceSettings.of(source) if source else face or FaceSettings()
     faces = face_index(manifest, cache_dir, face, workers, progress)
 
     def make_dataset(split, augment):
@@ -144,6 +136,15 @@ def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: 
 
     return fit(model, "face", make_dataset, train, out_dir, {"face": asdict(face)}, cache_dir, _init_record(init, out_dir), progress,
                data_identity(manifest), restart, labels, data_record(manifest, about))
+
+
+def _new_or_fine_tuned(kind: str, model_class, config, labels, init):
+    """A new ``kind`` model over ``labels`` and None; or, with a checkpoint folder ``init``, that checkpoint's encoder
+    under a new head (``checkpoint.init_from``) and the loaded checkpoint, whose preprocessing settings the new model keeps."""
+    if not init:
+        return model_class(replace(config, num_labels=len(labels)), pretrained=True), None
+    source = load_model(init)
+    return init_from(source, kind, labels, freeze=config.freeze), source
 
 
 def _labelled(manifest, labels):
