@@ -68,7 +68,8 @@ def test_two_processes_match_one_and_resume_after_a_kill(trained_demo, tmp_path)
 NOTEBOOK_CELL = """
 import json, sys
 from emolib.data.manifest import load_manifest
-from emolib.train.recipes import train_config, train_model_on_gpus
+from emolib.train.options import train_config
+from emolib.train.recipes import train_model_on_gpus
 demo, models = sys.argv[1], sys.argv[2]
 history = train_model_on_gpus("fusion", load_manifest(demo + "/manifest.csv"), models, train=train_config("fusion", epochs=3, device="cpu"),
                               cache_dir=demo + "/cache", progress=False, processes=2)

@@ -68,7 +68,7 @@ def custom_face_model(tmp_path_factory):
     from emolib.data.synth.corpus import make_synthetic_cremad
     from emolib.models.nets import FaceConfig
     from emolib.train.fit import train_face
-    from emolib.train.recipes import DataOptions, load_manifest_for
+    from emolib.train.options import DataOptions, load_manifest_for
     from emolib.train.trainer import TrainConfig
 
     root = tmp_path_factory.mktemp("custom")

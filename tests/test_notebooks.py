@@ -9,7 +9,8 @@ import nbformat
 import pytest
 
 from emolib.train import notebook
-from emolib.train.recipes import DEFAULTS, DEMO_EPOCHS
+from emolib.train.options import DEFAULTS
+from emolib.train.recipes import DEMO_EPOCHS
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))

@@ -15,7 +15,7 @@ from emolib.cli.main import main
 from emolib.cremad import load_demographics
 from emolib.data.defects import HICMAE_LEFT_OUT, load_defects
 from emolib.data.splits import hicmae_actors, hicmae_test_actors
-from emolib.train.recipes import DataOptions, load_manifest_for
+from emolib.train.options import DataOptions, load_manifest_for
 
 from test_manifest import real_tree  # noqa: F401  the 7,442 real names as empty files
 

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 def demo_and_real(tmp_path_factory):
     """Two CREMA-D trees with the same clip names and different media (the demo, then 'real' data)."""
     from emolib.data.synth.corpus import make_synthetic_cremad
-    from emolib.train.recipes import DataOptions, load_manifest_for
+    from emolib.train.options import DataOptions, load_manifest_for
 
     root = tmp_path_factory.mktemp("trees")
     trees = [make_synthetic_cremad(root / name, actors=3, clips_per_emotion=1, seed=seed, workers=0, progress=False)

@@ -76,7 +76,7 @@ def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=
     """Run every measurement and write the markdown report to ``out`` (and the raw figures to ``json_out`` if given)."""
     from ..files import atomic_write
     from ..infer.predictor import Predictor
-    from ..train.recipes import DataOptions, load_manifest_for
+    from ..train.options import DataOptions, load_manifest_for
 
     def say(message):
         if progress:

@@ -92,7 +92,7 @@ def uar_on_test_split(models_dir, data, work: Path, progress: bool = True) -> di
     from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
     from ..eval.metrics import summary_metrics
     from ..infer.predictor import Predictor
-    from ..train.recipes import DataOptions, load_manifest_for
+    from ..train.options import DataOptions, load_manifest_for
 
     copy = work / "trained-models"  # a private copy, so that the caches do not touch --models
     shutil.rmtree(copy, ignore_errors=True)

@@ -1,6 +1,6 @@
 """Data and training commands: ``emolib synth``, ``index``, ``train``, ``evaluate`` and ``demo``.
 
-The CLI translates its arguments into the typed options of ``emolib.train.recipes``.
+The CLI translates its arguments into the typed options of ``emolib.train.options`` and calls ``emolib.train.recipes``.
 """
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def _add_training_arguments(parser) -> None:
 
 def data_options(args):
     """The DataOptions of the parsed data arguments."""
-    from ..train.recipes import DataOptions
+    from ..train.options import DataOptions
 
     return DataOptions(args.data, args.video_dir, args.fold, args.folds or DataOptions.folds, args.split_seed, args.protocol, args.include_defective,
                        args.labels, args.layout, args.speaker_pattern, args.label_order)
@@ -122,7 +122,7 @@ def data_options(args):
 
 def model_options(args):
     """The ModelOptions of the parsed training arguments."""
-    from ..train.recipes import ModelOptions
+    from ..train.options import ModelOptions
 
     return ModelOptions(args.backbone, args.face_weights, args.freeze, args.epochs, args.batch_size, args.lr, args.encoder_lr,
                         args.seed, args.device, args.workers, args.restart, getattr(args, "init_from", None))
@@ -138,7 +138,8 @@ def _train(parser):
                         help="voice/face: start from this trained checkpoint's encoder (e.g. models/voice) with a new head for this data's labels")
 
     def run(args):
-        from ..train.recipes import load_manifest_for, train_with
+        from ..train.options import load_manifest_for
+        from ..train.recipes import train_with
 
         data = data_options(args)
         manifest = load_manifest_for(data)

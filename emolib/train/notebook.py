@@ -40,13 +40,14 @@ def resolve_parameters(kaggle: bool = False, kind: str | None = None, data=None,
     backbone and face weights; freeze, epochs and batch_size keep the notebook's values (None:
     the Kaggle freeze / the defaults). Paths come back absolute. None means the default: epochs
     are ``recipes.DEMO_EPOCHS[kind]`` for the ``tiny`` backbone (the count of ``make demo``, so
-    its finished models are reused) and ``recipes.DEFAULTS`` otherwise; batch size from ``recipes.DEFAULTS``; freeze ``none`` for tiny (as the demo) and
-    ``recipes.DEFAULT_FREEZE`` otherwise. Returns a namespace with kaggle, kind, data, out,
+    its finished models are reused) and ``options.DEFAULTS`` otherwise; batch size from ``options.DEFAULTS``; freeze ``none`` for tiny (as the demo) and
+    ``options.DEFAULT_FREEZE`` otherwise. Returns a namespace with kaggle, kind, data, out,
     manifest, models, reports, cache, backbone, face_weights, freeze, epochs, batch_size, device,
     train (None without a kind), synthetic, plus any ``extra`` values unchanged.
     """
     from ..models.backbones import TINY
-    from .recipes import DEFAULT_FREEZE, DEFAULTS, DEMO_EPOCHS, is_synthetic, train_config
+    from .options import DEFAULT_FREEZE, DEFAULTS, is_synthetic, train_config
+    from .recipes import DEMO_EPOCHS
 
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {', '.join(KINDS)} or None")
@@ -76,7 +77,8 @@ def ensure_data(data, actors: int | None = None, progress: bool = True) -> Path 
     folder (named ``recipes.DEMO_DATA``, i.e. cremad-synth); return ``data``. Any other missing folder
     is left alone (indexing it then reports it), and None (auto-detect on Kaggle) passes through.
     """
-    from .recipes import DEMO_DATA, SYNTHETIC_MARKER
+    from .options import SYNTHETIC_MARKER
+    from .recipes import DEMO_DATA
 
     if data is None:
         return None

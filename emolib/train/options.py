@@ -1,0 +1,129 @@
+"""What to train on and how: the data options (corpus or manifest, split protocol, labels), the model options,
+and the default hyperparameters per model and backbone family (``tiny`` random-init encoders learn at the
+head's rate; pretrained encoders are fine-tuned gently).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..data.defects import HICMAE_LEFT_OUT
+from ..data.splits import DEFAULT_FOLDS, DEFAULT_PROTOCOL, HICMAE
+from ..models.backbones import TINY
+from .trainer import TrainConfig
+
+DEFAULTS = {
+    "voice": TrainConfig(epochs=10, batch_size=8, lr=1e-3, encoder_lr=3e-5),
+    "face": TrainConfig(epochs=10, batch_size=32, lr=1e-3, encoder_lr=1e-4),
+    "fusion": TrainConfig(epochs=40, batch_size=32, lr=1e-3, patience=10),
+}
+DEFAULT_FREEZE = {"voice": "cnn", "face": "none"}
+SYNTHETIC_MARKER = "README.txt"
+
+
+@dataclass
+class DataOptions:
+    """Which data and which speaker split: a corpus folder (CREMA-D, RAVDESS or a folder per label; None:
+    CREMA-D auto-detected on Kaggle) or a manifest file, its video root, the protocol and fold, whether
+    CREMA-D's known defective files are kept, the label source, and the layout, speaker pattern and
+    label order of a corpus that is not CREMA-D."""
+
+    data: str | None = None
+    video_dir: str | None = None
+    fold: int | None = None
+    folds: int = DEFAULT_FOLDS
+    split_seed: int = 0
+    protocol: str = DEFAULT_PROTOCOL
+    include_defective: bool = False
+    labels: str = "intended"
+    layout: str = "auto"
+    speaker_pattern: str | None = None
+    label_order: str | None = None
+
+    def about(self) -> dict:
+        """What a checkpoint and its model card record about this data: name, source, layout, protocol and fold."""
+        source = self.data or "CREMA-D under /kaggle/input"
+        layout = self.layout
+        if self.data and Path(self.data).is_file():
+            layout = "manifest"
+        elif self.data and layout == "auto":
+            from ..data.manifest import detect_layout
+
+            layout = detect_layout(self.data, self.video_dir, self.speaker_pattern)
+        return {"name": Path(source).name if self.data else "CREMA-D", "source": str(source), "layout": layout if self.data else "cremad",
+                "protocol": self.protocol, "fold": self.fold, "label_source": self.labels}
+
+    def context(self) -> dict:
+        """What a report records about the data: protocol, fold, how validation was chosen, defects policy."""
+        label_source = "intended (file names)" if self.labels == "intended" else f"{self.labels} (CREMA-D raters' majority votes where perceived)"
+        context = {"protocol": self.protocol, "fold": self.fold, "label_source": label_source,
+                   "defective_files": "kept (--include-defective)" if self.include_defective else "left out (known CREMA-D release defects)"}
+        if self.protocol == HICMAE:
+            context.update(paper_fold=(self.fold or 0) + 1, validation="carved from the training actors of the fold (the papers have no validation split)",
+                           left_out=list(HICMAE_LEFT_OUT))
+        return context
+
+
+@dataclass
+class ModelOptions:
+    """What to train and how: backbones, freezing, and the TrainConfig overrides (None: the recipe default)."""
+
+    backbone: str | None = None
+    face_weights: str | None = None
+    freeze: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    encoder_lr: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    workers: int | None = None
+    restart: bool = False
+    init_from: str | None = None
+
+    def train_config(self, kind: str) -> TrainConfig:
+        """The TrainConfig of ``kind`` with these overrides."""
+        return train_config(kind, self.backbone, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                            encoder_lr=self.encoder_lr, seed=self.seed, device=self.device)
+
+
+def train_config(kind: str, backbone: str | None = None, **overrides) -> TrainConfig:
+    """The default TrainConfig of ``kind`` with the given overrides (None values are ignored)."""
+    config = DEFAULTS[kind]
+    if backbone == TINY:
+        config = replace(config, encoder_lr=config.lr)
+    return replace(config, **{name: value for name, value in overrides.items() if value is not None})
+
+
+def load_manifest_for(options: DataOptions, quiet: bool = False):
+    """The manifest of ``options.data`` with splits, the known CREMA-D defects left out (``data.defects``).
+
+    A folder is indexed (fast); a manifest file is read, and keeps its own splits unless it has none
+    or a fold or protocol is asked for. With the hicmae protocol the four clips those papers leave
+    out lose both modalities as well.
+    """
+    from ..data.defects import exclude_defects, leave_out
+    from ..data.manifest import has_splits, index_dataset, load_manifest, summarize
+    from ..data.splits import assign_splits
+
+    if options.data and Path(options.data).is_file():
+        manifest = load_manifest(options.data, options.label_order)
+        if options.fold is not None or options.protocol != DEFAULT_PROTOCOL or not has_splits(manifest):
+            manifest = assign_splits(manifest, fold=options.fold, folds=options.folds, seed=options.split_seed, protocol=options.protocol)
+        summary = manifest
+    else:
+        summary = index_dataset(options.data, video_dir=options.video_dir, fold=options.fold, folds=options.folds, seed=options.split_seed,
+                                protocol=options.protocol, layout=options.layout, speaker_pattern=options.speaker_pattern,
+                                labels=options.label_order)
+        manifest = summary.manifest
+    if not quiet:
+        print(summarize(summary))
+    if options.protocol == HICMAE:
+        manifest = leave_out(manifest, HICMAE_LEFT_OUT, "left out by the hicmae protocol (a known defective clip)")
+    return manifest if options.include_defective else exclude_defects(manifest)
+
+
+def is_synthetic(data) -> bool:
+    """True when ``data`` is a tree written by ``emolib synth``."""
+    marker = Path(data or "") / SYNTHETIC_MARKER
+    return marker.exists() and "synthetic" in marker.read_text(errors="ignore").lower()
