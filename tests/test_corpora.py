@@ -400,3 +400,27 @@ def test_the_notebooks_serve_a_ravdess_corpus(ravdess_tree, ravdess_models, tmp_
     report = json.loads((ravdess_models / "reports" / "metrics.json").read_text())
     assert all(metrics["labels"] == RAVDESS_LABELS for metrics in report["models"].values())
     assert "## Results on the test split" in (ravdess_models / "models" / "README.md").read_text()
+
+
+def test_models_with_different_label_sets_are_not_combined(tmp_path):
+    from emolib.infer.predictor import Predictor
+
+    from test_predict import make_untrained_models
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(make_untrained_models(tmp_path / "a", labels=FOLDER_LABELS) / "voice", mixed / "voice")
+    shutil.copytree(make_untrained_models(tmp_path / "b", labels=RAVDESS_LABELS) / "face", mixed / "face")
+    with pytest.raises(ModelError, match="the face model's labels .* differ from the voice model's"):
+        Predictor.from_dir(mixed, fast=False)
+    assert Predictor.from_dir(mixed / "voice", fast=False).labels == tuple(FOLDER_LABELS)
+
+
+def test_synth_command_layouts_and_labels(tmp_path, capsys):
+    code, _, err = run(capsys, "synth", tmp_path / "c", "--labels", "a,b")
+    assert code == 2 and "always has its six emotions" in err
+    code, _, err = run(capsys, "synth", tmp_path / "r", "--layout", "ravdess", "--labels", "happy,bored", "--actors", "2")
+    assert code == 2 and "'bored' is not a RAVDESS emotion" in err
+    code, out, err = run(capsys, "synth", tmp_path / "f", "--layout", "folders", "--labels", "yes,no", "--actors", "2")
+    assert code == 0, err
+    assert sorted(path.name for path in (tmp_path / "f").iterdir()) == ["README.txt", "no", "yes"]
+    assert len(list((tmp_path / "f" / "yes").glob("*.wav"))) == 2 * 4
