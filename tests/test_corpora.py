@@ -424,3 +424,9 @@ def test_synth_command_layouts_and_labels(tmp_path, capsys):
     assert code == 0, err
     assert sorted(path.name for path in (tmp_path / "f").iterdir()) == ["README.txt", "no", "yes"]
     assert len(list((tmp_path / "f" / "yes").glob("*.wav"))) == 2 * 4
+
+
+def test_perceived_labels_are_refused_outside_cremad(folder_tree, tmp_path, capsys):
+    code, _, err = run(capsys, "train", "voice", "--data", folder_tree, "--speaker-pattern", r"^(\d+)_", "--labels", "perceived",
+                       *TRAIN, "--out", tmp_path / "models")
+    assert code == 2 and "rater votes exist for CREMA-D clips only" in err

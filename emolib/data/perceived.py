@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..cremad import EMOTIONS, load_votes
+from ..errors import DataError
 
 LABEL_SOURCES = ("intended", "perceived")
 VOTE_COLUMN = {"voice": "voice", "face": "face", "fusion": "audiovisual"}
@@ -34,6 +35,8 @@ def with_labels(manifest: pd.DataFrame, kind: str, source: str = "intended") -> 
         raise ValueError(f"labels must be one of {LABEL_SOURCES}, got {source!r}")
     if source == "intended":
         return manifest, 0
+    if len(manifest) and not manifest["stem"].isin(load_votes().index).any():
+        raise DataError("--labels perceived: rater votes exist for CREMA-D clips only (summaryTable.csv), and none of these clips is one")
     emotions = perceived_emotions(manifest["stem"], kind)
     out = manifest.assign(emotion=emotions)
     out = out[out["emotion"] != NO_MAJORITY].copy()
