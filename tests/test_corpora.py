@@ -334,6 +334,11 @@ def test_models_by_hub_name_from_the_local_cache_and_offline(trained_demo, tmp_p
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     predictor = Predictor.from_pretrained("someone/emotions", fast=False)
     assert predictor.kinds == ["voice", "face", "fusion"] and Path(predictor.models_dir).is_relative_to(cache)
+    single = cache / "models--someone--voice" / "snapshots" / ("1" * 40)  # a repository holding one checkpoint
+    shutil.copytree(trained_demo / "models" / "voice", single, ignore=shutil.ignore_patterns("resume*", "fast", "*.json.tmp"))
+    (cache / "models--someone--voice" / "refs").mkdir()
+    (cache / "models--someone--voice" / "refs" / "main").write_text("1" * 40)
+    assert Predictor.from_pretrained("someone/voice", fast=False).kinds == ["voice"]
     with pytest.raises(ModelError, match="huggingface-cli download someone/absent --local-dir DIR"):
         Predictor.from_pretrained("someone/absent")
     wav = sorted((trained_demo / "cremad-synth" / "AudioWAV").glob("*.wav"))[0]

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import ModelError
 
 REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-MODEL_FILES = ("*/config.json", "*/model.safetensors", "README.md")
+MODEL_FILES = ("config.json", "model.safetensors", "*/config.json", "*/model.safetensors", "README.md")  # a models folder or one checkpoint
 
 
 def models_folder(name_or_dir) -> Path:

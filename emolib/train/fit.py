@@ -23,7 +23,7 @@ from ..errors import DataError, ModelError
 from ..fast.features import feature_extractor
 from ..files import file_digest, remove_stale_temporaries
 from ..locks import folder_lock
-from ..labels import encode_labels
+from ..labels import encode_labels, label_order
 from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, checkpoint_labels, init_from, load_model, save_checkpoint
 from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
 from ..transforms import AudioSettings, FaceSettings
@@ -149,8 +149,6 @@ def _new_or_fine_tuned(kind: str, model_class, config, labels, init):
 
 def _labelled(manifest, labels):
     """``manifest`` encoded against ``labels`` (default: its own label set) and that label set."""
-    from ..labels import label_order
-
     labels = label_order(manifest["emotion"], labels, "training data")
     return encode_labels(manifest, labels, "training data"), labels
 
