@@ -66,15 +66,24 @@ def index_cremad(data, video_dir=None, demographics=None) -> IndexResult:
 
 
 def looks_like_cremad(data: Path) -> bool:
-    """True when ``data`` holds CREMA-D names (AudioWAV/, VideoFlash/ or the files themselves)."""
-    return bool(_scan(_audio_root(data), AUDIO_SUFFIXES).clips or _scan(_video_root(data), VIDEO_SUFFIXES).clips)
+    """True when ``data`` holds a CREMA-D name (AudioWAV/, VideoFlash/ or the files themselves)."""
+    return _has_clips(_audio_root(data), AUDIO_SUFFIXES) or _has_clips(_video_root(data), VIDEO_SUFFIXES)
+
+
+def _has_clips(root: Path, suffixes: tuple[str, ...]) -> bool:
+    """True at the first file under ``root`` that ``_scan`` would take for a clip."""
+    for path, _ in list_files(str(root), SEARCH_DEPTH):
+        stem, suffix = os.path.splitext(os.path.basename(path))
+        if suffix.lower() in suffixes and "." not in stem and try_parse_name(stem) is not None:
+            return True
+    return False
 
 
 def find_kaggle_data() -> tuple[Path, Path | None]:
     """The CREMA-D data folder (and video folder, if found) under KAGGLE_INPUT; DataError if none."""
     for pattern in KAGGLE_DATA_GLOBS:
         for candidate in sorted(KAGGLE_INPUT.glob(pattern)):
-            if candidate.is_dir() and _scan(_audio_root(candidate), AUDIO_SUFFIXES).clips:
+            if candidate.is_dir() and _has_clips(_audio_root(candidate), AUDIO_SUFFIXES):
                 return candidate, None if _video_root(candidate) != candidate else _find_kaggle_videos()
     raise DataError(f"no CREMA-D audio found under {KAGGLE_INPUT}; pass DATA, the folder holding AudioWAV/ or the .wav files")
 
@@ -93,7 +102,7 @@ def _video_root(data: Path) -> Path:
 def _find_kaggle_videos() -> Path | None:
     for pattern in KAGGLE_VIDEO_GLOBS:
         for candidate in sorted(KAGGLE_INPUT.glob(pattern)):
-            if candidate.is_dir() and _scan(candidate, VIDEO_SUFFIXES).clips:
+            if candidate.is_dir() and _has_clips(candidate, VIDEO_SUFFIXES):
                 return candidate
     return None
 

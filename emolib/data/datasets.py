@@ -38,14 +38,12 @@ def data_identity(manifest: pd.DataFrame, splits=("train", "val")) -> str:
     return digest.hexdigest()[:16]
 
 
-def data_record(manifest: pd.DataFrame, about: dict | None = None) -> dict:
+def training_record(manifest: pd.DataFrame, about: dict | None = None) -> dict:
     """What a checkpoint and its model card record about the training data: ``about`` (name, layout, protocol,
     fold), the number of clips and the speakers of each split."""
-    from .splits import SPLITS, speaker_key
+    from .splits import speakers_by_split
 
-    present = [split for split in SPLITS if split in set(manifest["split"])]
-    speakers = {split: sorted({speaker_key(actor) for actor in manifest.loc[manifest["split"] == split, "actor"]}) for split in present}
-    return {**(about or {}), "clips": int(len(manifest)), "split_speakers": speakers}
+    return {**(about or {}), "clips": int(len(manifest)), "split_speakers": speakers_by_split(manifest)}
 
 
 def _identity_or_missing(path) -> str:

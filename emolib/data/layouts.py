@@ -22,6 +22,7 @@ FOLDER_AUDIO_SUFFIXES = AUDIO_SUFFIXES + (".mp3", ".ogg", ".m4a")
 FOLDER_VIDEO_SUFFIXES = VIDEO_SUFFIXES + (".avi", ".mov", ".mkv", ".webm")
 FOLDER_DEPTH = 3
 STEM_SEPARATOR = "/"
+NOT_FOUND = (None, "", None)  # (rank, path, fields) of a side a recording lacks
 
 
 def index_ravdess(data) -> IndexResult:
@@ -47,9 +48,9 @@ def index_ravdess(data) -> IndexResult:
         raise DataError(f"{data}: no RAVDESS files found (expected {RAVDESS_EXPECTED})")
     rows = []
     for stem in sorted(set(audio) | set(video)):
-        fields = (audio.get(stem) or video.get(stem))[0]
-        rows.append({"stem": stem, "actor": fields.actor, "emotion": fields.emotion, "audio_path": audio.get(stem, (None, "", 0))[1],
-                     "video_path": video.get(stem, (None, "", 0))[1], "channel": fields.channel, "intensity": fields.intensity,
+        fields = (audio.get(stem) or video.get(stem))[2]
+        rows.append({"stem": stem, "actor": fields.actor, "emotion": fields.emotion, "audio_path": audio.get(stem, NOT_FOUND)[1],
+                     "video_path": video.get(stem, NOT_FOUND)[1], "channel": fields.channel, "intensity": fields.intensity,
                      "statement": fields.statement, "repetition": fields.repetition, "sex": fields.sex})
     manifest = audio_from_videos(pd.DataFrame(rows).astype({"actor": "int64"}))
     return IndexResult(manifest=manifest, foreign=sorted(foreign), unpaired_audio=sorted(set(audio) - set(video)),
@@ -63,12 +64,12 @@ def looks_like_ravdess(data: Path) -> bool:
 
 
 def _keep(found: dict, fields, path: str, rank: int, duplicates: list) -> None:
+    """Keep (rank, path, fields) of the best-ranked file of each recording in ``found``; list the others in ``duplicates``."""
+    candidate = (rank, path, fields)
     if fields.stem in found:
-        kept = min((found[fields.stem][2], found[fields.stem][1]), (rank, path))
-        duplicates.append(max((found[fields.stem][2], found[fields.stem][1]), (rank, path))[1])
-        found[fields.stem] = (fields, kept[1], kept[0])
-    else:
-        found[fields.stem] = (fields, path, rank)
+        candidate, dropped = sorted([found[fields.stem], candidate], key=lambda record: record[:2])
+        duplicates.append(dropped[1])
+    found[fields.stem] = candidate
 
 
 def speaker_regex(pattern: str) -> re.Pattern:

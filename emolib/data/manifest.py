@@ -22,7 +22,7 @@ from ..files import atomic_path
 from ..labels import encode_labels, label_order
 from .cremad_tree import find_kaggle_data, index_cremad, looks_like_cremad
 from .layouts import index_folders, index_ravdess, looks_like_ravdess
-from .scan import IndexResult, examples
+from .scan import IndexResult, examples, existing_folder
 from .splits import DEFAULT_FOLDS, DEFAULT_PROTOCOL, SPLITS, UNKNOWN_SEX, assign_splits
 
 MANIFEST_COLUMNS = ["stem", "actor", "emotion", "label", "audio_path", "video_path", "split"]
@@ -62,7 +62,7 @@ def index_dataset(data=None, video_dir=None, fold=None, folds=DEFAULT_FOLDS, see
     manifest = normalize_speakers(result.manifest)
     try:
         manifest = assign_splits(manifest, fold=fold, folds=folds, seed=seed, protocol=protocol)
-        manifest = with_label_set(manifest, labels, where=str(data))
+        manifest = with_label_set(manifest, labels)
     except DataError as error:
         raise DataError(f"{result.roots.get('data', data)}: {error}") from None
     result.manifest = _ordered(manifest)
@@ -73,8 +73,6 @@ def index_dataset(data=None, video_dir=None, fold=None, folds=DEFAULT_FOLDS, see
 def detect_layout(data, video_dir=None, speaker_pattern: str | None = None) -> str:
     """"cremad", "ravdess" or "folders": what the names under ``data`` look like. A tree of neither corpus is
     a folder per label when a speaker pattern is given, else CREMA-D (whose error then lists what was found)."""
-    from .scan import existing_folder
-
     folder = existing_folder(data)
     if video_dir or looks_like_cremad(folder):
         return "cremad"
@@ -83,7 +81,7 @@ def detect_layout(data, video_dir=None, speaker_pattern: str | None = None) -> s
     return "folders" if speaker_pattern else "cremad"
 
 
-def with_label_set(manifest: pd.DataFrame, labels=None, where: str = "manifest") -> pd.DataFrame:
+def with_label_set(manifest: pd.DataFrame, labels=None, where: str = "labels") -> pd.DataFrame:
     """``manifest`` with its ``label`` column encoded against the label set of its ``emotion`` names (``labels.label_order``)."""
     return encode_labels(manifest, label_order(manifest["emotion"], labels, where), where)
 
@@ -164,7 +162,7 @@ def load_manifest(path, labels=None) -> pd.DataFrame:
     if missing:
         raise DataError(f"{path}: not a manifest, missing columns {', '.join(missing)} (needs {', '.join(REQUIRED_FILE_COLUMNS)})")
     try:
-        return _working_table(table, path.parent.absolute(), labels, str(path))
+        return _working_table(table, path.parent.absolute(), labels)
     except DataError as error:
         raise DataError(f"{path}: {error}") from None
 
@@ -180,7 +178,7 @@ def _read_table(path: Path) -> pd.DataFrame:
                         f"({str(error).strip().splitlines()[0]})") from None
 
 
-def _working_table(table: pd.DataFrame, root: Path, labels, where: str) -> pd.DataFrame:
+def _working_table(table: pd.DataFrame, root: Path, labels) -> pd.DataFrame:
     table = table.copy()
     for column in ("audio", "video"):
         table[column] = [_absolute(value, root) for value in table[column].astype(str).str.strip()]
@@ -203,7 +201,7 @@ def _working_table(table: pd.DataFrame, root: Path, labels, where: str) -> pd.Da
     if "split" not in table.columns:
         table["split"] = ""
     _check_split(table)
-    return _ordered(with_label_set(table, labels, where))
+    return _ordered(with_label_set(table, labels))
 
 
 def _check_split(table: pd.DataFrame) -> None:

@@ -33,6 +33,18 @@ def speaker_key(value):
     return str(value)
 
 
+def speaker_ids(actors) -> list:
+    """The sorted distinct speaker ids of ``actors`` as plain ints or strings (``speaker_key``; JSON-ready)."""
+    return sorted({speaker_key(actor) for actor in actors})
+
+
+def speakers_by_split(manifest: pd.DataFrame) -> dict[str, list]:
+    """``{split: speaker_ids}`` of every split in ``manifest``: train, val, test first, then any others by name."""
+    present = [split for split in manifest["split"].unique() if split]
+    names = [split for split in SPLITS if split in present] + sorted(set(present) - set(SPLITS))
+    return {split: speaker_ids(manifest.loc[manifest["split"] == split, "actor"]) for split in names}
+
+
 def actor_sexes(actors) -> dict[int, str]:
     """Normalise ``actor -> sex`` (dict, Series, or a DataFrame with a ``sex`` column) to ``{actor: stratum}``.
 

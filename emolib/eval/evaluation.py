@@ -16,6 +16,7 @@ from ..cremad import load_votes
 from ..data.datasets import FaceDataset, VoiceDataset, select_split
 from ..data.defects import excluded_list
 from ..data.perceived import with_labels
+from ..data.splits import speaker_ids, speakers_by_split
 from ..fast.features import feature_extractor
 from ..data.face_cache import face_index
 from ..data.features import cached_features, paired_features
@@ -96,7 +97,7 @@ def predict_split(manifest, models_dir, split="test", cache_dir=None, device="au
     if "fusion" in loaded:
         fused = fusion_predictions(loaded["fusion"], loaded["voice"], loaded["face"], rows, None, faces, cache_dir, device, progress)
         table = table.merge(fused, on="stem", how="left")
-    table.attrs["labels"] = {kind: list(checkpoint_labels(model)) for kind, model in loaded.items() if kind in kinds or kind == "fusion"}
+    table.attrs["labels"] = {kind: list(checkpoint_labels(model)) for kind, model in loaded.items() if kind in kinds}
     return table
 
 
@@ -171,7 +172,7 @@ def evaluate_predictions(predictions: pd.DataFrame, split: str, synthetic: bool 
         raise ValueError(f"labels must be one of {LABEL_CHOICES}, got {labels!r}")
     report = {
         "split": split,
-        "actors": speakers(predictions),
+        "actors": speaker_ids(predictions["actor"]),
         "clips": len(predictions),
         "labels": labels,
         "models": {kind: model_report(predictions, kind, labels, by) for kind in model_kinds(predictions)},
@@ -183,17 +184,9 @@ def evaluate_predictions(predictions: pd.DataFrame, split: str, synthetic: bool 
     return report
 
 
-def speakers(rows: pd.DataFrame) -> list:
-    """The sorted speaker ids of ``rows`` as plain ints or strings (JSON-ready)."""
-    from ..data.splits import speaker_key
-
-    return sorted({speaker_key(actor) for actor in rows["actor"]})
-
-
 def data_record(manifest: pd.DataFrame, split: str, context: dict | None = None) -> dict:
     """The data side of a report: context, the speakers of each split, and what was left out of ``split``."""
-    actors = {name: speakers(rows) for name, rows in manifest.groupby("split")}
-    return {**(context or {}), "split_actors": actors, "excluded": excluded_list(select_split(manifest, split))}
+    return {**(context or {}), "split_actors": speakers_by_split(manifest), "excluded": excluded_list(select_split(manifest, split))}
 
 
 def apply_label_map(manifest: pd.DataFrame, mapping: dict | None, labels) -> tuple[pd.DataFrame, dict]:

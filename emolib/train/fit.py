@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..cremad import EMOTIONS
-from ..data.datasets import FaceDataset, FeatureDataset, VoiceDataset, data_identity, data_record, select_split
+from ..data.datasets import FaceDataset, FeatureDataset, VoiceDataset, data_identity, training_record, select_split
 from ..data.face_cache import face_index
 from ..data.features import cached_features, paired_features
 from ..errors import DataError, ModelError
@@ -51,7 +51,7 @@ def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessi
     """Train ``model`` with the shared loop; ``make_dataset(split, augment)`` builds its datasets.
 
     ``labels`` is the label set of the model's outputs and ``record`` what the training data was
-    (``datasets.data_record``); both are saved in its checkpoint. Holds ``out_dir``'s lock for the whole run (a second run into it stops with one line). ``data``
+    (``datasets.training_record``); both are saved in its checkpoint. Holds ``out_dir``'s lock for the whole run (a second run into it stops with one line). ``data``
     (``datasets.data_identity``) with the model config, preprocessing and ``extra`` identify the
     run: a saved state of another run is refused, not resumed. ``restart`` first deletes the
     folder's checkpoint, history and resume state. Returns the per-epoch history; the best model
@@ -115,7 +115,7 @@ def train_voice(manifest, out_dir, config: VoiceConfig, train: TrainConfig, audi
         return VoiceDataset(select_split(manifest, split), audio, train=augment)
 
     return fit(model, "voice", make_dataset, train, out_dir, {"audio": asdict(audio)}, cache_dir, _init_record(init, out_dir), progress,
-               data_identity(manifest), restart, labels, data_record(manifest, about))
+               data_identity(manifest), restart, labels, training_record(manifest, about))
 
 
 def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: FaceSettings | None = None, cache_dir=None, workers: int | None = None,
@@ -135,7 +135,7 @@ def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: 
         return FaceDataset(select_split(manifest, split), faces, face, train=augment)
 
     return fit(model, "face", make_dataset, train, out_dir, {"face": asdict(face)}, cache_dir, _init_record(init, out_dir), progress,
-               data_identity(manifest), restart, labels, data_record(manifest, about))
+               data_identity(manifest), restart, labels, training_record(manifest, about))
 
 
 def _new_or_fine_tuned(kind: str, model_class, config, labels, init):
@@ -188,4 +188,4 @@ def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hid
         return FeatureDataset(tensors, labels)
 
     return fit(model, "fusion", make_dataset, train, out_dir, preprocessing, cache_dir, extra, progress,
-               data=data_identity(manifest), restart=restart, labels=labels, record=data_record(manifest, about))
+               data=data_identity(manifest), restart=restart, labels=labels, record=training_record(manifest, about))
