@@ -77,12 +77,12 @@ def encode_labels(manifest, labels, where: str = "manifest"):
 def parse_label_map(spec) -> dict[str, str]:
     """A label map from ``"calm=neutral,surprised="`` (inline) or a file of ``from,to`` / ``from=to`` lines.
 
-    An empty target drops the label. DataError naming a malformed entry.
+    An empty target drops the label; a file may start with a byte-order mark. DataError naming a malformed entry, or an empty map.
     """
     if isinstance(spec, dict):
         return {str(key): str(value) for key, value in spec.items()}
     path = Path(str(spec))
-    text = path.read_text() if path.is_file() else str(spec).replace(",", "\n") if "=" in str(spec) else None
+    text = path.read_text(encoding="utf-8-sig") if path.is_file() else str(spec).replace(",", "\n") if "=" in str(spec) else None
     if text is None:
         raise DataError(f"{spec}: not a label map (give FROM=TO pairs, e.g. 'calm=NEU,surprised=', or a file of FROM,TO lines)")
     mapping = {}
@@ -95,6 +95,8 @@ def parse_label_map(spec) -> dict[str, str]:
         if not found or not source.strip():
             raise DataError(f"{spec}: malformed label map entry {line!r} (expected FROM=TO or FROM,TO)")
         mapping[source.strip()] = target.strip()
+    if not mapping:
+        raise DataError(f"{spec}: the label map is empty (give FROM=TO pairs, or leave --label-map out)")
     return mapping
 
 

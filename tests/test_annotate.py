@@ -64,3 +64,78 @@ def test_inputs_from_a_list_a_glob_or_nothing(archive, tmp_path):
     assert {path.name for path in list_inputs(str(root / "videos" / "**" / "*.mp4"))} == {"corrupt.mp4", "lecture.mp4", "interview.mp4"}
     with pytest.raises(EmolibError, match="no media files"):
         list_inputs(tmp_path / "empty-*.mp4")
+
+
+# ---------------------------------------------------------------- trust: complete, readable, keyed by everything that changes the rows
+
+
+def test_other_settings_are_recomputed_not_reused(archive, tmp_path, capsys):
+    root, models = archive
+    out = tmp_path / "annotations"
+    source = root / "videos" / "interview.mp4"
+    assert main(["annotate", str(source), "--models", str(models), "--out", str(out), "--workers", "1"]) == 0
+    default = read_windows(out)
+    assert (default["end"] - default["start"]).max() == pytest.approx(4.0)
+    capsys.readouterr()
+    assert main(["annotate", str(source), "--models", str(models), "--out", str(out), "--workers", "1", "--window", "2", "--hop", "2"]) == 0
+    said = capsys.readouterr().out
+    assert "1 annotated" in said and "0 already done" in said and "replacing 1" in said
+    short = read_windows(out)
+    assert (short["end"] - short["start"]).max() == pytest.approx(2.0) and list(short["start"]) == [0.0, 2.0, 4.0]
+    assert short["settings"].nunique() == 1 and short["settings"].iloc[0] != default["settings"].iloc[0]
+
+
+def test_copies_and_empty_files_each_end_with_their_own_result(archive, tmp_path, capsys):
+    import duckdb
+    import pyarrow.dataset
+
+    from emolib.infer.annotate import read_errors
+
+    root, models = archive
+    folder = tmp_path / "inputs"
+    (folder / "copy").mkdir(parents=True)
+    for target in (folder / "a.mp4", folder / "copy" / "b.mp4"):
+        target.write_bytes((root / "videos" / "interview.mp4").read_bytes())
+    (folder / "empty1.wav").write_bytes(b"")
+    (folder / "empty2.wav").write_bytes(b"")
+    silent = folder / "silent.mp4"  # frames but no sound track: audio_rms is null in every row of this file
+    write_av_clip(silent, face_frames(60, index_patch=False), None)
+    out = tmp_path / "annotations"
+    assert main(["annotate", str(folder), "--models", str(models), "--out", str(out), "--workers", "1"]) == 0
+    said = capsys.readouterr().out
+    assert "5 files: 3 annotated" in said and "2 failed" in said, said
+    windows = read_windows(out)
+    names = windows.groupby(windows["file"].map(lambda path: Path(path).name)).size()
+    assert set(names.index) == {"a.mp4", "b.mp4", "silent.mp4"} and names["a.mp4"] == names["b.mp4"]
+    errors = read_errors(out)
+    assert sorted(errors["file"].map(lambda path: Path(path).name)) == ["empty1.wav", "empty2.wav"]
+    # the whole folder reads back with pandas, pyarrow and DuckDB, nulls typed
+    assert windows.loc[windows["file"].str.endswith("silent.mp4"), "audio_rms"].isna().all()
+    dataset = pyarrow.dataset.dataset(out / "windows")
+    assert dataset.to_table().num_rows == len(windows) and str(dataset.schema.field("audio_rms").type) == "double"
+    count = duckdb.sql(f"select count(*), count(distinct file) from read_parquet('{out}/windows/*.parquet')").fetchall()[0]
+    assert count == (len(windows), 3)
+
+
+def test_list_files_bad_or_naming_missing_files(archive, tmp_path, capsys):
+    root, models = archive
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("path\n")
+    not_parquet = tmp_path / "list.parquet"
+    not_parquet.write_text("path\nvideo.mp4\n")
+    for listing in (empty, header_only, not_parquet):
+        with pytest.raises(SystemExit) as stopped:
+            raise SystemExit(main(["annotate", str(listing), "--models", str(models), "--out", str(tmp_path / "none")]))
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and err.strip().count("\n") == 0 and str(listing) in err and "Traceback" not in err, err
+    listing = tmp_path / "list.csv"
+    pd.DataFrame({"path": [str(root / "videos" / "interview.mp4"), str(tmp_path / "gone.mp4")]}).to_csv(listing, index=False)
+    out = tmp_path / "annotations"
+    assert main(["annotate", str(listing), "--models", str(models), "--out", str(out), "--workers", "1"]) == 0
+    assert "2 files: 1 annotated" in capsys.readouterr().out
+    from emolib.infer.annotate import read_errors
+
+    errors = read_errors(out)
+    assert list(errors["file"].map(lambda path: Path(path).name)) == ["gone.mp4"] and errors["error"].str.contains("gone.mp4").all()

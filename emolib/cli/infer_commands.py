@@ -130,7 +130,8 @@ def _annotate(parser):
 
         counts = annotate(args.source, models_folder(args.models), args.out, args.workers, args.window, args.hop, args.ray_address, args.gpus_per_worker,
                           args.cpus_per_worker)
-        print(f"{counts['files']} files: {counts['annotated']} annotated ({counts['audio_hours']:.3f} h of audio), "
+        replaced = f", replacing {counts['replaced']} made from other bytes or settings" if counts["replaced"] else ""
+        print(f"{counts['files']} files: {counts['annotated']} annotated ({counts['audio_hours']:.3f} h of audio){replaced}, "
               f"{counts['skipped']} already done, {counts['failed']} failed (see {args.out}/errors)")
         print(f"windows: {args.out}/windows (pandas.read_parquet)")
 

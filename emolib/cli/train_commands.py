@@ -163,6 +163,9 @@ def _evaluate(parser):
                         help="cross-corpus: map the data's labels onto the models' ('calm=NEU,surprised=' or a file of FROM,TO lines; "
                              "an empty target drops the label); labels neither mapped nor known to the models are dropped and reported")
     parser.add_argument("--by", action="append", default=[], metavar="COLUMN", help="also break the metrics down by this manifest column (repeatable)")
+    parser.add_argument("--allow-seen-speakers", action="store_true",
+                        help="evaluate even when the split holds speakers the models trained or selected on (another --split-seed, --fold or "
+                             "--protocol than training); every report then says so and the model card is not updated")
 
     def run(args):
         from ..train.recipes import cross_validate, evaluate_split
@@ -170,7 +173,8 @@ def _evaluate(parser):
         if args.folds or (args.protocol == HICMAE and args.fold is None):
             cross_validate(data_options(args), args.folds or HICMAE_FOLDS, args.models, args.out, model_options(args), args.cache)
         else:
-            evaluate_split(data_options(args), args.models, args.out, args.split, args.cache, args.device, args.label_map, args.by)
+            evaluate_split(data_options(args), args.models, args.out, args.split, args.cache, args.device, args.label_map, args.by,
+                           args.allow_seen_speakers)
 
     return run
 

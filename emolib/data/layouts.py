@@ -75,25 +75,31 @@ def _keep(found: dict, fields, path: str, rank: int, duplicates: list) -> None:
 def speaker_regex(pattern: str) -> re.Pattern:
     """The compiled ``--speaker-pattern``; DataError when it is not a regular expression."""
     try:
-        return re.compile(pattern)
+        regex = re.compile(pattern)
     except re.error as error:
         raise DataError(f"--speaker-pattern {pattern!r}: not a regular expression ({error})") from None
+    if not regex.groups:
+        raise DataError(f"--speaker-pattern {pattern!r}: has no capturing group; put the speaker in parentheses, e.g. '^(\\d+)_', "
+                        f"or name it (?P<speaker>...)")
+    return regex
 
 
 def speaker_of(name: str, regex: re.Pattern) -> str | None:
-    """The speaker in file name ``name``: the ``speaker`` group, else group 1, else the whole match; None when it does not match."""
+    """The speaker in file name ``name``: the ``speaker`` group, else group 1; None when it does not match."""
     match = regex.search(name)
     if not match:
         return None
     if "speaker" in regex.groupindex:
         return match.group("speaker")
-    return match.group(1) if regex.groups else match.group(0)
+    return match.group(1)
 
 
 def index_folders(data, speaker_pattern: str | None) -> IndexResult:
     """Scan ``DATA/<label>/`` folders: every media file under a label folder is a clip of that label.
 
-    An audio file and a video file with the same path but the suffix are one clip. The speaker is
+    An audio file and a video file with the same path but the suffix are one clip; a second audio (or video)
+    file of the same clip is listed as a duplicate. A file reached twice through symbolic links counts once,
+    under the first label folder by name. The speaker is
     taken from each file name by ``speaker_pattern`` (a regular expression; see ``speaker_of``);
     files it does not match are left out and listed.
     """
@@ -102,9 +108,9 @@ def index_folders(data, speaker_pattern: str | None) -> IndexResult:
         raise DataError(f"{data}: a folder-per-label layout needs --speaker-pattern (a regular expression that finds the speaker "
                         f"in a file name, e.g. '^(\\d+)_'), so that splits stay speaker-disjoint")
     regex = speaker_regex(speaker_pattern)
-    clips, foreign = {}, []
+    clips, foreign, duplicates, seen = {}, [], [], {str(data.resolve())}
     for label_dir in sorted(path for path in data.iterdir() if path.is_dir() and not path.name.startswith(".")):
-        for path, _ in list_files(str(label_dir), FOLDER_DEPTH):
+        for path, _ in list_files(str(label_dir), FOLDER_DEPTH, seen=seen):
             relative, suffix = os.path.splitext(os.path.relpath(path, data))
             side = "audio_path" if suffix.lower() in FOLDER_AUDIO_SUFFIXES else "video_path" if suffix.lower() in FOLDER_VIDEO_SUFFIXES else None
             if side is None:
@@ -115,12 +121,15 @@ def index_folders(data, speaker_pattern: str | None) -> IndexResult:
                 continue
             stem = relative.replace(os.sep, STEM_SEPARATOR)
             clip = clips.setdefault(stem, {"stem": stem, "actor": speaker, "emotion": label_dir.name, "audio_path": "", "video_path": ""})
-            clip[side] = clip[side] or path
+            if clip[side]:
+                duplicates.append(os.path.relpath(path, data))  # 01_0.wav beside 01_0.flac: the first by name is kept
+            else:
+                clip[side] = path
     if not clips:
         seen = f"; {len(foreign)} media files did not match --speaker-pattern {speaker_pattern!r}" if foreign else ""
         raise DataError(f"{data}: no clips found (expected DATA/<label>/*.wav|*.mp4|*.flv){seen}")
     manifest = audio_from_videos(pd.DataFrame(sorted(clips.values(), key=lambda clip: clip["stem"])))
     audio_only = manifest.loc[manifest["video_path"] == "", "stem"].tolist()
     video_only = manifest.loc[manifest["audio_path"] == "", "stem"].tolist()
-    return IndexResult(manifest=manifest, foreign=sorted(foreign), unpaired_audio=audio_only, unpaired_video=video_only,
+    return IndexResult(manifest=manifest, foreign=sorted(foreign), unpaired_audio=audio_only, unpaired_video=video_only, duplicates=sorted(duplicates),
                        roots={"data": str(data), "audio": str(data), "video": str(data) if (manifest["video_path"] != "").any() else ""})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import DataError
@@ -29,6 +30,7 @@ MANIFEST_COLUMNS = ["stem", "actor", "emotion", "label", "audio_path", "video_pa
 FILE_COLUMNS = {"stem": "stem", "actor": "speaker", "emotion": "label", "audio_path": "audio", "video_path": "video", "split": "split"}
 REQUIRED_FILE_COLUMNS = ("audio", "video", "label", "speaker")
 LEGACY_COLUMNS = {"actor": "speaker", "emotion": "label", "audio_path": "audio", "video_path": "video"}  # manifests of emolib < 0.3
+WORKING_ONLY_COLUMNS = ("actor", "emotion", "audio_path", "video_path")  # extra columns may not take these names
 FLOAT_COLUMNS = ("age",)
 LAYOUTS = ("auto", "cremad", "ravdess", "folders")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -72,13 +74,14 @@ def index_dataset(data=None, video_dir=None, fold=None, folds=DEFAULT_FOLDS, see
 
 def detect_layout(data, video_dir=None, speaker_pattern: str | None = None) -> str:
     """"cremad", "ravdess" or "folders": what the names under ``data`` look like. A tree of neither corpus is
-    a folder per label when a speaker pattern is given, else CREMA-D (whose error then lists what was found)."""
+    a folder per label when a speaker pattern is given, else CREMA-D (whose error then lists what was found).
+    A speaker pattern on a tree of CREMA-D or RAVDESS names is ambiguous: DataError asking for --layout."""
     folder = existing_folder(data)
-    if video_dir or looks_like_cremad(folder):
-        return "cremad"
-    if looks_like_ravdess(folder):
-        return "ravdess"
-    return "folders" if speaker_pattern else "cremad"
+    found = "cremad" if video_dir or looks_like_cremad(folder) else "ravdess" if looks_like_ravdess(folder) else None
+    if found and speaker_pattern:
+        raise DataError(f"{folder}: --speaker-pattern is for a folder per label, but these names look like {found}; pass --layout folders "
+                        f"(labels from the folders) or --layout {found} (labels from the names, without --speaker-pattern)")
+    return found or ("folders" if speaker_pattern else "cremad")
 
 
 def with_label_set(manifest: pd.DataFrame, labels=None, where: str = "labels") -> pd.DataFrame:
@@ -96,7 +99,9 @@ def normalize_speakers(manifest: pd.DataFrame) -> pd.DataFrame:
     """The ``actor`` column as int64 when every speaker is a whole number, else as text."""
     speakers = manifest["actor"].astype(str).str.strip()
     if (speakers == "").any():
-        raise DataError(f"{len(speakers[speakers == ''])} clips have no speaker (e.g. {manifest.loc[speakers == '', 'stem'].iloc[0]})")
+        first = manifest.index[speakers == ""][0]
+        raise DataError(f"{int((speakers == '').sum())} clips have no speaker (e.g. row {first + 2}, "
+                        f"{manifest.at[first, 'stem'] if 'stem' in manifest else ''})")
     whole = speakers.str.fullmatch(r"[+-]?\d+").all()
     return manifest.assign(actor=speakers.astype("int64") if whole else speakers)
 
@@ -161,6 +166,10 @@ def load_manifest(path, labels=None) -> pd.DataFrame:
     missing = [column for column in REQUIRED_FILE_COLUMNS if column not in table.columns]
     if missing:
         raise DataError(f"{path}: not a manifest, missing columns {', '.join(missing)} (needs {', '.join(REQUIRED_FILE_COLUMNS)})")
+    reserved = [column for column in table.columns if column in WORKING_ONLY_COLUMNS]
+    if reserved:
+        raise DataError(f"{path}: column {reserved[0]!r} is a name emolib uses for its own working column (from "
+                        f"{FILE_COLUMNS.get(reserved[0], 'label')!r}); rename it")
     try:
         return _working_table(table, path.parent.absolute(), labels)
     except DataError as error:
@@ -170,8 +179,9 @@ def load_manifest(path, labels=None) -> pd.DataFrame:
 def _read_table(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() in PARQUET_SUFFIXES:
-            table = pd.read_parquet(path)
-            return table.astype({column: str for column in table.columns if column not in FLOAT_COLUMNS}).replace({"None": "", "nan": ""})
+            table = pd.read_parquet(path)  # a null cell is an empty one, as in a CSV: text, never "nan" or "None"
+            return table.assign(**{column: [("" if pd.isna(value) else str(value)) if np.ndim(value) == 0 else str(value) for value in table[column]]
+                                   for column in table.columns if column not in FLOAT_COLUMNS})
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as error:
         raise DataError(f"{path}: not a manifest {'Parquet file' if path.suffix.lower() in PARQUET_SUFFIXES else 'CSV'} "
@@ -187,7 +197,10 @@ def _working_table(table: pd.DataFrame, root: Path, labels) -> pd.DataFrame:
         raise DataError(f"row {empty[0] + 2}: neither audio nor video")
     if (table["label"].astype(str).str.strip() == "").any():
         raise DataError(f"row {table.index[table['label'].astype(str).str.strip() == ''][0] + 2}: no label")
-    if "stem" not in table.columns or (table["stem"].astype(str) == "").any():
+    stems = table["stem"].astype(str).str.strip() if "stem" in table.columns else pd.Series("", index=table.index)
+    if stems.eq("").any() and stems.ne("").any():
+        raise DataError(f"row {table.index[stems == ''][0] + 2}: no stem (give every clip one, or leave the column out)")
+    if stems.eq("").all():
         table["stem"] = [_stem(audio or video, root) for audio, video in zip(table["audio"], table["video"])]
     repeated = table.loc[table["stem"].duplicated(), "stem"]
     if len(repeated):

@@ -38,8 +38,18 @@ def existing_folder(folder) -> Path:
     return path
 
 
-def list_files(root: str, depth: int, level: int = 0):
-    """(path, level) of the files under ``root`` down to ``depth`` folders, hidden ones left out."""
+def list_files(root: str, depth: int, level: int = 0, seen: set | None = None):
+    """(path, level) of the files under ``root`` down to ``depth`` folders, hidden ones left out.
+
+    Symbolic links are followed, but each real folder is entered and each real file given at most once
+    (``seen`` holds their real paths; pass one set to share it between calls), so a link loop ends and a
+    linked folder adds no second copy of its files.
+    """
+    seen = set() if seen is None else seen
+    real = os.path.realpath(root)
+    if real in seen:
+        return
+    seen.add(real)
     try:
         entries = sorted(os.scandir(root), key=lambda entry: entry.name)
     except OSError:
@@ -48,9 +58,12 @@ def list_files(root: str, depth: int, level: int = 0):
         if entry.name.startswith("."):
             continue
         if entry.is_file():
-            yield entry.path, level
+            target = os.path.realpath(entry.path)
+            if target not in seen:
+                seen.add(target)
+                yield entry.path, level
         elif entry.is_dir() and level < depth:
-            yield from list_files(entry.path, depth, level + 1)
+            yield from list_files(entry.path, depth, level + 1, seen)
 
 
 def audio_from_videos(manifest: pd.DataFrame) -> pd.DataFrame:

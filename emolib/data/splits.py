@@ -45,6 +45,20 @@ def speakers_by_split(manifest: pd.DataFrame) -> dict[str, list]:
     return {split: speaker_ids(manifest.loc[manifest["split"] == split, "actor"]) for split in names}
 
 
+def split_warnings(manifest: pd.DataFrame) -> list[str]:
+    """What makes a split of ``manifest`` a poor basis for training or for a result: a split with a single speaker
+    (its metrics describe one person), a label without a training clip (the model can never learn it)."""
+    warnings = []
+    for split, speakers in speakers_by_split(manifest).items():
+        if len(speakers) == 1:
+            warnings.append(f"the {split} split has one speaker ({speakers[0]}): its results describe one person")
+    if "emotion" in manifest.columns and (manifest["split"] == "train").any():
+        trained = set(manifest.loc[manifest["split"] == "train", "emotion"].astype(str))
+        for label in sorted(set(manifest["emotion"].astype(str)) - trained):
+            warnings.append(f"label {label} has no clip in the train split: no model can learn it")
+    return warnings
+
+
 def actor_sexes(actors) -> dict[int, str]:
     """Normalise ``actor -> sex`` (dict, Series, or a DataFrame with a ``sex`` column) to ``{actor: stratum}``.
 

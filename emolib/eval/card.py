@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..files import atomic_write
 from ..models.checkpoint import MODEL_KINDS, is_checkpoint, read_checkpoint_config
+from .provenance import card_refusal
 
 CARD_FILE = "README.md"
 SPARE_CARD_FILE = "MODEL_CARD.md"  # where the card goes when README.md is the user's own
@@ -47,12 +48,13 @@ def model_card(models_dir, report: dict | None = None) -> str:
 def write_model_card(models_dir, report: dict | None = None) -> Path | None:
     """Write ``models_dir/README.md`` (``model_card``) atomically and return its path; None when the folder holds no checkpoint.
 
+    ``report`` must be an evaluation of the models' own test split (``refusal`` says why another is not written).
     A README.md that is not an emolib model card is the user's and is left as it is: the card then
     goes to MODEL_CARD.md, with a warning.
     """
     import warnings
 
-    if not _checkpoints(models_dir):
+    if not _checkpoints(models_dir) or refusal(models_dir, report):
         return None
     path = Path(models_dir) / CARD_FILE
     if path.is_file() and CARD_MARK not in path.read_text(errors="ignore").split("\n---", 1)[0]:
@@ -60,6 +62,14 @@ def write_model_card(models_dir, report: dict | None = None) -> Path | None:
         warnings.warn(f"{path.with_name(CARD_FILE)} is not an emolib model card: left as it is; the model card is {path}", stacklevel=2)
     atomic_write(path, model_card(models_dir, report))
     return path
+
+
+def refusal(models_dir, report: dict | None) -> str | None:
+    """Why ``report`` may not go into the card of ``models_dir`` (``provenance.card_refusal``); None when it may, or without a report."""
+    if report is None:
+        return None
+    folders = {kind: Path(models_dir) / kind for kind in _checkpoints(models_dir)}
+    return card_refusal(folders, report)
 
 
 def _checkpoints(models_dir) -> dict[str, dict]:

@@ -22,10 +22,11 @@ from ..data.face_cache import face_index
 from ..data.features import cached_features, paired_features
 from ..files import atomic_write
 from ..labels import map_labels
-from ..errors import ModelError
+from ..errors import DataError, ModelError
 from ..models.checkpoint import MODEL_KINDS, checkpoint_labels, find_models, load_model, read_checkpoint_config
 from ..transforms import AudioSettings, FaceSettings
 from .metrics import summary_metrics
+from .provenance import refuse_seen, seen_speakers
 
 LABEL_CHOICES = ("intended", "perceived", "both")
 AGE_BINS = (0, 30, 45, 60, 200)
@@ -207,27 +208,47 @@ def split_report(predictions: pd.DataFrame, split: str = "val") -> dict:
 
 
 def evaluate_models(manifest, models_dir, out_dir, split="test", cache_dir=None, device="auto", synthetic=False, progress=True,
-                    context: dict | None = None, labels: str = "intended", label_map: dict | None = None, by=()) -> dict:
+                    context: dict | None = None, labels: str = "intended", label_map: dict | None = None, by=(),
+                    allow_seen_speakers: bool = False) -> dict:
     """Predict ``split`` with every model in ``models_dir``; write metrics.json, predictions.csv and figures.
 
     metrics.json records ``context`` (protocol, fold, label source, ...), the speakers of every split,
     the clips of the evaluated split whose files were left out (``data.defects``) and why, and with
     ``label_map`` (data label -> model label, "" to drop) the mapping and the clips it dropped.
     Each model is scored over its own label set; clips whose label is outside it are counted, not scored.
+    A split holding speakers that a checkpoint records as its training or validation speakers is
+    refused (``provenance``), or with ``allow_seen_speakers`` evaluated and marked in the report.
+    Nothing is written when the evaluation is refused.
     """
     from .plots import save_report_figures
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    models_labels = {tuple(read_checkpoint_config(folder)[1]["labels"]) for folder in find_models(models_dir).values()} if label_map else set()
+    found = find_models(models_dir)
+    unknown = [column for column in by if column not in manifest.columns]
+    if unknown:
+        raise DataError(f"--by {unknown[0]}: no such manifest column (columns: {', '.join(map(str, manifest.columns))})")
+    rows = select_split(manifest, split)
+    seen = seen_speakers(found, rows["actor"], split)
+    if not allow_seen_speakers:
+        refuse_seen(seen, found, split)
+    models_labels = {tuple(read_checkpoint_config(folder)[1]["labels"]) for folder in found.values()} if label_map else set()
     if len(models_labels) > 1:
         raise ModelError(f"{models_dir}: its models have different label sets; evaluate them one at a time with a label map")
-    evaluated, mapping = apply_label_map(select_split(manifest, split), label_map, next(iter(models_labels), ()))
+    evaluated, mapping = apply_label_map(rows, label_map, next(iter(models_labels), ()))
+    if evaluated.empty:
+        kept = f" after the label map {mapping['map']} (dropped: {mapping['dropped']})" if mapping else ""
+        raise DataError(f"nothing left to score: no clip of the {split} split{kept} has one of the models' labels "
+                        f"{', '.join(next(iter(models_labels), ()))}")
     predictions = predict_split(evaluated, models_dir, split, cache_dir, device, progress)
     report = evaluate_predictions(predictions, split, synthetic, labels, by)
     report.update(data_record(manifest, split, context))
     if mapping:
         report["label_map"] = mapping
+    if seen:
+        report["seen_speakers"] = seen
+        report["warning"] = (f"evaluated with --allow-seen-speakers: the {split} split holds speakers the models trained or selected on "
+                             f"({'; '.join(f'{kind}: {len(speakers)}' for kind, speakers in seen.items())}); not a speaker-independent result")
+    out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / "metrics.json", json.dumps(report, indent=2))
     atomic_write(out_dir / "predictions.csv", predictions.to_csv(index=False))
     save_report_figures(report, out_dir)
@@ -239,7 +260,8 @@ def results_table(report: dict) -> pd.DataFrame:
     rows = {kind: {name: metrics[name] for name in ("accuracy", "uar", "macro_f1")} for kind, metrics in report["models"].items()}
     table = pd.DataFrame(rows).T
     labels = "" if report.get("labels", "intended") == "intended" else f"; {report['labels']} labels"
-    table.index.name = f"{report['split']} split ({report['clips']} clips, {len(report['actors'])} actors{labels})"
+    seen = "; SEEN SPEAKERS (--allow-seen-speakers)" if report.get("seen_speakers") else ""
+    table.index.name = f"{report['split']} split ({report['clips']} clips, {len(report['actors'])} actors{labels}{seen})"
     perceived = {kind: metrics["perceived"] for kind, metrics in report["models"].items() if "perceived" in metrics}
     if perceived:
         table["accuracy_perceived"] = [perceived[kind]["accuracy"] for kind in table.index]

@@ -6,28 +6,29 @@ code): decoding runs in Ray tasks, the models in a pool of actors that load them
 (``map_batches`` with a callable class), so decoding and inference overlap. Ray runs locally by
 default (on this machine's cores) or joins a cluster (``ray_address``).
 
-Output folder:
+Output folder (``infer.archive``: keys, schema, reading back):
 - ``windows/<key>.parquet``: one row per window (file, start, end, emotion, final / voice / face /
-  fused probabilities, modalities used, face found, audio RMS, the models' names and hashes);
-  read them all with ``pandas.read_parquet(OUT / "windows")``;
+  fused probabilities, modalities used, face found, audio RMS, the models' names and hashes, the
+  settings key); read them all with ``pandas.read_parquet(OUT / "windows")``, pyarrow or DuckDB;
 - ``errors/<key>.parquet``: the files that could not be read, with the reason.
-``key`` hashes the file's content and the models' weights: a file already annotated (or failed) with
-the same models is skipped, so a second run does nothing and a killed run restarts where it
-stopped. Each file's result is written atomically when it arrives.
+Every input path ends with its own result. A path already annotated from the same bytes with the same
+settings is skipped, so a second run does nothing and a killed run restarts where it stopped; files of
+identical content are decoded and predicted once. Each result is written atomically when it arrives.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 
 from ..audio import WINDOW_SECONDS
 from ..errors import EmolibError
-from ..files import atomic_write, file_digest
+from .archive import (ERRORS_DIR, WINDOWS_DIR, content_key, error_bytes, existing_results, list_inputs, parquet_bytes, path_part, read_errors,
+                      read_windows, relabel, result_key, run_settings, settings_key, window_schema, write_result)
 
-MEDIA_SUFFIXES = (".mp4", ".flv", ".mkv", ".mov", ".avi", ".webm", ".wav", ".flac", ".mp3", ".m4a", ".ogg")
-WINDOWS_DIR, ERRORS_DIR = "windows", "errors"
 INSTALL = "pip install 'emolib[scale]'"
+MISSING = "missing"
+
+__all__ = ["annotate", "list_inputs", "read_windows", "read_errors", "WINDOWS_DIR", "ERRORS_DIR"]
 
 
 def require_scale() -> None:
@@ -37,42 +38,6 @@ def require_scale() -> None:
         import ray.data  # noqa: F401
     except ImportError as error:
         raise EmolibError(f"emolib annotate needs Ray Data and pyarrow ({error.name} is missing): {INSTALL}") from None
-
-
-def list_inputs(source) -> list[Path]:
-    """Media files named by ``source``: a folder (recursive), a glob pattern, or a .csv/.parquet list (column ``path`` or the first)."""
-    import glob
-
-    import pandas as pd
-
-    path = Path(source)
-    if path.is_dir():
-        files = [item for item in path.rglob("*") if item.is_file() and item.suffix.lower() in MEDIA_SUFFIXES]
-    elif path.suffix.lower() in (".csv", ".parquet") and path.is_file():
-        table = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-        column = "path" if "path" in table.columns else table.columns[0]
-        files = [Path(item) if Path(item).is_absolute() else path.parent / item for item in table[column].astype(str)]
-    else:
-        files = [Path(item) for item in glob.glob(str(source), recursive=True) if Path(item).is_file()]
-    if not files:
-        raise EmolibError(f"{source}: no media files found (give a folder, a glob, or a CSV/Parquet list with a 'path' column)")
-    return sorted({file.absolute() for file in files})
-
-
-def models_identity(found: dict) -> dict:
-    """{kind: sha256 of its weights} of the checkpoint folders ``found`` (from ``find_models``)."""
-    from ..models.checkpoint import WEIGHTS_FILE
-
-    return {kind: file_digest(Path(folder) / WEIGHTS_FILE) for kind, folder in found.items()}
-
-
-def file_key(path: Path, models: dict) -> str:
-    """The result's name: a hash of the file's bytes and of the models' weights."""
-    digest = hashlib.sha256()
-    digest.update(file_digest(path).encode())
-    for kind in sorted(models):
-        digest.update(f"{kind}:{models[kind]}".encode())
-    return digest.hexdigest()[:24]
 
 
 def decode(row: dict, window: float, hop: float, frames: int) -> dict:
@@ -126,7 +91,7 @@ def unpack(data: bytes):
 class Annotator:
     """Ray actor: loads the Predictor once, then predicts every window of each decoded file."""
 
-    def __init__(self, models_dir: str, models: str, device: str = "cpu", threads: int = 1):
+    def __init__(self, models_dir: str, models: str, settings: str, device: str = "cpu", threads: int = 1):
         import torch
 
         from .predictor import Predictor
@@ -134,6 +99,8 @@ class Annotator:
         torch.set_num_threads(threads)
         self.predictor = Predictor.from_dir(models_dir, device=device, threads=threads)
         self.models = models  # the driver's names and hashes of the checkpoints: written into every row
+        self.settings = settings
+        self.schema = window_schema(self.predictor.labels)
 
     def __call__(self, batch: dict) -> dict:
         from .timeline import timeline_rows
@@ -144,7 +111,7 @@ class Annotator:
             if not error:
                 try:
                     rows = timeline_rows(self.predictor, inputs, progress=False)
-                    table = to_parquet(rows.assign(file=str(path), key=key, models=self.models))
+                    table = parquet_bytes(rows.assign(file=str(path), key=key, models=self.models, settings=self.settings), self.schema)
                 except EmolibError as problem:
                     error = str(problem)
             out["key"].append(key)
@@ -155,21 +122,16 @@ class Annotator:
         return out
 
 
-def to_parquet(table) -> bytes:
-    buffer = io.BytesIO()
-    table.to_parquet(buffer, index=False)
-    return buffer.getvalue()
-
-
 def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_SECONDS, hop: float = 1.0, ray_address: str | None = None,
              gpus_per_worker: float = 0.0, cpus_per_worker: float = 0.5, progress: bool = True) -> dict:
     """Annotate every file of ``source`` with the models of ``models_dir`` into the dataset folder ``out``.
 
-    Returns counts: files found, skipped (already done), annotated, failed, and audio hours annotated.
-    Model actors take ``cpus_per_worker`` CPUs each (fractional, so on a small machine the decoding
-    tasks always get CPUs: with every CPU held by actors, Ray Data's readers starve and the job hangs).
+    Returns counts: files found, skipped (already done with these settings), annotated, failed,
+    replaced (earlier results of the same path from other bytes or settings), and audio hours
+    annotated. Model actors take ``cpus_per_worker`` CPUs each (fractional, so on a small machine
+    the decoding tasks always get CPUs: with every CPU held by actors, Ray Data's readers starve and
+    the job hangs).
     """
-
     require_scale()
     import ray
 
@@ -179,47 +141,71 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     out = Path(out)
     files = list_inputs(source)
     found = find_models(models_dir)
-    models = models_identity(found)
+    settings = run_settings(found, window, hop)
     frames = FaceSettings(**read_checkpoint_config(found["face"])[1]["preprocessing"]["face"]).frames if "face" in found else 0
-    done = {path.stem for folder in (WINDOWS_DIR, ERRORS_DIR) for path in (out / folder).glob("*.parquet")}
-    todo = [{"path": str(path), "key": key} for path in files if (key := file_key(path, models)) not in done]
-    counts = {"files": len(files), "skipped": len(files) - len(todo), "annotated": 0, "failed": 0, "audio_hours": 0.0}
-    if not todo:
+    existing = existing_results(out)
+    counts = {"files": len(files), "skipped": 0, "annotated": 0, "failed": 0, "replaced": 0, "audio_hours": 0.0}
+    groups: dict[str, list] = {}  # content key -> [(path, result key, its older results)]
+    for path in files:
+        try:
+            content = content_key(path, settings)
+        except OSError as error:
+            content = f"{MISSING}-{settings_key(settings)}"
+            _finish(out, counts, [(path, result_key(path, content), existing.get(path_part(path), []))], None,
+                    f"{path}: cannot read the file ({error.strerror or error})", settings_key(settings), 0.0)
+            continue
+        key, older = result_key(path, content), existing.get(path_part(path), [])
+        if any(file.stem == key for file in older):
+            counts["skipped"] += 1
+            continue
+        groups.setdefault(content, []).append((path, key, older))
+    if not groups:
         return counts
     quiet_ray()
     started_ray = not ray.is_initialized()
     ray.init(address=ray_address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
-        label = "; ".join(f"{kind}={Path(models_dir).name}/{kind}@{digest[:12]}" for kind, digest in models.items())
-        return _run(ray, todo, counts, out, models_dir, label, window, hop, frames, workers, cpus_per_worker, gpus_per_worker, progress)
+        label = "; ".join(f"{kind}={Path(models_dir).name}/{kind}@{digest[:12]}" for kind, digest in settings["models"].items())
+        return _run(ray, groups, counts, out, models_dir, label, settings, frames, workers, cpus_per_worker, gpus_per_worker, progress)
     finally:
         if started_ray:
             ray.shutdown()  # leave no Ray processes behind in the caller's process (a notebook, a test run)
 
 
-def _run(ray, todo, counts, out, models_dir, models, window, hop, frames, workers, cpus_per_worker, gpus_per_worker, progress) -> dict:
-    """The Ray Data job of ``annotate``: decode tasks, then the actor pool; results are written as they arrive."""
-    import pandas as pd
+def _run(ray, groups, counts, out, models_dir, models, settings, frames, workers, cpus_per_worker, gpus_per_worker, progress) -> dict:
+    """The Ray Data job of ``annotate``: one decode task and one prediction per distinct content, then each path's result."""
     from tqdm.auto import tqdm
 
-    dataset = ray.data.from_items(todo).map(decode, fn_kwargs={"window": window, "hop": hop, "frames": frames}, num_cpus=cpus_per_worker / 2)
+    todo = [{"path": str(paths[0][0]), "key": content} for content, paths in groups.items()]
+    dataset = ray.data.from_items(todo).map(decode, fn_kwargs={"window": settings["window"], "hop": settings["hop"], "frames": frames},
+                                            num_cpus=cpus_per_worker / 2)
     dataset = dataset.map_batches(Annotator, fn_constructor_kwargs={"models_dir": str(models_dir), "models": models,
-                                                                     "device": "cuda" if gpus_per_worker else "cpu"},
+                                                                     "settings": settings_key(settings), "device": "cuda" if gpus_per_worker else "cpu"},
                                   batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
                                   num_gpus=gpus_per_worker)
-    bar = tqdm(total=len(todo), desc="annotate", unit="file", disable=not progress)
+    bar = tqdm(total=sum(map(len, groups.values())), desc="annotate", unit="file", disable=not progress)
     for result in dataset.iter_rows():
-        if result["error"]:
-            atomic_write(out / ERRORS_DIR / f"{result['key']}.parquet", to_parquet(pd.DataFrame([{"file": result["path"], "error": result["error"]}])))
-            counts["failed"] += 1
-        else:
-            atomic_write(out / WINDOWS_DIR / f"{result['key']}.parquet", result["table"])
-            counts["annotated"] += 1
-            counts["audio_hours"] += result["seconds"] / 3600
-        bar.update()
+        _finish(out, counts, groups[result["key"]], result["table"], result["error"], settings_key(settings), result["seconds"], bar)
         bar.set_postfix(hours=f"{counts['audio_hours']:.3f}", failed=counts["failed"])
     bar.close()
     return counts
+
+
+def _finish(out, counts, paths, table: bytes | None, error, settings: str, seconds: float, bar=None) -> None:
+    """Write the result of one content (its windows as Parquet bytes, or its error) for each of its ``paths``: each path gets its own
+    rows, or its own error row."""
+    for path, key, older in paths:
+        if error:
+            message = error if str(path) in error else f"{path}: {error}"
+            write_result(out, ERRORS_DIR, key, error_bytes(path, message, key, settings), older)
+            counts["failed"] += 1
+        else:
+            write_result(out, WINDOWS_DIR, key, relabel(table, path, key), older)
+            counts["annotated"] += 1
+            counts["audio_hours"] += seconds / 3600
+        counts["replaced"] += sum(1 for old in older if old.stem != key)
+        if bar is not None:
+            bar.update()
 
 
 def quiet_ray() -> None:
@@ -233,12 +219,3 @@ def quiet_ray() -> None:
     context.print_on_execution_start = False
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def read_windows(out):
-    """All annotated windows of an output folder as one DataFrame."""
-    import pandas as pd
-
-    files = sorted((Path(out) / WINDOWS_DIR).glob("*.parquet"))
-    return pd.concat([pd.read_parquet(path) for path in files], ignore_index=True) if files else pd.DataFrame()
-

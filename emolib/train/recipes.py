@@ -110,31 +110,41 @@ def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir
 
 
 def evaluate_split(data: DataOptions, models_dir, out_dir, split: str = "test", cache_dir=None, device: str = "auto", label_map=None,
-                   by=()) -> dict:
+                   by=(), allow_seen_speakers: bool = False) -> dict:
     """``emolib evaluate``: evaluate the trained models on one split; prints the table, returns the report.
 
     ``label_map`` (``labels.parse_label_map``) maps the data's labels onto the models' (cross-corpus);
-    ``by`` names manifest columns to break the metrics down by. The test split's results go into the
-    models folder's model card, unless a label map was used (the card describes the models on their own data).
+    ``by`` names manifest columns to break the metrics down by. Speakers the models trained or selected on
+    are refused in the evaluated split unless ``allow_seen_speakers``. The results go into the models
+    folder's model card only when they are of the models' own test split, as their checkpoints record it
+    (never a cross-corpus, mapped or seen-speaker evaluation).
     """
-    from ..eval.card import write_model_card
     from ..eval.evaluation import evaluate_models, results_table
     from ..labels import parse_label_map
 
     manifest = load_manifest_for(data, quiet=True)
     mapping = parse_label_map(label_map) if label_map else None
     report = evaluate_models(manifest, models_dir, out_dir, split, cache_dir, device, is_synthetic(data.data), context=data.context(),
-                             labels=data.labels, label_map=mapping, by=by)
+                             labels=data.labels, label_map=mapping, by=by, allow_seen_speakers=allow_seen_speakers)
     print(results_table(report).to_string())
     for kind, metrics in report["models"].items():
         if metrics.get("outside_label_set"):
             print(f"{kind}: not scored, labels outside its label set: {metrics['outside_label_set']}")
     if report.get("label_map", {}).get("dropped"):
         print(f"dropped by the label map: {report['label_map']['dropped']}")
+    if report.get("seen_speakers"):
+        print(f"WARNING: {report['warning']}")
     print(f"report: {Path(out_dir) / 'metrics.json'}")
-    if split == "test" and not mapping:
-        print(f"model card: {write_model_card(models_dir, report)}")
+    update_card(models_dir, report)
     return report
+
+
+def update_card(models_dir, report: dict) -> None:
+    """Write ``report`` into the models' card when it is of their own test split; else say why the card is left as it is."""
+    from ..eval.card import refusal, write_model_card
+
+    reason = refusal(models_dir, report)
+    print(f"model card not updated: {reason}" if reason else f"model card: {write_model_card(models_dir, report)}")
 
 
 def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: ModelOptions, cache_dir=None) -> dict:
@@ -190,7 +200,6 @@ def run_demo(work="work", actors=None, epochs=None, device="auto", progress=True
     """Synthetic CREMA-D -> index -> train tiny voice, face, fusion (CPU) -> evaluate -> print table."""
     from ..data.manifest import write_manifest
     from ..data.synth.corpus import DEFAULT_ACTORS, make_synthetic_cremad
-    from ..eval.card import write_model_card
     from ..eval.evaluation import evaluate_models, results_table
 
     started = time.time()
@@ -207,7 +216,7 @@ def run_demo(work="work", actors=None, epochs=None, device="auto", progress=True
                     cache_dir=work / "cache", progress=progress, about=DataOptions(str(data)).about())
     report = evaluate_models(manifest, work / "models", work / "reports", "test", work / "cache", device, synthetic=True, progress=progress,
                              context=DataOptions(str(data)).context())
-    write_model_card(work / "models", report)
     print(results_table(report).to_string())
+    update_card(work / "models", report)
     print(f"reports in {work / 'reports'} ({time.time() - started:.0f} s)")
     return report
