@@ -37,13 +37,21 @@ def atomic_path(path):
     On any exception the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as error:  # the message names the user's file, not the temporary one
+        raise OSError(error.errno, error.strerror, str(path)) from None
     os.close(handle)
     try:
         yield Path(temp)
         os.chmod(temp, umask_mode())
         os.replace(temp, path)
+    except OSError as error:
+        Path(temp).unlink(missing_ok=True)
+        if error.filename == temp or error.filename2 == temp or str(temp) in str(error):
+            raise OSError(error.errno, error.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise

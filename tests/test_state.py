@@ -287,6 +287,10 @@ def broken_checkpoints(root: Path) -> dict:
     variant("missing-key", lambda config: config.pop("model"))
     variant("no-preprocessing", lambda config: config.pop("preprocessing"))
     variant("window", lambda config: config["preprocessing"]["audio"].update(window_seconds=0))
+    variant("format", lambda config: config.update(format=99))
+    variant("truncated", lambda config: None)
+    weights = cases["truncated"] / "voice" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:4096])
     face = root / "frames" / "face"
     import shutil
 
@@ -311,7 +315,8 @@ def bad_inputs(tmp_path_factory):
         write_wav(root / "data" / "AudioWAV" / f"{actor}_DFA_ANG_XX.wav", speechlike(1.0))
     locked = root / "locked"
     locked.mkdir()
-    return {"root": root, "wav": wav, "folder": folder, "corrupt": corrupt, "data": root / "data", "locked": locked,
+    (root / "empty.csv").write_text("")
+    return {"root": root, "wav": wav, "folder": folder, "corrupt": corrupt, "data": root / "data", "locked": locked, "empty": root / "empty.csv",
             "models": make_untrained_models(root / "models"), "broken": broken_checkpoints(root / "broken")}
 
 
@@ -337,9 +342,17 @@ BAD_ARGUMENTS = [
     ("timeline-hop", lambda b: ["timeline", str(b["corrupt"]), "--models", str(b["models"]), "--hop", "0"]),
     ("live-seconds", lambda b: ["live", "--models", str(b["models"]), "--seconds", "-1"]),
     ("bench-runs", lambda b: ["bench", "--runs", "0"]),
+    ("index-pattern-without-group", lambda b: ["index", str(b["data"]), "--layout", "folders", "--speaker-pattern", r"^\d+"]),
+    ("index-pattern-on-cremad-names", lambda b: ["index", str(b["data"]), "--speaker-pattern", r"^(\d+)_", "--out", str(b["root"] / "m.csv")]),
+    ("evaluate-empty-label-map", lambda b: ["evaluate", "--data", str(b["data"]), "--models", str(b["models"]), "--label-map", str(b["empty"])]),
+    ("train-init-from-and-backbone", lambda b: ["train", "voice", "--data", str(b["data"]), "--init-from", str(b["models"] / "voice"),
+                                                "--backbone", "tiny", "--out", str(b["root"] / "m1")]),
+    ("train-init-from-other-kind", lambda b: ["train", "face", "--data", str(b["data"]), "--init-from", str(b["models"] / "voice"),
+                                              "--out", str(b["root"] / "m2")]),
+    ("annotate-empty-list", lambda b: ["annotate", str(b["empty"]), "--models", str(b["models"]), "--out", str(b["root"] / "a")]),
 ] + [(f"checkpoint-{name}", (lambda name: lambda b: ["predict", "--models", str(b["broken"][name]), "--audio", str(b["wav"]),
                                                      "--image", str(REPO / "docs" / "live_demo.png"), "--no-fast"])(name))
-     for name in ("labels", "hidden", "extra-key", "missing-key", "no-preprocessing", "window", "frames")]
+     for name in ("labels", "hidden", "extra-key", "missing-key", "no-preprocessing", "window", "frames", "format", "truncated")]
 
 
 @pytest.mark.parametrize("name, argv", BAD_ARGUMENTS, ids=[name for name, _ in BAD_ARGUMENTS])

@@ -21,27 +21,32 @@ def default_work() -> Path:
 # ---------------------------------------------------------------- inputs and models
 
 
-def full_size_models(root) -> Path:
-    """Random-init wav2vec2-base + ResNet-50 + fusion checkpoints in ``root`` (written once, then reused)."""
+def full_size_models(root, size: str = "full") -> Path:
+    """Random-init wav2vec2-base + ResNet-50 + fusion checkpoints in ``root`` (written once, then reused while the fusion
+    model's recorded encoders are the ones beside it). ``size="tiny"``: the same path with tiny encoders, for tests."""
     import torch
     from transformers import Wav2Vec2Config
 
-    from ..models.backbones import DEFAULT_VOICE_BACKBONE
-    from ..models.checkpoint import CONFIG_FILE, save_checkpoint
+    from ..models.backbones import DEFAULT_VOICE_BACKBONE, TINY
+    from ..models.checkpoint import CONFIG_FILE, MODEL_KINDS, encoder_lineage, fusion_lineage, save_checkpoint
     from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
     from ..transforms import AudioSettings, FaceSettings
 
-    root = Path(root)
-    if all((root / kind / CONFIG_FILE).is_file() for kind in ("voice", "face", "fusion")):
+    root = Path(root) / size if size != "full" else Path(root)
+    if all((root / kind / CONFIG_FILE).is_file() for kind in MODEL_KINDS) and not fusion_lineage({kind: root / kind for kind in MODEL_KINDS}):
         return root
     torch.manual_seed(0)
-    voice = VoiceModel(VoiceConfig(backbone=DEFAULT_VOICE_BACKBONE, encoder_config=Wav2Vec2Config().to_dict(), freeze="none"))
-    face = FaceModel(FaceConfig(backbone="resnet50", weights=None))
+    if size == "full":
+        voice = VoiceModel(VoiceConfig(backbone=DEFAULT_VOICE_BACKBONE, encoder_config=Wav2Vec2Config().to_dict(), freeze="none"))
+        face = FaceModel(FaceConfig(backbone="resnet50", weights=None))
+    else:
+        voice, face = VoiceModel(VoiceConfig(backbone=TINY, freeze="none")), FaceModel(FaceConfig(backbone=TINY, weights=None))
     fusion = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim))
     audio, faces = {"audio": asdict(AudioSettings())}, {"face": asdict(FaceSettings())}
     save_checkpoint(voice, "voice", root / "voice", audio)
     save_checkpoint(face, "face", root / "face", faces)
-    save_checkpoint(fusion, "fusion", root / "fusion", {**audio, **faces}, {"voice_checkpoint": "../voice", "face_checkpoint": "../face"})
+    save_checkpoint(fusion, "fusion", root / "fusion", {**audio, **faces},
+                    {"voice_checkpoint": "../voice", "face_checkpoint": "../face", **encoder_lineage(root / "voice", root / "face")})
     return root
 
 

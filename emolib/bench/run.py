@@ -72,8 +72,10 @@ def _load() -> str:
 
 def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=None, clips: int = 120, feature_clips: int = 16,
               workers: int | None = None, threads: int | None = None, command: str | None = None, notes=(), json_out=None,
-              progress: bool = True) -> dict:
-    """Run every measurement and write the markdown report to ``out`` (and the raw figures to ``json_out`` if given)."""
+              progress: bool = True, size: str = "full") -> dict:
+    """Run every measurement and write the markdown report to ``out`` (and the raw figures to ``json_out`` if given).
+
+    ``size="tiny"`` runs the same path on tiny random-init encoders (a test of the path, not a benchmark)."""
     from ..files import atomic_write
     from ..infer.predictor import Predictor
     from ..train.options import DataOptions, load_manifest_for
@@ -92,7 +94,7 @@ def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=
     manifest = load_manifest_for(DataOptions(str(data)), quiet=True)  # fails now, not after minutes of measuring, on a bad --data
     results = {"command": command or "emolib bench", "load_before": _load(), "machine": machine(), "notes": list(notes)}
     say(f"full-size random-init models in {work / 'full-size'}")
-    full = full_size_models(work / "full-size")
+    full = full_size_models(work / "full-size", size)
     eager = Predictor.from_dir(full, fast=False)
     fast = Predictor.from_dir(full, threads=threads)
     results["builds"] = fast_build_records(full)

@@ -6,7 +6,8 @@ onnxruntime version: retraining (new weights) or upgrading builds a new file and
 old one. Each ONNX file has a build record ``<name>.json`` saying whether it passed its check
 against eager fp32. If the checkpoint folder is read-only the files go to
 ``<cache root>/fast/<folder>-<hash of its path>/`` (``emolib.files.cache_root``). Only ONNX and
-JSON files are written and read: nothing is unpickled.
+JSON files are written and read: nothing is unpickled. A cached ONNX file is used only when its sha256 is
+the one its build record holds.
 """
 from __future__ import annotations
 
@@ -97,6 +98,14 @@ def find_cached(folders: list[Path], name: str) -> Path | None:
     return None
 
 
+def trusted(found: Path, record: dict) -> bool:
+    """True when ``record`` says the ONNX file ``found`` passed its check and the file is the one that was checked
+    (its sha256 matches the record's); a replaced, damaged or unrecorded file is rebuilt, never used."""
+    if not record.get("ok") or not found.is_file():
+        return False
+    return record.get("onnx_sha256") == file_digest(found)
+
+
 def write_record(path: Path, record: dict) -> None:
     """Write a build record (JSON) next to its ONNX file, atomically."""
     atomic_write(path, json.dumps(record, indent=2))
@@ -147,7 +156,7 @@ def find_fast_file(kind: str, model, settings, quantize: str = "auto") -> tuple[
         if found is None:
             return None
         record = json.loads(found.with_suffix(".json").read_text())
-        if record.get("ok"):
+        if trusted(found, record):
             return found, record
     return None
 

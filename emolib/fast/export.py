@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import umask_mode
+from ..files import file_digest, umask_mode
 from .cache import OPSET, RECIPE_VERSION, passes, remove_stale, say, shape_settings, write_record
 from .session import FastModel
 
@@ -255,6 +255,7 @@ def build(kind, model, settings, variant, folder: Path, name: str, weights: str,
             "settings": shape_settings(kind, settings), "recipe": RECIPE_VERSION, "check": check,
             "build_seconds": round(time.time() - started, 1), "versions": _versions(),
         }
+        record["onnx_sha256"] = file_digest(staged)
         os.chmod(staged, umask_mode())
         os.replace(staged, target)
         write_record(target.with_suffix(".json"), record)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from ..errors import ModelError
-from .cache import cache_folders, cache_key, find_cached, find_fast_file, pick_variant, say, shape_settings, weights_digest, writable
+from .cache import cache_folders, cache_key, find_cached, find_fast_file, pick_variant, say, shape_settings, trusted, weights_digest, writable
 from .session import FastModel, available, physical_cores
 
 
@@ -38,6 +38,10 @@ def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads:
             record = json.loads(found.with_suffix(".json").read_text())
             if not record.get("ok"):
                 continue  # this variant failed its check when it was built: try the next one
+            if not trusted(found, record):
+                say(log, f"{kind}: cached fast file {found} is not the one its build record checked; rebuilding it")
+                found = None
+        if found is not None:
             try:
                 return FastModel(kind, found, record, threads)
             except Exception as error:  # noqa: BLE001 - a damaged file is rebuilt

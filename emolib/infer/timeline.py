@@ -149,11 +149,15 @@ def plot_timeline(table, title: str = ""):
 
 
 def write_timeline(predictor: Predictor, video, out_dir, audio=None, window: float | None = None, hop: float = 1.0, progress: bool = True):
-    """Write ``out_dir/timeline.csv`` and ``out_dir/timeline.png``; returns the table."""
+    """Write ``out_dir/timeline.csv`` and ``out_dir/timeline.png``; returns the table. PredictionError, and nothing written,
+    when no window has a usable input."""
     import matplotlib.pyplot as plt
 
     out_dir = Path(out_dir)
     table = predict_timeline(predictor, video, audio, window, hop, progress)  # before the folder exists: a failure leaves nothing behind
+    if not table["label"].fillna("").astype(str).ne("").any():
+        reason = next((note for note in table["notes"].fillna("").astype(str) if note), "neither voice nor face")
+        raise PredictionError(f"{video}: no usable window in {len(table)} ({reason})")
     atomic_write(out_dir / "timeline.csv", table.to_csv(index=False, float_format="%.5f"))
     figure = plot_timeline(table, f"{Path(video).name}: emotions over time")
     figure.savefig(out_dir / "timeline.png", dpi=100, bbox_inches="tight")

@@ -60,6 +60,9 @@ def read_checkpoint_config(path) -> tuple[Path, dict]:
         config["kind"], config["model"]
     except (ValueError, KeyError, TypeError) as error:
         raise ModelError(f"{config_path}: not an emolib checkpoint config ({error})") from None
+    if config.get("format", FORMAT_VERSION) != FORMAT_VERSION:
+        raise ModelError(f"{config_path}: checkpoint format {config.get('format')!r}; this emolib reads format {FORMAT_VERSION} "
+                         f"(made by another emolib version? upgrade emolib, or retrain)")
     labels = config.setdefault("labels", list(EMOTIONS))  # checkpoints before label sets were CREMA-D's
     outputs = config["model"].get("num_labels", len(EMOTIONS)) if isinstance(config["model"], dict) else None
     if not isinstance(labels, list) or len(set(map(str, labels))) != len(labels) or len(labels) != outputs:
@@ -134,6 +137,8 @@ def find_models(models_dir, kinds=MODEL_KINDS, allow_mismatched_fusion: bool = F
         if missing:
             raise ModelError(f"{root}: the fusion model needs the {' and '.join(missing)} checkpoint it was trained with "
                              f"({'/, '.join(missing)}/ missing)")
+        for kind in ENCODER_LINKS:
+            check_weights_file(found[kind] / WEIGHTS_FILE)
         problems = fusion_lineage(found)
         if problems and not allow_mismatched_fusion:
             raise ModelError(f"{found['fusion']}: {problems[0]}; retrain it (`emolib train fusion`) or pass --allow-mismatched-fusion")
@@ -153,6 +158,30 @@ def build_from_config(directory: Path, config: dict):
     except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as error:
         reason = " ".join(str(error).split())[:200]
         raise ModelError(f"{directory / CONFIG_FILE}: the model config is not one emolib can build ({type(error).__name__}: {reason})") from None
+
+
+def check_weights_file(path: Path) -> None:
+    """ModelError naming ``path`` when it is missing, or not a whole safetensors file (truncated by a copy, say):
+    its header must parse and the file must be as long as the header says."""
+    import struct
+
+    if not path.is_file():
+        raise ModelError(f"{path}: {WEIGHTS_FILE} is missing")
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as file:
+            (length,) = struct.unpack("<Q", file.read(8))
+            header = json.loads(file.read(length)) if 0 < length <= size - 8 else None
+        end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
+    except (struct.error, ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
+        header = None
+    if header is None or 8 + length + end != size:
+        raise ModelError(f"{path}: truncated or not a safetensors file ({size} bytes)")
+
+
+def encoder_lineage(voice_dir, face_dir) -> dict[str, str]:
+    """What a fusion checkpoint records about the encoders it is trained on: the sha256 of their weights (``fusion_lineage`` checks it)."""
+    return {f"{kind}_sha256": file_digest(Path(folder) / WEIGHTS_FILE) for kind, folder in (("voice", voice_dir), ("face", face_dir))}
 
 
 def fusion_lineage(found: dict[str, Path]) -> list[str]:
@@ -180,8 +209,7 @@ def load_model(path, device: str = "cpu"):
 
     directory, config = read_checkpoint_config(path)
     weights = directory / WEIGHTS_FILE
-    if not weights.exists():
-        raise ModelError(f"{directory}: {WEIGHTS_FILE} is missing")
+    check_weights_file(weights)
     model = build_from_config(directory, config)
     try:
         state = load_file(str(weights))

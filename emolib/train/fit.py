@@ -24,7 +24,7 @@ from ..fast.features import feature_extractor
 from ..files import file_digest, remove_stale_temporaries
 from ..locks import folder_lock
 from ..labels import encode_labels, label_order
-from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, checkpoint_labels, init_from, load_model, save_checkpoint
+from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, checkpoint_labels, encoder_lineage, init_from, load_model, save_checkpoint
 from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
 from ..transforms import AudioSettings, FaceSettings
 from .distributed import is_main_process
@@ -179,7 +179,7 @@ def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hid
     model = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim, hidden_dim=hidden_dim, num_labels=len(labels)))
     preprocessing = {**voice.checkpoint["preprocessing"], **face.checkpoint["preprocessing"]}
     extra = {"voice_checkpoint": os.path.relpath(voice_dir, out_dir), "face_checkpoint": os.path.relpath(face_dir, out_dir),
-             "voice_sha256": file_digest(Path(voice_dir) / WEIGHTS_FILE), "face_sha256": file_digest(Path(face_dir) / WEIGHTS_FILE)}
+             **encoder_lineage(voice_dir, face_dir)}
 
     extractor = feature_extractor(train.device)
 

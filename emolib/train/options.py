@@ -4,7 +4,6 @@ head's rate; pretrained encoders are fine-tuned gently).
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -105,7 +104,7 @@ def load_manifest_for(options: DataOptions, quiet: bool = False):
     """
     from ..data.defects import exclude_defects, leave_out
     from ..data.manifest import has_splits, index_dataset, load_manifest, summarize
-    from ..data.splits import assign_splits, split_warnings
+    from ..data.splits import assign_splits
 
     if options.data and Path(options.data).is_file():
         manifest = load_manifest(options.data, options.label_order)
@@ -119,8 +118,6 @@ def load_manifest_for(options: DataOptions, quiet: bool = False):
         manifest = summary.manifest
     if not quiet:
         print(summarize(summary))
-    for warning in split_warnings(manifest):
-        print(f"emolib: warning: {warning}", file=sys.stderr)
     if options.protocol == HICMAE:
         manifest = leave_out(manifest, HICMAE_LEFT_OUT, "left out by the hicmae protocol (a known defective clip)")
     return manifest if options.include_defective else exclude_defects(manifest)

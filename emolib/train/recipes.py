@@ -5,13 +5,14 @@ What to train on and with which hyperparameters is ``train.options``.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from ..data.splits import HICMAE, HICMAE_FOLDS
+from ..data.splits import HICMAE, HICMAE_FOLDS, split_warnings
 from ..files import atomic_write
 from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFAULT_VOICE_BACKBONE, TINY
 from ..models.nets import FaceConfig, VoiceConfig
@@ -39,7 +40,7 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
     out_dir = models_dir / kind
     train = train or train_config(kind, backbone)
     pick_device(train.device)  # a missing GPU is reported now, not after the data is read
-    init = _init_checkpoint(init_from, kind)
+    init = check_init(kind, init_from, backbone, face_weights)
     if kind == "voice":
         config = VoiceConfig(backbone=backbone or DEFAULT_VOICE_BACKBONE, freeze=freeze or DEFAULT_FREEZE["voice"])
         return train_voice(manifest, out_dir, config, train, cache_dir=cache_dir, progress=progress, restart=restart, labels=labels, init=init,
@@ -54,15 +55,23 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
                         progress=progress, restart=restart, about=about)
 
 
-def _init_checkpoint(init_from, kind: str):
-    """The ``kind`` checkpoint folder that ``init_from`` (a checkpoint or a models folder) names, or None."""
+def check_init(kind: str, init_from, backbone=None, face_weights=None):
+    """The ``kind`` checkpoint folder that ``init_from`` (a checkpoint or a models folder) names, or None; ModelError in one
+    line for a fusion model, a checkpoint of another kind, or together with a backbone or face weights (the encoder is the checkpoint's)."""
     from ..errors import ModelError
-    from ..models.checkpoint import find_models
+    from ..models.checkpoint import find_models, is_checkpoint, read_checkpoint_config
 
     if not init_from:
         return None
+    if backbone or face_weights:
+        raise ModelError(f"--init-from {init_from} keeps that checkpoint's encoder; leave out --backbone and --face-weights")
     if kind == "fusion":
         raise ModelError("--init-from applies to the voice and face models (the fusion model trains on their embeddings)")
+    if is_checkpoint(init_from):
+        found_kind = read_checkpoint_config(init_from)[1]["kind"]
+        if found_kind != kind:
+            raise ModelError(f"{init_from}: a {found_kind} checkpoint; --init-from for the {kind} model needs a {kind} checkpoint "
+                             f"(or a models folder with {kind}/)")
     found = find_models(init_from, (kind,))
     if kind not in found:
         raise ModelError(f"{init_from}: no {kind} checkpoint to start from")
@@ -98,7 +107,10 @@ def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir
 
     from ..data.perceived import with_labels
 
+    check_init(kind, options.init_from, options.backbone, options.face_weights)  # before anything is read or said about the data
     manifest, dropped = with_labels(manifest, kind, labels)
+    for warning in split_warnings(manifest):
+        print(f"emolib: warning: {warning}", file=sys.stderr)
     if dropped:
         print(f"{kind}: {dropped} clips without a single majority vote dropped (perceived labels)")
     backbone = options.backbone if kind != "fusion" else None
@@ -122,8 +134,8 @@ def evaluate_split(data: DataOptions, models_dir, out_dir, split: str = "test", 
     from ..eval.evaluation import evaluate_models, results_table
     from ..labels import parse_label_map
 
-    manifest = load_manifest_for(data, quiet=True)
     mapping = parse_label_map(label_map) if label_map else None
+    manifest = load_manifest_for(data, quiet=True)
     report = evaluate_models(manifest, models_dir, out_dir, split, cache_dir, device, is_synthetic(data.data), context=data.context(),
                              labels=data.labels, label_map=mapping, by=by, allow_seen_speakers=allow_seen_speakers)
     print(results_table(report).to_string())
