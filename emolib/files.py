@@ -45,8 +45,7 @@ def atomic_path(path):
     os.close(handle)
     try:
         yield Path(temp)
-        os.chmod(temp, umask_mode())
-        os.replace(temp, path)
+        publish(temp, path)
     except OSError as error:
         Path(temp).unlink(missing_ok=True)
         if error.filename == temp or error.filename2 == temp or str(temp) in str(error):
@@ -55,6 +54,14 @@ def atomic_path(path):
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def publish(temp, path) -> Path:
+    """Put the finished file ``temp`` (in ``path``'s folder) in place as ``path`` in one rename, with a new file's mode.
+    ``atomic_path`` ends with it; so does a resumable download once its file is verified."""
+    os.chmod(temp, umask_mode())
+    os.replace(temp, path)
+    return Path(path)
 
 
 def atomic_write(path, data: bytes | str) -> Path:

@@ -2,7 +2,7 @@
 
 It reports the torch / CUDA versions and visible GPUs, whether the voice and face backbones can be
 loaded (or exactly where to put them), the data found (clips, pairs, known defects, unreadable
-files), free disk for the caches, and a rough estimate of the training time on this device.
+files: more than 1 % fails, Git LFS pointers instead of media fail; no videos says how to get them), free disk for the caches, and a rough estimate of the training time on this device.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ CROP_BYTES = 224 * 224 * 3  # one cached face crop (uncompressed .npz)
 FRAMES = 3
 CHECKPOINT_BYTES = 600 * 1024**2  # voice + face + fusion checkpoints and their fast files, full size
 EPOCHS = 10
+MAX_UNREADABLE = 0.01  # more unreadable files than this share fails the check: a damaged or partial copy
+KAGGLE_DOWNLOAD = "/kaggle/working/cremad"
 
 
 @command("doctor", "preflight before a long run: versions, GPUs, backbones, data, disk, estimated run time")
@@ -130,10 +132,20 @@ def data(report: Report, root, video_dir) -> int:
     if len(result.defects):
         report.add("warn", "defects", f"{len(result.defects)} known CREMA-D release defects (left out by default): "
                                       + ", ".join(sorted(set(result.defects["stem"]))))
+    if not video.any():
+        report.add("warn", "videos", "none found: the face and fusion models need CREMA-D's VideoFlash (Kaggle's CREMA-D datasets hold the "
+                                     f"WAVs only): `emolib download cremad --to {KAGGLE_DOWNLOAD} --parts video`, then --video-dir "
+                                     f"{KAGGLE_DOWNLOAD}/VideoFlash")
     bad = [problem for path in tqdm(manifest.loc[audio, "audio_path"], desc="audio headers", leave=False) if (problem := audio_problem(path))]
     bad += [f"{path}: no video stream" for path in tqdm(manifest.loc[video, "video_path"], desc="videos", leave=False)
             if "video" not in stream_kinds(path)]
-    report.add("warn" if bad else "ok", "unreadable", f"{len(bad)} files (skipped with a warning)" + (f", e.g. {bad[0]}" if bad else ""))
+    files = int(audio.sum() + video.sum())
+    share = len(bad) / max(files, 1)
+    status = "ok" if not bad else "warn" if share <= MAX_UNREADABLE else "FAIL"
+    detail = f"{len(bad)} of {files} files ({share:.1%})" + (f", e.g. {bad[0]}" if bad else "")
+    detail += {"ok": "", "warn": ": skipped with a warning (the release's known defects are a handful)",
+               "FAIL": f": more than {MAX_UNREADABLE:.0%} of the data; a long run would train on what is left (check the copy: emolib verify)"}[status]
+    report.add(status, "unreadable", detail)
     return len(manifest)
 
 

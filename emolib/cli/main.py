@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import train_commands  # noqa: F401  registers synth, index, train, evaluate, demo
     from . import infer_commands  # noqa: F401  registers predict, timeline, live, bench
     from . import doctor  # noqa: F401  registers doctor
+    from . import data_commands  # noqa: F401  registers download, verify
 
     parser = OneLineParser(prog="emolib", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)

@@ -14,7 +14,7 @@ import pandas as pd
 from ..cremad import asset_path, load_demographics, try_parse_name
 from ..errors import DataError
 from .defects import find_defects
-from .scan import AUDIO_SUFFIXES, VIDEO_SUFFIXES, IndexResult, audio_from_videos, examples, existing_folder, list_files
+from .scan import AUDIO_SUFFIXES, VIDEO_SUFFIXES, IndexResult, audio_from_videos, examples, existing_folder, is_lfs_pointer, lfs_message, list_files
 from .splits import UNKNOWN_SEX
 
 DEMOGRAPHIC_COLUMNS = ("age", "sex", "race", "ethnicity")
@@ -38,7 +38,8 @@ class _Scan:
 
 
 def index_cremad(data, video_dir=None, demographics=None) -> IndexResult:
-    """Scan a CREMA-D tree (see ``manifest.index_dataset``); the manifest has no split yet."""
+    """Scan a CREMA-D tree (see ``manifest.index_dataset``); the manifest has no split yet. A tree of Git LFS pointer
+    files (a zip download of the release repository) is refused in one line saying how to get the media."""
     data = existing_folder(data)
     audio_root = _audio_root(data)
     video_root = existing_folder(video_dir) if video_dir else _video_root(data)
@@ -51,6 +52,10 @@ def index_cremad(data, video_dir=None, demographics=None) -> IndexResult:
         seen = f"; found {len(foreign)} other media files{examples(foreign)}" if foreign else ""
         raise DataError(f"{data}: no CREMA-D clips found (expected {EXPECTED}){seen}; a RAVDESS tree is found by its names, "
                         f"a folder per label needs --layout folders --speaker-pattern RE")
+    for found, root in ((audio, audio_root), (video, video_root)):
+        pointers = sum(is_lfs_pointer(path) for _, path in found.clips.values())
+        if pointers:
+            raise DataError(f"{root}: {lfs_message(pointers, len(found.clips), root.name)}")
     demographics_file = _demographics_file(data, demographics)
     manifest = _join_demographics(audio_from_videos(_pair(audio.clips, video.clips)), demographics_file)
     return IndexResult(

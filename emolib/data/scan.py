@@ -76,6 +76,27 @@ def audio_from_videos(manifest: pd.DataFrame) -> pd.DataFrame:
     return manifest
 
 
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
+LFS_POINTER_MAX_BYTES = 1024  # a pointer is about 130 bytes: version, oid sha256:..., size ...
+
+
+def is_lfs_pointer(path) -> bool:
+    """True when the file at ``path`` is a Git LFS pointer (what a zip download of an LFS repository holds), not media."""
+    try:
+        if os.path.getsize(path) > LFS_POINTER_MAX_BYTES:
+            return False
+        with open(path, "rb") as file:
+            return file.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX
+    except OSError:
+        return False
+
+
+def lfs_message(pointers: int, total: int, folder: str) -> str:
+    """The one line that says a tree holds Git LFS pointers instead of media, and how to get the media."""
+    return (f"{pointers:,} of {total:,} {folder} files are Git LFS pointers (a zip download of the repository), not media: "
+            f"`emolib download cremad --to DIR`, or `git lfs pull` in a clone")
+
+
 def examples(names: list[str]) -> str:
     """`` (e.g. a, b, c, ...)`` for a summary line, or '' when there are none."""
     if not names:

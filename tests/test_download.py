@@ -1,0 +1,270 @@
+"""CREMA-D's media: the packaged release list, `emolib download cremad` against loopback HTTP servers started here
+(fetch, rerun, cut transfers, retries, fallbacks, bad hashes, dry run), and Git LFS pointer trees refused by
+index, doctor and verify."""
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emolib.cli.main import main
+from emolib.data import download as dl
+from emolib.data import release
+from emolib.data.download import download
+
+NAMES = ["1001_DFA_ANG_XX", "1001_IEO_HAP_HI", "1002_TIE_SAD_XX", "1003_WSI_FEA_XX"]
+POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\nsize {size}\n"
+
+
+def media_bytes(path: str, seed: int) -> bytes:
+    head = b"RIFF" if path.endswith(".wav") else b"FLV\x01"
+    return head + np.random.default_rng(seed).integers(0, 256, 200_000 + 1000 * seed, dtype=np.uint8).tobytes()
+
+
+@pytest.fixture()
+def release_tree(tmp_path):
+    """A small release: its files' bytes and a release list of them."""
+    files = {}
+    for index, name in enumerate(NAMES):
+        files[f"AudioWAV/{name}.wav"] = media_bytes(".wav", index)
+        files[f"VideoFlash/{name}.flv"] = media_bytes(".flv", 10 + index)
+    listing = tmp_path / "release.csv"
+    pd.DataFrame([{"path": path, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)} for path, data in files.items()]).to_csv(listing, index=False)
+    return files, listing
+
+
+class Server:
+    """A loopback HTTP server of ``files`` whose answers for a path can be made to fail in one way (``modes``)."""
+
+    def __init__(self, files: dict):
+        self.files, self.modes, self.log, self.served = files, {}, [], Counter()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                path = self.path.lstrip("/")
+                server.log.append((path, self.headers.get("Range")))
+                server.served[path] += 1
+                mode = server.modes.get(path, "ok")
+                data = server.files.get(path)
+                if mode == "500-once" and server.served[path] == 1 or mode == "500":
+                    return self.answer(500, b"oops", "text/plain")
+                if data is None or mode == "404":
+                    return self.answer(404, b"not found", "text/plain")
+                if mode == "html":
+                    return self.answer(200, b"<!DOCTYPE html><html><body>This repository exceeded its LFS budget</body></html>", "text/html")
+                if mode == "lfs":
+                    pointer = POINTER.format(sha=hashlib.sha256(data).hexdigest(), size=len(data)).encode()
+                    return self.answer(200, pointer, "text/plain")
+                if mode == "wrong":
+                    data = data[:-10] + b"0123456789"
+                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") and mode != "no-range" else 0
+                body = data[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(body)))
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                if mode == "cut-once" and server.served[path] == 1:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+            def answer(self, code, body, kind):
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def servers(release_tree):
+    files, _ = release_tree
+    first, second = Server(files), Server(files)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def sources(*servers):
+    return dl.sources_for([server.url for server in servers], builtin=False)
+
+
+def genuine(root: Path, files: dict) -> bool:
+    return all((root / path).is_file() and (root / path).read_bytes() == data for path, data in files.items())
+
+
+def test_the_packaged_list_names_every_clip_once():
+    from emolib.cremad import asset_path
+
+    names = set(pd.read_csv(asset_path("SentenceFilenames.csv"))["Filename"])
+    files = release.release_files(("audio", "video", "mp3"))
+    assert len(names) == 7442 and len(files) == 22326
+    for part, suffix in (("audio", ".wav"), ("video", ".flv")):
+        stems = files.loc[files["part"] == part, "path"].map(lambda path: Path(path).stem)
+        assert set(stems) == names and len(stems) == len(names) and files.loc[files["part"] == part, "path"].str.endswith(suffix).all()
+    assert files["sha256"].str.fullmatch(r"[0-9a-f]{64}").all() and (files["size"] > 0).all()
+
+
+def test_fetch_with_four_workers_then_a_rerun_fetches_nothing(release_tree, servers, tmp_path):
+    files, listing = release_tree
+    first, _ = servers
+    root = tmp_path / "cremad"
+    result = download(root, sources=sources(first), workers=4, progress=False, listing=listing)
+    assert result["fetched"] == len(files) and result["failed"] == 0 and genuine(root, files)
+    assert {oct((root / path).stat().st_mode & 0o777) for path in files} == {"0o644"}
+    assert not list((root / dl.PARTIAL_DIR).rglob("*.part"))
+    requests_before = len(first.log)
+    again = download(root, sources=sources(first), workers=4, progress=False, listing=listing)
+    assert again["present"] == len(files) and again["fetched"] == 0 and len(first.log) == requests_before
+
+
+def test_cut_transfers_continue_and_500s_are_retried(release_tree, servers, tmp_path):
+    files, listing = release_tree
+    first, _ = servers
+    cut, flaky = "VideoFlash/1001_DFA_ANG_XX.flv", "AudioWAV/1002_TIE_SAD_XX.wav"
+    first.modes.update({cut: "cut-once", flaky: "500-once"})
+    root = tmp_path / "cremad"
+    result = download(root, sources=sources(first), workers=2, progress=False, listing=listing)
+    assert result["failed"] == 0 and genuine(root, files)
+    ranges = [value for path, value in first.log if path == cut]
+    assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=")  # continued where it was cut
+    assert first.served[flaky] == 2
+
+
+def test_a_partial_file_of_a_killed_run_is_continued(release_tree, servers, tmp_path):
+    files, listing = release_tree
+    first, _ = servers
+    path = "VideoFlash/1003_WSI_FEA_XX.flv"
+    root = tmp_path / "cremad"
+    part = root / dl.PARTIAL_DIR / f"{path}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(files[path][:50_000])
+    assert not (root / path).exists()
+    result = download(root, sources=sources(first), progress=False, listing=listing)
+    assert result["failed"] == 0 and genuine(root, files)
+    assert [value for logged, value in first.log if logged == path] == ["bytes=50000-"]
+
+
+@pytest.mark.parametrize("mode, reason", [("404", "HTTP 404"), ("html", "HTML page"), ("lfs", "Git LFS pointer"), ("500", "HTTP 500")])
+def test_a_bad_first_source_falls_back_to_the_second(release_tree, servers, tmp_path, mode, reason):
+    files, listing = release_tree
+    first, second = servers
+    first.modes.update({path: mode for path in files})
+    root = tmp_path / "cremad"
+    result = download(root, sources=sources(first, second), workers=2, progress=False, listing=listing)
+    assert result["fetched"] == len(files) and result["failed"] == 0 and genuine(root, files)
+    assert result["source_skips"][reason] == len(files)
+
+
+def test_a_wrong_hash_is_never_put_in_place(release_tree, servers, tmp_path, capsys, monkeypatch):
+    files, listing = release_tree
+    first, second = servers
+    bad = "AudioWAV/1001_IEO_HAP_HI.wav"
+    first.modes[bad] = second.modes[bad] = "wrong"
+    monkeypatch.setattr(release, "asset_path", lambda name: listing)  # the CLI reads this release list
+    root = tmp_path / "cremad"
+    code = main(["download", "cremad", "--to", str(root), "--no-builtin-sources", "--source", first.url, "--source", second.url])
+    out = capsys.readouterr().out
+    assert code == 1 and not (root / bad).exists() and not list((root / dl.PARTIAL_DIR).rglob("*.part"))
+    assert "failed 1 (SHA-256 differs from the release's: 1)" in out and bad in out and "register" in out
+    assert genuine(root, {path: data for path, data in files.items() if path != bad})
+    first.modes.clear()
+    code = main(["download", "cremad", "--to", str(root), "--no-builtin-sources", "--source", first.url])
+    out = capsys.readouterr().out
+    assert code == 0 and genuine(root, files) and "register" not in out  # the licence is shown on the first run only
+
+
+def test_dry_run_of_the_real_release_needs_no_network(tmp_path, capsys):
+    assert main(["download", "cremad", "--to", str(tmp_path / "cremad"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "AudioWAV: 7,442 files, 0.61 GB" in out and "VideoFlash: 7,442 files, 2.44 GB" in out
+    assert "total to fetch: 14,884 files, 3.05 GB" in out and "Open Database License" in out and "gitlab-mirror, github-lfs" in out
+    assert not (tmp_path / "cremad").exists()
+    assert main(["download", "cremad", "--to", str(tmp_path / "c"), "--parts", "mp3", "--dry-run"]) == 0
+    assert "AudioMP3: 7,442 files, 0.63 GB" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- a copy that is not media
+
+
+@pytest.fixture()
+def pointer_tree(tmp_path):
+    """CREMA-D's real Git LFS pointer files (what a zip download of the release repository holds), for 7 clips."""
+    files = release.release_files(("audio", "video"))
+    files = files[files["path"].map(lambda path: Path(path).stem).isin(sorted(set(files["path"].map(lambda path: Path(path).stem)))[:7])]
+    root = tmp_path / "CREMA-D"
+    for row in files.itertuples(index=False):
+        (root / row.path).parent.mkdir(parents=True, exist_ok=True)
+        (root / row.path).write_text(POINTER.format(sha=row.sha256, size=row.size))
+    return root
+
+
+def test_index_doctor_and_verify_name_git_lfs_pointers(pointer_tree, tmp_path, capsys):
+    code = main(["index", str(pointer_tree), "--out", str(tmp_path / "m.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "7 of 7 AudioWAV files are Git LFS pointers" in err and "emolib download cremad" in err
+    assert not (tmp_path / "m.csv").exists()
+    code = main(["doctor", "--data", str(pointer_tree), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAIL  data" in out and "Git LFS pointers" in out and "ready for a long run" not in out
+    code = main(["verify", str(pointer_tree)])
+    out = capsys.readouterr().out
+    assert code == 1 and "lfs pointer: 14" in out and "missing: 14,870" in out and "NOT complete" in out
+
+
+def test_verify_finds_sizes_and_hashes_that_differ(release_tree, tmp_path, capsys, monkeypatch):
+    files, listing = release_tree
+    monkeypatch.setattr(release, "asset_path", lambda name: listing)
+    root = tmp_path / "cremad"
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    assert main(["verify", str(root), "--hash"]) == 0 and "complete and genuine" in capsys.readouterr().out
+    older = root / "VideoFlash/1002_TIE_SAD_XX.flv"
+    older.write_bytes(older.read_bytes()[:-1] + b"x")  # another version of the file, same size
+    (root / "AudioWAV/1001_DFA_ANG_XX.wav").write_bytes(b"RIFF short")
+    assert main(["verify", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "size differs: 1" in out and "sha256 differs" not in out
+    assert main(["verify", str(root), "--hash"]) == 1
+    out = capsys.readouterr().out
+    assert "sha256 differs: 1 (e.g. VideoFlash/1002_TIE_SAD_XX.flv)" in out and "6 of 8 release files match" in out
+
+
+def test_doctor_fails_when_many_files_are_unreadable_and_says_how_to_get_videos(tmp_path, capsys):
+    from emolib.data.synth.corpus import make_synthetic_cremad
+
+    root = make_synthetic_cremad(tmp_path / "synth", actors=3, clips_per_emotion=1, workers=0, progress=False)
+    import shutil
+
+    shutil.rmtree(root / "VideoFlash")
+    code = main(["doctor", "--data", str(root), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "emolib download cremad" in out and "--parts video" in out
+    for wav in sorted((root / "AudioWAV").glob("*.wav"))[:3]:
+        wav.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    code = main(["doctor", "--data", str(root), "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAIL  unreadable" in out
