@@ -1,7 +1,8 @@
 """CREMA-D vocabulary: emotion labels, clip names, actor demographics and human votes.
 
 A clip name is ``ACTOR_SENTENCE_EMOTION_LEVEL``, e.g. ``1001_DFA_ANG_XX``.
-The real metadata (VideoDemographics.csv, summaryTable.csv, SentenceFilenames.csv)
+The real metadata (VideoDemographics.csv, summaryTable.csv, SentenceFilenames.csv, and release_files.csv.gz:
+every media file of the official release with its SHA-256 and size, read from the release's Git LFS pointers)
 ships in ``emolib/assets`` under the ODbL/DbCL licence of CREMA-D.
 """
 from __future__ import annotations

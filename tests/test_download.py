@@ -268,3 +268,19 @@ def test_doctor_fails_when_many_files_are_unreadable_and_says_how_to_get_videos(
     code = main(["doctor", "--data", str(root), "--device", "cpu"])
     out = capsys.readouterr().out
     assert code == 1 and "FAIL  unreadable" in out
+
+
+def test_notebook_download_fetches_and_verifies_once(release_tree, servers, tmp_path, monkeypatch, capsys):
+    from emolib.train import notebook
+
+    files, listing = release_tree
+    first, _ = servers
+    monkeypatch.setattr(release, "asset_path", lambda name: listing)
+    monkeypatch.setattr(dl, "SOURCES", {"loopback": first.url + "/{path}"})
+    monkeypatch.setattr("emolib.data.cremad_tree.KAGGLE_INPUT", tmp_path / "no-kaggle-input")
+    data, video_dir = notebook.fetch_cremad(None, tmp_path / "cremad", progress=False)
+    assert data == tmp_path / "cremad" and video_dir is None and genuine(data, files)
+    assert "complete and genuine" in capsys.readouterr().out
+    served = len(first.log)
+    notebook.fetch_cremad(None, tmp_path / "cremad", progress=False)
+    assert len(first.log) == served

@@ -17,6 +17,7 @@ KAGGLE_BACKBONES = {"voice": "facebook/wav2vec2-base", "face": "resnet50"}
 KAGGLE_FACE_WEIGHTS = "IMAGENET1K_V2"
 KAGGLE_FREEZE = {"voice": "cnn", "face": "none"}
 KINDS = ("voice", "face", "fusion")
+KAGGLE_MEDIA = "/kaggle/working/cremad"  # notebook 01's download = True: the official media, fetched once (save the output as a dataset)
 
 
 def kaggle_block(kind: str | None = None) -> dict:
@@ -88,3 +89,28 @@ def ensure_data(data, actors: int | None = None, progress: bool = True) -> Path 
 
         make_synthetic_cremad(data, actors=actors or DEFAULT_ACTORS, progress=progress)
     return data
+
+
+def fetch_cremad(data=None, to=KAGGLE_MEDIA, progress: bool = True) -> tuple[Path, Path | None]:
+    """Notebook 01's ``download = True``: CREMA-D's media from the official sources into ``to`` (once: verified files are skipped),
+    then checked against the release list. With CREMA-D's WAVs attached (``data``, or found under /kaggle/input) only the videos
+    are fetched. Returns (the data folder, the video folder or None) for ``index_dataset``; DataError when the copy is incomplete."""
+    from ..data.cremad_tree import find_kaggle_data
+    from ..data.download import download, licence_lines, summary
+    from ..data.release import verify
+    from ..errors import DataError
+
+    if data is None:
+        try:
+            data = find_kaggle_data()[0]
+        except DataError:
+            data = None
+    parts = ("video",) if data is not None else ("audio", "video")
+    for line in licence_lines(to):
+        print(line)
+    print(summary(download(to, parts, progress=progress)))
+    result = verify(to, parts, progress=progress)
+    print(result.summary(to, hashed=False))
+    if not result.complete:
+        raise DataError(f"{to}: the CREMA-D copy is not complete; run this cell again to continue, or `emolib download cremad --to {to} --source URL`")
+    return (Path(data) if data is not None else Path(to)), (Path(to) / "VideoFlash" if data is not None else None)
