@@ -1,44 +1,54 @@
-"""Faces in images: Haar detection, square crops with margin, and the one no-face policy.
+"""Faces in images: detection (BlazeFace with keypoints, or Haar), aligned or square crops, the main face, and the
+one no-face policy.
 
 ``Detector`` holds every detection parameter; it is stored in each face checkpoint (inside
-``transforms.FaceSettings``) so training, evaluation and live inference detect the same way.
+``transforms.FaceSettings``) so training, evaluation and live inference detect the same way. A
+checkpoint written before BlazeFace has no ``kind`` and keeps Haar (``transforms.FaceSettings.from_stored``).
+Crops are aligned from the keypoints when the settings ask for it (``align_crop``: eyes level,
+centred and scaled by the eye distance), else square around the box (``crop_box``). In a clip the
+faces are linked into tracks (``tracks``) and the main track is the one cropped.
 The on-disk crop cache of whole datasets is ``emolib.data.face_cache``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
-
 import numpy as np
 
+from .blazeface import Face
 from .errors import ModelError
+from .haar import (DETECT_MIN_NEIGHBORS, DETECT_MIN_SIZE, DETECT_MIN_WIDTH, DETECT_PAD, DETECT_SCALE_FACTOR, DETECT_WIDTH, HAAR_CASCADE,
+                   PROFILE_CASCADE, haar_boxes, inside, load_cascade)
+from .tracks import link, main_track
 from .video import as_rgb
 
 FACE_SIZE = 224
 FACE_MARGIN = 0.25
 FALLBACK_FRACTION = 0.8
-HAAR_CASCADE = "haarcascade_frontalface_default.xml"
-PROFILE_CASCADE = "haarcascade_profileface.xml"
-DETECT_WIDTH = 320
-DETECT_MIN_WIDTH = 160
-DETECT_PAD = 0.25
-DETECT_SCALE_FACTOR = 1.1
-DETECT_MIN_NEIGHBORS = 5
-DETECT_MIN_SIZE = 40
+KINDS = ("blazeface", "haar")
+BLAZEFACE_MODELS = ("auto", "short", "full")
+NMS_IOU = 0.3
+SMALL_FACE = 0.12  # auto: a largest face narrower than this share of the image's longer side is retried with the full-range model
+FACE_WIDTH_IN_EYES = 2.2  # an aligned crop's face width, in eye distances (so that margin means what it means for a box)
+EYE_LINE = 0.42  # where the eyes sit in an aligned face (share of its height from the top)
 
 Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
 class Detector:
-    """Face detection settings: the cascades, the image size detection runs at, and the cascade's parameters.
+    """Face detection settings.
 
-    Detection runs on a grey, equalised copy ``width`` pixels wide at most (smaller images are
-    enlarged to ``min_width``, so a small pre-cropped face photo is found). When the frontal
-    cascade finds nothing, the image is padded by ``pad`` of its larger side (a face that fills
-    the whole image needs some context around it) and tried again, then the ``profile`` cascade
-    runs on the padded image and its mirror image (faces turned left and right).
+    ``kind="blazeface"`` (the default for new models): MediaPipe's BlazeFace (``emolib.blazeface``),
+    every face with 6 keypoints; ``model`` "short" (faces within about 2 m), "full" (small and
+    distant faces) or "auto" (short, then full when it finds nothing or only faces narrower than
+    ``small_face`` of the image's longer side); ``score`` the detection threshold (None: MediaPipe's,
+    0.5 short / 0.6 full); ``nms_iou`` the weighted-NMS overlap.
+
+    ``kind="haar"``: OpenCV's cascades on a grey, equalised copy ``width`` pixels wide at most
+    (smaller images are enlarged to ``min_width``); when the frontal cascade finds nothing the image
+    is padded by ``pad`` of its larger side and tried again, then the ``profile`` cascade runs on
+    the padded image and its mirror image. Both kinds retry a padded image (a face that fills it).
     """
 
     cascade: str = HAAR_CASCADE
@@ -49,9 +59,20 @@ class Detector:
     min_width: int = DETECT_MIN_WIDTH
     pad: float = DETECT_PAD
     profile: str | None = PROFILE_CASCADE
+    kind: str = "blazeface"
+    model: str = "auto"
+    score: float | None = None
+    nms_iou: float = NMS_IOU
+    small_face: float = SMALL_FACE
+
+    def __post_init__(self):
+        if self.kind not in KINDS or (self.kind == "blazeface" and self.model not in BLAZEFACE_MODELS):
+            raise ModelError(f"face detector {self.kind!r} / model {self.model!r}: expected kind {' or '.join(KINDS)}, "
+                             f"BlazeFace model {', '.join(BLAZEFACE_MODELS)}")
 
 
 DEFAULT_DETECTOR = Detector()
+HAAR = Detector(kind="haar")
 
 
 @dataclass
@@ -75,79 +96,89 @@ def clip_has_face(found) -> bool:
     return bool(np.asarray(found, dtype=bool).any())
 
 
-def detect_faces(image: np.ndarray, detector: Detector = DEFAULT_DETECTOR) -> list[Box]:
-    """Detect faces in an RGB image (see ``Detector``); boxes (x, y, w, h) in image pixels inside the image.
-
-    The largest confident face comes first: boxes backed by at least half as many raw detections
-    as the best one, largest first, then the weaker ones (on skimage's astronaut photo the largest
-    box is a false positive on the shuttle, backed by 7 raw detections against the face's 47).
-    """
-    import cv2
-
+def detect(image: np.ndarray, detector: Detector = DEFAULT_DETECTOR) -> list[Face]:
+    """Every face in an RGB image (see ``Detector``), largest first: ``blazeface.Face`` records (box, score, keypoints;
+    Haar's have no keypoints)."""
     image = as_rgb(image)
-    height, width = image.shape[:2]
-    scale = detector.width / width if width > detector.width else max(1.0, detector.min_width / width)
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    if scale != 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    grey = cv2.equalizeHist(grey)
-    found = _cascade_boxes(grey, detector.cascade, detector)
-    if not found and detector.pad > 0:
-        border = int(round(detector.pad * max(grey.shape)))
-        padded = cv2.copyMakeBorder(grey, border, border, border, border, cv2.BORDER_CONSTANT, value=int(grey.mean()))
-        found = _cascade_boxes(padded, detector.cascade, detector)
-        if not found and detector.profile:
-            mirrored = np.ascontiguousarray(padded[:, ::-1])
-            found = _cascade_boxes(padded, detector.profile, detector)
-            found += [((padded.shape[1] - x - w, y, w, h), votes) for (x, y, w, h), votes in _cascade_boxes(mirrored, detector.profile, detector)]
-        found = [((x - border, y - border, w, h), votes) for (x, y, w, h), votes in found]
-    strongest = max((votes for _, votes in found), default=0)
-    ranked = sorted(found, key=lambda item: (item[1] * 2 < strongest, -item[0][2] * item[0][3]))
-    boxes = [_inside(tuple(int(round(value / scale)) for value in box), width, height) for box, _ in ranked]
-    return [box for box in boxes if box[2] > 0 and box[3] > 0]
+    if detector.kind == "haar":
+        return [Face(box) for box in haar_boxes(image, detector)]
+    faces = _blazeface(image, detector)
+    if not faces and detector.pad > 0:  # a face that fills the image: give it some surroundings
+        import cv2
+
+        height, width = image.shape[:2]
+        border = int(round(detector.pad * max(height, width)))
+        padded = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=tuple(int(v) for v in image.mean((0, 1))))
+        faces = [_shifted(face, -border, width, height) for face in _blazeface(padded, detector)]
+    return sorted(faces, key=lambda face: -face.box[2] * face.box[3])
 
 
-def _cascade_boxes(grey: np.ndarray, cascade: str, detector: Detector) -> list[tuple[Box, int]]:
-    """(box, number of raw detections merged into it) for each face the cascade finds."""
-    found, votes = load_cascade(cascade).detectMultiScale2(
-        grey, scaleFactor=detector.scale_factor, minNeighbors=detector.min_neighbors, minSize=(detector.min_size, detector.min_size))
-    return [(tuple(int(value) for value in box), int(count)) for box, count in zip(found, votes)]
+def _blazeface(image: np.ndarray, detector: Detector) -> list[Face]:
+    from . import blazeface
+
+    if detector.model != "auto":
+        return blazeface.detect(image, detector.model, detector.score, detector.nms_iou)
+    faces = blazeface.detect(image, "short", detector.score, detector.nms_iou)
+    if not faces or max(face.box[2] for face in faces) < detector.small_face * max(image.shape[:2]):
+        distant = blazeface.detect(image, "full", detector.score, detector.nms_iou)
+        faces = distant or faces
+    return faces
 
 
-def _inside(box: Box, width: int, height: int) -> Box:
-    """``box`` clipped to the image."""
-    x, y, w, h = box
-    left, top = max(0, x), max(0, y)
-    return left, top, min(width, x + w) - left, min(height, y + h) - top
+def _shifted(face: Face, offset: int, width: int, height: int) -> Face:
+    x, y, w, h = face.box
+    keypoints = None if face.keypoints is None else face.keypoints + offset
+    return Face(inside((x + offset, y + offset, w, h), width, height), face.score, keypoints)
 
 
-@lru_cache(maxsize=None)
-def load_cascade(name: str = HAAR_CASCADE):
-    """Load an OpenCV Haar cascade by file name (from cv2.data) or path, once per process."""
-    import cv2
-
-    folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
-    path = Path(name) if Path(name).is_file() else Path(folder) / name
-    if not path.is_file():
-        raise ModelError(f"{name}: Haar cascade not found in {folder or 'cv2.data'} (OpenCV 5 removed them; pin opencv-python<5)")
-    classifier = cv2.CascadeClassifier(str(path))
-    if classifier.empty():
-        raise ModelError(f"{path}: not a loadable Haar cascade")
-    return classifier
+def detect_faces(image: np.ndarray, detector: Detector = DEFAULT_DETECTOR) -> list[Box]:
+    """The boxes (x, y, w, h) of ``detect``, in image pixels inside the image, largest first."""
+    return [face.box for face in detect(image, detector) if face.box[2] > 0 and face.box[3] > 0]
 
 
-def crop_face(image: np.ndarray, size: int = FACE_SIZE, margin: float = FACE_MARGIN, detector: Detector = DEFAULT_DETECTOR) -> FaceCrop:
-    """Crop the largest detected face as a ``size`` x ``size`` RGB image (see ``crop_box``).
+def crop_face(image: np.ndarray, size: int = FACE_SIZE, margin: float = FACE_MARGIN, detector: Detector = DEFAULT_DETECTOR,
+              align: bool = False) -> FaceCrop:
+    """Crop the largest detected face as a ``size`` x ``size`` RGB image (``face_crop``: aligned when ``align`` and keypoints exist).
 
     With several faces the largest wins. With none, falls back to a centred square of
     FALLBACK_FRACTION of the shorter side, and ``found`` is False.
     """
     image = as_rgb(image)
-    boxes = detect_faces(image, detector)
-    if not boxes:
+    faces = detect(image, detector)
+    if not faces:
         return FaceCrop(crop_box(image, centre_box(image), size, margin=0.0), None, False, 0)
-    return FaceCrop(crop_box(image, boxes[0], size, margin), boxes[0], True, len(boxes))
+    return FaceCrop(face_crop(image, faces[0], size, margin, align), faces[0].box, True, len(faces))
+
+
+def face_crop(image: np.ndarray, face: Face, size: int = FACE_SIZE, margin: float = FACE_MARGIN, align: bool = False) -> np.ndarray:
+    """The one crop function of training, evaluation and inference: ``align_crop`` when ``align`` and the face has keypoints,
+    else ``crop_box`` around its box."""
+    if align and face.keypoints is not None:
+        return align_crop(image, face.keypoints, size, margin)
+    return crop_box(image, face.box, size, margin)
+
+
+def align_crop(image: np.ndarray, keypoints: np.ndarray, size: int = FACE_SIZE, margin: float = FACE_MARGIN) -> np.ndarray:
+    """A ``size`` x ``size`` crop rotated so that the eyes are level, scaled so that the face (``FACE_WIDTH_IN_EYES`` eye
+    distances wide) plus ``margin`` on each side fills it, with the eyes at ``EYE_LINE`` of the face's height."""
+    import cv2
+
+    transform = alignment(keypoints, size, margin)
+    return cv2.warpAffine(as_rgb(image), transform, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def alignment(keypoints: np.ndarray, size: int = FACE_SIZE, margin: float = FACE_MARGIN) -> np.ndarray:
+    """The 2x3 affine map from image pixels to the aligned crop of ``align_crop`` (BlazeFace keypoints: right eye, left eye first)."""
+    right, left = np.asarray(keypoints[0], dtype=np.float64), np.asarray(keypoints[1], dtype=np.float64)
+    eyes = (right + left) / 2
+    distance = max(float(np.linalg.norm(left - right)), 1.0)
+    angle = math.atan2(left[1] - right[1], left[0] - right[0])
+    face = FACE_WIDTH_IN_EYES * distance
+    scale = size / (face * (1 + 2 * margin))
+    cos, sin = math.cos(-angle) * scale, math.sin(-angle) * scale
+    rotation = np.array([[cos, -sin], [sin, cos]])
+    target = np.array([size / 2, size / 2 + (EYE_LINE - 0.5) * face * scale])
+    return np.hstack([rotation, (target - rotation @ eyes)[:, None]])
 
 
 def centre_box(image: np.ndarray) -> Box:
@@ -179,25 +210,35 @@ def crop_box(image: np.ndarray, box: Box, size: int = FACE_SIZE, margin: float =
 
 
 def crop_clip_faces(frames: list[np.ndarray], size: int = FACE_SIZE, margin: float = FACE_MARGIN, detections=None,
-                    detector: Detector = DEFAULT_DETECTOR):
-    """Crop each frame of a clip; frames without a face reuse the nearest frame's detected box.
+                    detector: Detector = DEFAULT_DETECTOR, align: bool = False):
+    """Crop the main face of a clip in each frame (``tracks.main_track``: present in most frames, largest on ties); frames
+    where it was not found reuse its nearest frame's detection.
 
-    ``detections`` (one ``detect_faces`` list per frame) skips detecting again when the caller has them.
+    ``detections`` (one ``detect`` or ``detect_faces`` list per frame) skips detecting again when the caller has them.
     Returns (crops uint8 (n, size, size, 3), found bool (n,), boxes int (n, 4)): ``found`` marks
-    frames where a face was detected, ``boxes`` the face box each crop used (-1 for the centred
+    frames where the main face was detected, ``boxes`` the face box each crop used (-1 for the centred
     fallback, used only when no frame of the clip has a face; see ``clip_has_face``).
     """
     if detections is None:
-        detections = [detect_faces(frame, detector) for frame in frames]
-    detected = [(faces or [None])[0] for faces in detections]
-    found = np.array([box is not None for box in detected], dtype=bool)
+        detections = [detect(frame, detector) for frame in frames]
+    return crop_track(frames, main_track(link(as_faces(detections))), size, margin, align)
+
+
+def as_faces(detections) -> list[list[Face]]:
+    """Per-frame detections as ``Face`` records (a plain box becomes a face without keypoints)."""
+    return [[face if isinstance(face, Face) else Face(tuple(face)) for face in faces] for faces in detections]
+
+
+def crop_track(frames: list[np.ndarray], track, size: int = FACE_SIZE, margin: float = FACE_MARGIN, align: bool = False):
+    """(crops, found, boxes) of one ``tracks.Track`` in each frame, as ``crop_clip_faces`` describes; None: no face."""
+    found = np.array([track is not None and i in track.faces for i in range(len(frames))], dtype=bool)
     boxes = np.full((len(frames), 4), -1, dtype=np.int64)
     crops = np.empty((len(frames), size, size, 3), dtype=np.uint8)
-    hits = np.flatnonzero(found)
     for i, frame in enumerate(frames):
-        if len(hits):
-            boxes[i] = detected[hits[np.argmin(np.abs(hits - i))]]
-            crops[i] = crop_box(frame, tuple(boxes[i]), size, margin)
+        if track is not None:
+            face = track.nearest(i)
+            boxes[i] = face.box
+            crops[i] = face_crop(frame, face, size, margin, align)
         else:
             crops[i] = crop_box(frame, centre_box(frame), size, margin=0.0)
     return crops, found, boxes

@@ -50,11 +50,21 @@ class FaceSettings:
     mean: tuple = field(default_factory=lambda: IMAGENET_MEAN)
     std: tuple = field(default_factory=lambda: IMAGENET_STD)
     detector: Detector = field(default_factory=Detector)
+    align: bool = True
 
     @classmethod
     def of(cls, model) -> "FaceSettings":
         """The FaceSettings stored in a face (or fusion) model's checkpoint config."""
-        return cls(**_stored_preprocessing(model, "face"))
+        return cls.from_stored(_stored_preprocessing(model, "face"))
+
+    @classmethod
+    def from_stored(cls, stored: dict) -> "FaceSettings":
+        """FaceSettings from a checkpoint's ``preprocessing.face``. A checkpoint written before BlazeFace and alignment has
+        neither a detector ``kind`` nor ``align``: it keeps Haar and box crops, so its predictions do not change."""
+        stored = {"align": False, **stored}
+        detector = stored.get("detector")
+        stored["detector"] = Detector(**{"kind": "haar", **detector}) if isinstance(detector, dict) else detector or Detector(kind="haar")
+        return cls(**stored)
 
     def __post_init__(self):
         if isinstance(self.detector, dict):
@@ -74,8 +84,8 @@ def _stored_preprocessing(model, key: str) -> dict:
 
 
 def crop_clip(frames: list[np.ndarray], settings: FaceSettings, detections=None):
-    """A clip's frames -> (crops, found, boxes) with the settings' detector, crop size and margin (faces.crop_clip_faces)."""
-    return crop_clip_faces(frames, settings.image_size, settings.margin, detections, settings.detector)
+    """A clip's frames -> (crops, found, boxes) with the settings' detector, crop size, margin and alignment (faces.crop_clip_faces)."""
+    return crop_clip_faces(frames, settings.image_size, settings.margin, detections, settings.detector, settings.align)
 
 
 def voice_inputs(wave: np.ndarray, settings: AudioSettings, rng: np.random.Generator | None = None) -> dict:

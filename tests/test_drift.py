@@ -59,7 +59,7 @@ def test_no_face_clip_gets_the_same_probabilities_from_evaluate_and_predict(two_
     assert table.loc["1002_DFA_SAD_XX", "face_pred"] in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
 
 
-CUSTOM_FACE = FaceSettings(image_size=64, frames=2, margin=0.4, detector=Detector(scale_factor=1.2, min_neighbors=3, min_size=30))
+CUSTOM_FACE = FaceSettings(image_size=64, frames=2, margin=0.4, detector=Detector(model="full", score=0.55, nms_iou=0.4), align=False)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,7 @@ def custom_face_model(tmp_path_factory):
 
 
 def test_face_settings_chosen_at_training_are_used_by_inference(custom_face_model, monkeypatch):
+    import emolib.infer.people as people_module
     import emolib.infer.predictor as predictor_module
     from emolib.eval.evaluation import predict_split
 
@@ -87,7 +88,7 @@ def test_face_settings_chosen_at_training_are_used_by_inference(custom_face_mode
     predictor = Predictor.from_dir(root / "models", fast=False)
     assert predictor.face_settings == CUSTOM_FACE
     detectors, crop_shapes = [], []
-    original_detect, original_crop = predictor_module.detect_faces, predictor_module.crop_clip
+    original_detect, original_crop = people_module.detect, predictor_module.crop_clip
 
     def detect(frame, detector):
         detectors.append(detector)
@@ -98,7 +99,7 @@ def test_face_settings_chosen_at_training_are_used_by_inference(custom_face_mode
         crop_shapes.append(crops[0].shape)
         return crops
 
-    monkeypatch.setattr(predictor_module, "detect_faces", detect)
+    monkeypatch.setattr(people_module, "detect", detect)
     monkeypatch.setattr(predictor_module, "crop_clip", crop)
     video = manifest["video_path"].iloc[0]
     prediction = predictor.predict_files(video=video)

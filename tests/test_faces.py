@@ -119,7 +119,7 @@ def test_several_faces_largest_wins():
     crop = crop_face(face_image(640, 360, faces=((170, 180, 130), (450, 180, 250))))
     assert crop.found and crop.faces == 2
     x, _, w, _ = crop.box
-    assert 400 < x + w / 2 < 500 and w > 200
+    assert 400 < x + w / 2 < 500 and w > 150  # the larger face (BlazeFace boxes the face, not the whole drawn head)
 
 
 def test_grayscale_image(tmp_path):

@@ -133,7 +133,7 @@ def test_both_modalities_use_fusion(predictor):
         assert_distribution(probabilities)
     assert prediction.probabilities == prediction.fusion
     assert prediction.emotion == max(prediction.fusion, key=prediction.fusion.get)
-    assert prediction.face_found and prediction.faces == 1
+    assert prediction.face_found and len(prediction.faces) == 1 and prediction.faces[0]["main"]
     x, y, w, h = prediction.face_box
     assert 0 <= x < 480 and 0 <= y < 360 and w > 50 and h > 50
     assert prediction.audio_seconds == pytest.approx(3.0, abs=1e-3)

@@ -27,7 +27,7 @@ from ..transforms import FaceSettings, crop_clip
 from ..video import read_frames
 
 FACES_DIR = "faces"
-CROP_VERSION = 1
+CROP_VERSION = 2  # 2: the clip's main face track, aligned crops
 SAFE_NAME = re.compile(r"[^\w.-]+")  # a stem like "happy/01_a" becomes part of a file name
 INDEX_COLUMNS = ["stem", "face_path", "faces_found", "frames", "has_face", "error"]
 
@@ -35,9 +35,9 @@ INDEX_COLUMNS = ["stem", "face_path", "faces_found", "frames", "has_face", "erro
 def settings_key(settings: FaceSettings) -> str:
     """Cache folder name for these crop settings, e.g. ``f3_s224_m0.25-1a2b3c4d``.
 
-    The hash covers the detector and the crop constants, so changing any of them never reuses stale crops.
+    The hash covers the detector, alignment and the crop constants, so changing any of them never reuses stale crops.
     """
-    detection = [asdict(settings.detector), FALLBACK_FRACTION, CROP_VERSION]
+    detection = [asdict(settings.detector), settings.align, FALLBACK_FRACTION, CROP_VERSION]
     digest = hashlib.sha1(json.dumps(detection, sort_keys=True).encode()).hexdigest()[:8]
     return f"f{settings.frames}_s{settings.image_size}_m{settings.margin:g}-{digest}"
 

@@ -142,7 +142,7 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     files = list_inputs(source)
     found = find_models(models_dir)
     settings = run_settings(found, window, hop)
-    frames = FaceSettings(**read_checkpoint_config(found["face"])[1]["preprocessing"]["face"]).frames if "face" in found else 0
+    frames = FaceSettings.from_stored(read_checkpoint_config(found["face"])[1]["preprocessing"]["face"]).frames if "face" in found else 0
     existing = existing_results(out)
     counts = {"files": len(files), "skipped": 0, "annotated": 0, "failed": 0, "replaced": 0, "audio_hours": 0.0}
     groups: dict[str, list] = {}  # content key -> [(path, result key, its older results)]

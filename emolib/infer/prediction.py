@@ -21,7 +21,8 @@ class Prediction:
     "fusion", "average", "voice" or "face");
     ``voice``, ``face`` and ``fusion`` hold each model's probabilities when it ran (None otherwise);
     ``modalities`` are the inputs that were used; ``face_box`` (x, y, w, h) is in the pixels of
-    frame ``face_frame`` of the input; ``notes`` explain every fallback.
+    frame ``face_frame`` of the input; ``faces`` lists every face found, the main one first
+    (``infer.people``: id, box, found_in_frames, probabilities, label, main, source); ``notes`` explain every fallback.
     """
 
     emotion: str
@@ -35,7 +36,7 @@ class Prediction:
     face_found: bool | None = None
     face_box: tuple | None = None
     face_frame: int | None = None
-    faces: int = 0
+    faces: list = field(default_factory=list)
     frames: int = 0
     frames_with_face: int = 0
     audio_seconds: float | None = None

@@ -6,9 +6,9 @@ preprocessing of each checkpoint:
 
 - voice: ``audio.to_model_rate`` (16 kHz mono float32) -> ``transforms.voice_inputs`` with the
   checkpoint's AudioSettings (the same 4 s window, centre-cropped, and normalisation);
-- face: each frame -> ``transforms.crop_clip`` (the checkpoint's detector, crop size and
-  margin; frames without a face reuse the nearest frame's box, as the training
-  crop cache does) -> ``transforms.face_pixels``; the frames' embeddings are averaged, as in
+- face: each frame -> ``transforms.crop_clip`` (the checkpoint's detector, crop size, margin and
+  alignment; the main face track; frames without it reuse its nearest frame's detection, as the
+  training crop cache does; every other face gets the face model's own prediction, ``infer.people``) -> ``transforms.face_pixels``; the frames' embeddings are averaged, as in
   training. For a video file, the frames are ``video.read_frames(path, settings.frames)``, the
   frames the face-crop cache used, so ``emolib predict --video`` reproduces ``emolib evaluate``.
 
@@ -33,9 +33,10 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import ModelError
-from ..faces import clip_has_face, detect_faces
+from ..faces import clip_has_face
 from ..transforms import AudioSettings, FaceSettings, crop_clip
 from .inputs import load_inputs, prepare_audio, prepare_frames
+from .people import find_faces, main_face, other_faces
 from .prediction import Prediction, PredictionError, probability_dict
 
 MODEL_KINDS = ("voice", "face", "fusion")
@@ -220,17 +221,14 @@ class Predictor:
         if frames is not None and self.face is None:
             notes.append(f"no face model in {self.models_dir}: image ignored")
         elif frames is not None:
-            if whole_image:
-                detections = [[(0, 0, frame.shape[1], frame.shape[0])] for frame in frames]
-                crops, found, boxes = crop_clip(frames, replace(self.face_settings, margin=0.0), detections)
-            else:
-                detections = [detect_faces(frame, self.face_settings.detector) for frame in frames]
-                crops, found, boxes = crop_clip(frames, self.face_settings, detections)
+            faces = find_faces(frames, self.face_settings, whole_image)
+            settings = replace(self.face_settings, margin=0.0, align=False) if whole_image else self.face_settings
+            crops, found, boxes = crop_clip(frames, settings, faces.detections)
             result["face_found"] = clip_has_face(found)
             result["frames_with_face"] = int(found.sum())
             if result["face_found"]:
                 index = int(np.flatnonzero(found)[0])
-                result.update(face_box=tuple(int(v) for v in boxes[index]), face_frame=index, faces=len(detections[index]))
+                result.update(face_box=tuple(int(v) for v in boxes[index]), face_frame=index, faces=other_faces(self, frames, faces))
                 face_features = self.face_features(crops)
                 result["face"] = self._classify(self.face, face_features)
         have_voice, have_face = voice_features is not None, face_features is not None
@@ -263,6 +261,8 @@ class Predictor:
             raise ModelError(f"{self.models_dir or 'Predictor'}: the {source} model gives non-finite probabilities "
                              f"(its weights hold NaN or infinity); retrain it")
         emotion = max(final, key=final.get)
+        if have_face:
+            result["faces"] = [main_face(faces, final, source)] + result["faces"]
         return Prediction(emotion=emotion, probabilities=final, source=source, modalities=modalities, notes=notes, **result)
 
     def _nothing_message(self, audio_notes, frames, result, image_name) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ...faces import crop_face
+from ...transforms import FaceSettings
 from ...files import atomic_write
 from .corpus import synthesize_clip
 from .face import Expression, random_face_look, render_frames
@@ -45,7 +46,7 @@ def probe_faces(count: int, seed: int) -> np.ndarray:
             mouth_open=rng.uniform(0.0, 0.5), mouth_curve=rng.uniform(-0.4, 0.4), mouth_width=rng.uniform(0.85, 1.15),
         )
         frame = cv2.cvtColor(render_frames(look, expression, np.array([rng.random()]), rng)[0], cv2.COLOR_BGR2RGB)
-        crop = crop_face(frame).image
+        crop = crop_face(frame, align=FaceSettings().align).image  # as new face models crop: BlazeFace, aligned
         if index % 3 == 2:
             crop = crop[:, ::-1]
         crops.append(np.clip(crop.astype(np.float32) * rng.uniform(0.6, 1.3), 0, 255).astype(np.uint8))

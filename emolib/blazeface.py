@@ -1,0 +1,150 @@
+"""BlazeFace, MediaPipe's face detector, run by OpenCV's TFLite reader: every face with 6 keypoints.
+
+The two models ship in ``emolib/assets/blazeface`` (Apache-2.0; README there says where they come
+from): ``short`` (128 px input, faces within about 2 m) and ``full`` (192 px, small and distant
+faces). The image is letterboxed to a square, scaled to [-1, 1] and run once; each of the model's
+SSD anchors (laid out as MediaPipe's SsdAnchorsCalculator does) regresses a box and 6 keypoints
+relative to itself, and a score. Overlapping detections are merged by MediaPipe's weighted
+non-maximum suppression (score-weighted mean of the boxes and keypoints of each cluster).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+from .errors import ModelError
+
+KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")  # the subject's right eye is on the image's left
+MODELS = {  # name: (file, input size, anchor strides, anchors per layer, MediaPipe's score threshold)
+    "short": ("face_detection_short_range.tflite", 128, (8, 16, 16, 16), 2, 0.5),
+    "full": ("face_detection_full_range.tflite", 192, (4,), 1, 0.6),
+}
+SCORE_CLIP = 100.0
+REGRESSION_VALUES = 16  # box (cx, cy, w, h) + 6 keypoints (x, y)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: ``box`` (x, y, w, h) in image pixels, ``score`` in [0, 1], ``keypoints`` (6, 2) pixels (``KEYPOINTS``;
+    None for a detector without keypoints)."""
+
+    box: tuple
+    score: float = 1.0
+    keypoints: np.ndarray | None = None
+
+
+def anchors(size: int, strides: tuple, per_layer: int) -> np.ndarray:
+    """(N, 2) anchor centres in [0, 1]: layers of the same stride share a grid of ceil(size / stride) cells, each with
+    ``per_layer`` anchors per layer (MediaPipe's SSD anchors with fixed anchor size, aspect ratio 1)."""
+    centres, layer = [], 0
+    while layer < len(strides):
+        stride, count = strides[layer], 0
+        while layer < len(strides) and strides[layer] == stride:
+            count += per_layer
+            layer += 1
+        cells = math.ceil(size / stride)
+        grid = (np.arange(cells) + 0.5) / cells
+        xs, ys = np.meshgrid(grid, grid)
+        centres.append(np.repeat(np.stack([xs.ravel(), ys.ravel()], axis=1), count, axis=0))
+    return np.concatenate(centres).astype(np.float32)
+
+
+@lru_cache(maxsize=None)
+def load(model: str):
+    """(OpenCV net, anchors) of ``model`` ("short" or "full"), once per process."""
+    import cv2
+
+    if model not in MODELS:
+        raise ModelError(f"BlazeFace model {model!r}: expected one of {', '.join(MODELS)}")
+    name, size, strides, per_layer, _ = MODELS[model]
+    path = resources.files("emolib") / "assets" / "blazeface" / name
+    if not path.is_file():
+        raise ModelError(f"{path}: BlazeFace model missing from the emolib package (reinstall emolib)")
+    if not hasattr(cv2.dnn, "readNetFromTFLite"):
+        raise ModelError(f"OpenCV {cv2.__version__} cannot read .tflite models; BlazeFace needs opencv-python>=4.8")
+    net = cv2.dnn.readNetFromTFLite(str(path))
+    return net, anchors(size, strides, per_layer)
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
+    """``image`` (RGB uint8) padded to a centred square and resized to ``size``: (NCHW float32 in [-1, 1], square side, x pad, y pad)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    side = max(height, width)
+    left, top = (side - width) // 2, (side - height) // 2
+    square = cv2.copyMakeBorder(image, top, side - height - top, left, side - width - left, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    pixels = cv2.resize(square, (size, size), interpolation=interpolation).astype(np.float32) / 127.5 - 1.0
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None]), float(side), left, top
+
+
+def raw_outputs(image: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray, float, int, int]:
+    """The network's (scores (N,), regressions (N, 16)) for ``image`` and the letterbox (side, x pad, y pad)."""
+    net, _ = load(model)
+    blob, side, left, top = letterbox(image, MODELS[model][1])
+    net.setInput(blob)
+    outputs = net.forward(net.getUnconnectedOutLayersNames())  # told apart by shape: the output names differ between the models
+    scores = next(output for output in outputs if output.shape[-1] == 1).reshape(-1).astype(np.float64)
+    regressions = next(output for output in outputs if output.shape[-1] == REGRESSION_VALUES).reshape(-1, REGRESSION_VALUES)
+    return scores, regressions, side, left, top
+
+
+def decode(scores: np.ndarray, regressions: np.ndarray, anchor_centres: np.ndarray, size: int, threshold: float):
+    """(scores, boxes (M, 4) as x0, y0, x1, y1, keypoints (M, 6, 2)) in [0, 1] square coordinates, for the anchors above ``threshold``."""
+    probabilities = 1.0 / (1.0 + np.exp(-np.clip(scores, -SCORE_CLIP, SCORE_CLIP)))
+    keep = probabilities >= threshold
+    values, centres = regressions[keep] / size, anchor_centres[keep]
+    cx, cy = values[:, 0] + centres[:, 0], values[:, 1] + centres[:, 1]
+    half_w, half_h = values[:, 2] / 2, values[:, 3] / 2
+    boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
+    keypoints = values[:, 4:].reshape(-1, len(KEYPOINTS), 2) + centres[:, None, :]
+    return probabilities[keep], boxes, keypoints
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection over union of one (x0, y0, x1, y1) box with each of ``boxes``."""
+    width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    overlap = width * height
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return overlap / np.maximum((box[2] - box[0]) * (box[3] - box[1]) + areas - overlap, 1e-9)
+
+
+def weighted_nms(scores, boxes, keypoints, threshold: float):
+    """MediaPipe's weighted NMS: each cluster (IoU above ``threshold`` with its best box) becomes the score-weighted mean
+    of its boxes and keypoints, with the best score. Returns [(score, box, keypoints)], best first."""
+    order = np.argsort(-scores)
+    scores, boxes, keypoints = scores[order], boxes[order], keypoints[order]
+    merged, remaining = [], np.arange(len(scores))
+    while len(remaining):
+        overlaps = iou(boxes[remaining[0]], boxes[remaining])
+        cluster, remaining = remaining[overlaps > threshold], remaining[overlaps <= threshold]
+        if not len(cluster):  # a degenerate box overlaps nothing, not even itself
+            cluster, remaining = remaining[:1], remaining[1:]
+        weights = scores[cluster][:, None]
+        merged.append((float(scores[cluster[0]]), (boxes[cluster] * weights).sum(0) / weights.sum(),
+                       (keypoints[cluster] * weights[:, :, None]).sum(0) / weights.sum()))
+    return merged
+
+
+def detect(image: np.ndarray, model: str = "short", threshold: float | None = None, nms_iou: float = 0.3) -> list[Face]:
+    """Every face BlazeFace ``model`` finds in an RGB uint8 image, best first; boxes clipped to the image, keypoints as found."""
+    _, anchor_centres = load(model)
+    size, default_threshold = MODELS[model][1], MODELS[model][4]
+    scores, regressions, side, left, top = raw_outputs(image, model)
+    found = weighted_nms(*decode(scores, regressions, anchor_centres, size, default_threshold if threshold is None else threshold), nms_iou)
+    height, width = image.shape[:2]
+    faces = []
+    for score, box, points in found:
+        x0, y0, x1, y1 = box * side - np.array([left, top, left, top])
+        x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1)
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            continue
+        pixel_box = (int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)))
+        faces.append(Face(pixel_box, score, (points * side - np.array([left, top])).astype(np.float32)))
+    return faces
