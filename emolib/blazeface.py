@@ -71,19 +71,26 @@ def load(model: str):
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
-    """``image`` (RGB uint8) padded to a centred square and resized to ``size``: (NCHW float32 in [-1, 1], square side, x pad, y pad)."""
+    """``image`` (RGB uint8) padded to a centred square and resized to ``size``: (NCHW float32 in [-1, 1], square side, x pad, y pad).
+
+    Resized first, then padded (the same pixels as padding the full image, at a fraction of the copying)."""
     import cv2
 
     height, width = image.shape[:2]
     side = max(height, width)
     left, top = (side - width) // 2, (side - height) // 2
-    square = cv2.copyMakeBorder(image, top, side - height - top, left, side - width - left, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    pixels = cv2.resize(square, (size, size), interpolation=interpolation).astype(np.float32) / 127.5 - 1.0
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None]), float(side), left, top
+    scale = size / side
+    inner_w, inner_h = max(1, round(width * scale)), max(1, round(height * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(image, (inner_w, inner_h), interpolation=interpolation)
+    pad_left, pad_top = (size - inner_w) // 2, (size - inner_h) // 2
+    square = cv2.copyMakeBorder(small, pad_top, size - inner_h - pad_top, pad_left, size - inner_w - pad_left, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    pixels = square.astype(np.float32) / 127.5 - 1.0
+    # the square's own origin: the padding actually used, in image pixels
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None]), float(side), pad_left / scale, pad_top / scale
 
 
-def raw_outputs(image: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray, float, int, int]:
+def raw_outputs(image: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray, float, float, float]:
     """The network's (scores (N,), regressions (N, 16)) for ``image`` and the letterbox (side, x pad, y pad)."""
     net, _ = load(model)
     blob, side, left, top = letterbox(image, MODELS[model][1])

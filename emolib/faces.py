@@ -18,7 +18,7 @@ import numpy as np
 from .blazeface import Face
 from .errors import ModelError
 from .haar import (DETECT_MIN_NEIGHBORS, DETECT_MIN_SIZE, DETECT_MIN_WIDTH, DETECT_PAD, DETECT_SCALE_FACTOR, DETECT_WIDTH, HAAR_CASCADE,
-                   PROFILE_CASCADE, haar_boxes, inside, load_cascade)
+                   PROFILE_CASCADE, haar_boxes, load_cascade)
 from .tracks import link, main_track
 from .video import as_rgb
 
@@ -48,7 +48,8 @@ class Detector:
     ``kind="haar"``: OpenCV's cascades on a grey, equalised copy ``width`` pixels wide at most
     (smaller images are enlarged to ``min_width``); when the frontal cascade finds nothing the image
     is padded by ``pad`` of its larger side and tried again, then the ``profile`` cascade runs on
-    the padded image and its mirror image. Both kinds retry a padded image (a face that fills it).
+    the padded image and its mirror image. (BlazeFace needs no padded retry: on the LFW crops it
+    found one more face of 100 and made 16 more false positives of 100.)
     """
 
     cascade: str = HAAR_CASCADE
@@ -102,15 +103,7 @@ def detect(image: np.ndarray, detector: Detector = DEFAULT_DETECTOR) -> list[Fac
     image = as_rgb(image)
     if detector.kind == "haar":
         return [Face(box) for box in haar_boxes(image, detector)]
-    faces = _blazeface(image, detector)
-    if not faces and detector.pad > 0:  # a face that fills the image: give it some surroundings
-        import cv2
-
-        height, width = image.shape[:2]
-        border = int(round(detector.pad * max(height, width)))
-        padded = cv2.copyMakeBorder(image, border, border, border, border, cv2.BORDER_CONSTANT, value=tuple(int(v) for v in image.mean((0, 1))))
-        faces = [_shifted(face, -border, width, height) for face in _blazeface(padded, detector)]
-    return sorted(faces, key=lambda face: -face.box[2] * face.box[3])
+    return sorted(_blazeface(image, detector), key=lambda face: -face.box[2] * face.box[3])
 
 
 def _blazeface(image: np.ndarray, detector: Detector) -> list[Face]:
@@ -123,12 +116,6 @@ def _blazeface(image: np.ndarray, detector: Detector) -> list[Face]:
         distant = blazeface.detect(image, "full", detector.score, detector.nms_iou)
         faces = distant or faces
     return faces
-
-
-def _shifted(face: Face, offset: int, width: int, height: int) -> Face:
-    x, y, w, h = face.box
-    keypoints = None if face.keypoints is None else face.keypoints + offset
-    return Face(inside((x + offset, y + offset, w, h), width, height), face.score, keypoints)
 
 
 def detect_faces(image: np.ndarray, detector: Detector = DEFAULT_DETECTOR) -> list[Box]:

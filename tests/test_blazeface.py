@@ -129,3 +129,29 @@ def test_checkpoints_before_blazeface_keep_haar_and_box_crops(tmp_path):
     haar_crops, _, haar_boxes = crop_clip([frame], FaceSettings(detector=HAAR, align=False))
     np.testing.assert_array_equal(crops, haar_crops)
     np.testing.assert_array_equal(boxes, haar_boxes)
+
+
+def test_timeline_has_a_row_per_window_and_face_and_the_figure_shows_every_box(tmp_path, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from emolib.infer.display import plot_prediction
+    from emolib.infer.predictor import Predictor
+    from emolib.infer.timeline import main_rows, predict_timeline
+    from test_predict import make_untrained_models, speechlike, write_av_clip
+
+    models = make_untrained_models(tmp_path / "models")
+    frames = [face_image(640, 360, faces=((170 + i % 5, 180, 140), (460, 190, 220))) for i in range(150)]
+    video = write_av_clip(tmp_path / "two.mp4", frames, speechlike(5.0))
+    predictor = Predictor.from_dir(models, fast=False)
+    table = predict_timeline(predictor, video, progress=False)
+    assert list(table.groupby("start")["face_id"].apply(list)) == [[0, 1], [0, 1]]
+    other = table[table["face_id"] == 1]
+    assert (other["source"] == "face").all() and other["voice_pred"].eq("").all() and other["fusion_ANG"].isna().all()
+    np.testing.assert_allclose(other[[f"prob_{label}" for label in predictor.labels]].sum(axis=1), 1.0, atol=1e-5)
+    assert len(main_rows(table)) == 2 and (main_rows(table)["source"] == "fusion").all()
+    prediction = predictor.predict(speechlike(4.0), 16000, frames[0])
+    figure = plot_prediction(prediction, frames[0])
+    patches = figure.axes[0].patches
+    assert len(patches) == 2 and {patch.get_edgecolor()[:3] for patch in patches} == {(0.0, 1.0, 0.4), (1.0, 2 / 3, 0.0)}
+    assert "2 faces found" in figure.axes[0].get_title()

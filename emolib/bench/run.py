@@ -152,7 +152,8 @@ def run_face_bench(out="BENCHMARKS.md", data=None, work=None, command: str = "em
 
 
 def run_annotate_bench(out="BENCHMARKS.md", models=None, data=None, work=None, command: str = "emolib bench --annotate", videos: int = 6) -> list[dict]:
-    """Measure ``emolib annotate`` with 1 and 2 model actors (``bench.scaling``) and write its section of ``out``."""
+    """Measure ``emolib annotate`` with 1 and 2 model actors, Haar and BlazeFace front ends on the same weights (``bench.scaling``), and
+    write its section of ``out``."""
     import ray
 
     from ..errors import EmolibError
@@ -169,7 +170,10 @@ def run_annotate_bench(out="BENCHMARKS.md", models=None, data=None, work=None, c
     files = scaling.make_videos(data, work / "videos", videos)
     quiet_ray()
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    runs = [scaling.throughput(files, models, work, workers) for workers in (1, 2)]
-    parts = scaling.breakdown(files[0], models)
-    atomic_write(out, scaling.update_section(out, scaling.markdown(runs, parts, command, os.cpu_count() or 1)))
-    return runs
+    results = {}
+    for label, kind in (("Haar", "haar"), ("BlazeFace", "blazeface")):
+        variant = scaling.with_detector(Path(models), work / f"models-{kind}", kind)
+        results[label] = {"runs": [scaling.throughput(files, variant, work / kind, workers) for workers in (1, 2)],
+                          "parts": scaling.breakdown(files[0], variant)}
+    atomic_write(out, scaling.update_section(out, scaling.markdown(results, command, os.cpu_count() or 1)))
+    return results

@@ -76,7 +76,7 @@ def throughput(videos: list[Path], models, work: Path, workers: int) -> dict:
 def breakdown(video: Path, models) -> dict:
     """Seconds one process spends on one file: decoding, face detection + crops, the voice and face encoders, the rest."""
     from ..audio import WINDOW_SECONDS
-    from ..faces import detect_faces
+    from ..faces import detect
     from ..infer.inputs import prepare_audio
     from ..infer.predictor import Predictor
     from ..infer.timeline import timeline_inputs, timeline_rows
@@ -87,7 +87,7 @@ def breakdown(video: Path, models) -> dict:
     inputs = timeline_inputs(video, None, WINDOW_SECONDS, 1.0, predictor.face_settings.frames)
     parts = {"decode (audio + frames)": time.perf_counter() - started}
     started = time.perf_counter()
-    crops = [crop_clip(images, predictor.face_settings, [detect_faces(image, predictor.face_settings.detector) for image in images])[0]
+    crops = [crop_clip(images, predictor.face_settings, [detect(image, predictor.face_settings.detector) for image in images])[0]
              for images in inputs.images if images]
     parts["face detection + crops"] = time.perf_counter() - started
     started = time.perf_counter()
@@ -107,33 +107,64 @@ def breakdown(video: Path, models) -> dict:
     return {"seconds": inputs.seconds, "windows": len(inputs.starts), "parts": parts}
 
 
-def markdown(runs: list[dict], parts: dict, command: str, cpus: int) -> str:
-    """The BENCHMARKS.md section: throughput table, efficiency, breakdown, and the cluster estimate."""
-    one, two = runs[0], runs[-1]
-    efficiency = two["throughput"] / (2 * one["throughput"])
-    total = sum(parts["parts"].values())
+def with_detector(models: Path, folder: Path, kind: str) -> Path:
+    """A copy of the models folder whose face settings use the ``kind`` detector (BlazeFace with aligned crops, or Haar with
+    box crops); the weights are the same, so only the front end differs."""
+    import json
+    import shutil
+
+    from ..models.checkpoint import CONFIG_FILE, find_models
+
+    shutil.rmtree(folder, ignore_errors=True)
+    for name, source in find_models(models).items():
+        shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("fast"))
+        config = json.loads((folder / name / CONFIG_FILE).read_text())
+        face = config.get("preprocessing", {}).get("face")
+        if face is not None:
+            face["detector"] = {**face.get("detector", {}), "kind": kind}
+            face["align"] = kind == "blazeface"
+        if config.get("voice_checkpoint"):
+            config.update(voice_checkpoint="../voice", face_checkpoint="../face")
+        (folder / name / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def markdown(results: dict, command: str, cpus: int) -> str:
+    """The BENCHMARKS.md section: per detector, the throughput table, efficiency and breakdown, then the comparison and the
+    cluster estimate."""
     lines = [START, "## Archive annotation (`emolib annotate`, Ray Data)", "",
              f"`{command}`, one run on this machine ({cpus} logical CPUs), tiny demo models through the fast path, "
-             f"{one['files']} synthetic videos of about {VIDEO_SECONDS:.0f} s (mpeg4 + AAC), 4 s windows every 1 s. "
-             "Ray was started before the timed runs; each run decodes in Ray tasks and predicts in model actors of 0.5 CPU each.", "",
-             "| model actors | files | audio s | wall s | audio s per wall s |", "| ---: | ---: | ---: | ---: | ---: |"]
-    lines += [f"| {run['workers']} | {run['files']} | {run['audio_seconds']:.0f} | {run['wall_seconds']:.1f} | {run['throughput']:.2f} |" for run in runs]
-    lines += ["", f"Scaling efficiency 1 -> 2 actors: {efficiency:.0%} (throughput with 2 / twice the throughput with 1).", "",
-              f"Where one file's time goes (one process, one thread; {parts['seconds']:.0f} s of audio, {parts['windows']} windows):", "",
-              "| part | seconds | share |", "| --- | ---: | ---: |"]
-    lines += [f"| {name} | {value:.2f} | {value / total:.0%} |" for name, value in parts["parts"].items()]
-    per_worker = two["throughput"] / 2
-    compute = parts["seconds"] / total
-    lines += ["", f"In one process the same work runs at {compute:.1f} audio s per wall s; the timed runs include each actor's start-up "
-              "(importing torch and loading the models once) and Ray's scheduling, which a longer archive amortises: the measured "
-              f"{per_worker:.2f} audio s per wall s per actor is a lower bound, {compute:.1f} an upper one.", "",
-              f"On paper (not measured): N nodes with W actors each run at about N x W x ({per_worker:.2f} to {compute:.1f}) audio s per "
-              f"wall s (1,000 hours of audio on 10 nodes of 16 actors: {1000 * 3600 / (160 * compute) / 3600:.1f} to "
-              f"{1000 * 3600 / (160 * per_worker) / 3600:.1f} h), as long as decoding keeps up. Here decoding is "
-              f"{parts['parts']['decode (audio + frames)'] / total:.0%} of one file's work and face detection "
-              f"{parts['parts']['face detection + crops'] / total:.0%}, so the model actors are the bottleneck; with full-size encoders "
-              "the encoders' share grows, GPU actors (`--gpus-per-worker`) then leave face detection (on the actors' CPU share) and "
-              "decoding as the bottleneck, and past them to reading the files (storage bandwidth: each hour of 480x360 video is read once).", END]
+             f"{next(iter(results.values()))['runs'][0]['files']} synthetic videos of about {VIDEO_SECONDS:.0f} s (mpeg4 + AAC, 480x360), "
+             "4 s windows every 1 s, with the same weights behind two face front ends: Haar with box crops (checkpoints made before "
+             "BlazeFace) and BlazeFace with aligned crops (new models). Ray was started before the timed runs; each run decodes in Ray "
+             "tasks and predicts in model actors of 0.5 CPU each.", "",
+             "| face detector | model actors | files | audio s | wall s | audio s per wall s |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for detector, result in results.items():
+        lines += [f"| {detector} | {run['workers']} | {run['files']} | {run['audio_seconds']:.0f} | {run['wall_seconds']:.1f} | "
+                  f"{run['throughput']:.2f} |" for run in result["runs"]]
+    lines += ["", "Scaling efficiency 1 -> 2 actors (throughput with 2 / twice the throughput with 1): " + "; ".join(
+        f"{detector} {result['runs'][-1]['throughput'] / (2 * result['runs'][0]['throughput']):.0%}" for detector, result in results.items()) + ".", ""]
+    first = next(iter(results.values()))["parts"]
+    lines += [f"Where one file's time goes (one process, one thread; {first['seconds']:.0f} s of audio, {first['windows']} windows):", "",
+              "| part | " + " | ".join(f"{detector} s | {detector} share" for detector in results) + " |",
+              "| --- |" + " ---: | ---: |" * len(results)]
+    names = list(first["parts"])
+    totals = {detector: sum(result["parts"]["parts"].values()) for detector, result in results.items()}
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{result['parts']['parts'][name]:.2f} | {result['parts']['parts'][name] / totals[detector]:.0%}"
+                                                   for detector, result in results.items()) + " |")
+    compute = {detector: result["parts"]["seconds"] / totals[detector] for detector, result in results.items()}
+    lines.append("| **audio s per wall s, one process** | " + " | ".join(f"**{compute[detector]:.1f}** | " for detector in results) + "|")
+    if {"Haar", "BlazeFace"} <= set(results):
+        lines += ["", f"Single-process throughput, BlazeFace / Haar: **{compute['BlazeFace'] / compute['Haar']:.2f}x**; with 2 actors: "
+                  f"{results['BlazeFace']['runs'][-1]['throughput'] / results['Haar']['runs'][-1]['throughput']:.2f}x."]
+    best = max(compute, key=compute.get)
+    per_worker = results[best]["runs"][-1]["throughput"] / 2
+    lines += ["", f"The timed Ray runs include each actor's start-up (importing torch and loading the models once) and Ray's scheduling, "
+              f"which a longer archive amortises: per actor, the measured {per_worker:.2f} audio s per wall s ({best}) is a lower bound and "
+              f"{compute[best]:.1f} an upper one. On paper (not measured): N nodes with W actors each run at about N x W x that "
+              f"(1,000 hours of audio on 10 nodes of 16 actors: {1000 * 3600 / (160 * compute[best]) / 3600:.1f} to "
+              f"{1000 * 3600 / (160 * per_worker) / 3600:.1f} h), as long as decoding and reading the files keep up.", END]
     return "\n".join(lines)
 
 

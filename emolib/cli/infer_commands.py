@@ -95,11 +95,11 @@ def _timeline(parser):
     def run(args):
         from pathlib import Path
 
-        from ..infer.timeline import write_timeline
+        from ..infer.timeline import main_rows, write_timeline
 
         _check_inputs(args.video, args.audio)
         _quiet_plots()
-        table = write_timeline(_predictor(args), args.video, args.out, audio=args.audio, window=args.window, hop=args.hop)
+        table = main_rows(write_timeline(_predictor(args), args.video, args.out, audio=args.audio, window=args.window, hop=args.hop))
         labels = table["label"].fillna("").astype(str)
         counts = labels[labels != ""].value_counts()
         summary = ", ".join(f"{label} {count}" for label, count in counts.items()) or "no usable window"

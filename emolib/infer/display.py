@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 MODEL_COLOURS = {"voice": "#4C72B0", "face": "#DD8452", "fusion": "#55A868", "average": "#55A868"}
 CREMAD_COLOURS = {"ANG": "#d62728", "DIS": "#8c564b", "FEA": "#9467bd", "HAP": "#ffbf00", "NEU": "#7f7f7f", "SAD": "#1f77b4"}
 OTHER_COLOURS = ("#d62728", "#1f77b4", "#ffbf00", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+MAIN_FACE_COLOUR, OTHER_FACE_COLOUR = "#00ff66", "#ffaa00"
 
 
 def label_colours(labels) -> dict[str, str]:
@@ -45,6 +46,8 @@ def format_prediction(prediction: Prediction) -> str:
                      + (f" in {prediction.frames_with_face}/{prediction.frames} frames" if prediction.frames > 1 else ""))
     else:
         lines.append("face found: no")
+    for face in prediction.faces[1:]:
+        lines.append(f"another face: {face['label']} p={face['probabilities'][face['label']]:.2f} (face model only), box {tuple(face['box'])}")
     lines.extend(f"note: {note}" for note in prediction.notes)
     return "\n".join(lines)
 
@@ -57,10 +60,15 @@ def plot_prediction(prediction: Prediction, frame=None, audio=None, sample_rate:
     figure, (image_ax, wave_ax, bar_ax) = plt.subplots(1, 3, figsize=(12, 3.2), gridspec_kw={"width_ratios": [1, 1.3, 1.5]})
     if frame is not None:
         image_ax.imshow(frame)
-        if prediction.face_box is not None:
-            x, y, w, h = prediction.face_box
-            image_ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor="#00ff66", linewidth=2))
-        image_ax.set_title("face found" if prediction.face_found else "no face found", fontsize=9)
+        boxes = [(face["box"], face["label"], face["main"]) for face in prediction.faces]
+        if not boxes and prediction.face_box is not None:
+            boxes = [(prediction.face_box, prediction.emotion, True)]
+        for (x, y, w, h), label, main in boxes:  # every face with its label: the main one (fused with the voice) in green
+            colour = MAIN_FACE_COLOUR if main else OTHER_FACE_COLOUR
+            image_ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor=colour, linewidth=2))
+            image_ax.text(x, y - 4, label, color="black", fontsize=8, backgroundcolor=colour)
+        found = f"{len(boxes)} faces found" if len(boxes) > 1 else "face found"
+        image_ax.set_title(found if prediction.face_found else "no face found", fontsize=9)
     else:
         image_ax.text(0.5, 0.5, "no image", ha="center", va="center")
     image_ax.axis("off")

@@ -3,7 +3,8 @@
 Each window gets the audio samples inside it and ``settings.frames`` video frames sampled inside
 it (frame i at (i + 0.5) / frames of the window, the spacing ``video.read_frames`` uses for a
 whole clip), so a 4 s window is predicted like a 4 s clip. ``timeline.csv`` has one row per
-window; ``timeline.png`` plots the final probabilities as a stacked area and each model's
+window and face (``face_id`` 0: the window's main face, fused with the voice; 1, 2, ...: the other
+faces, face model only, ranked by frames present and size within the window; empty: no face); ``timeline.png`` plots the final probabilities as a stacked area and each model's
 top emotion as markers.
 """
 from __future__ import annotations
@@ -101,10 +102,30 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
             row.update({f"{kind}_{label}": probabilities.get(label, np.nan) for label in predictor.labels})
         row.update({f"{PROBABILITY_PREFIX}{label}": prediction.probabilities[label] for label in predictor.labels})
         row["notes"] = "; ".join(inputs.notes + prediction.notes)
+        row["face_id"] = 0 if prediction.faces else None
         rows.append(row)
-    columns = ["start", "end", "label", "source", "modalities", "face_found", "audio_rms", "voice_pred", "face_pred", "fusion_pred"]
+        rows += [other_face_row(start, end, face, predictor.labels) for face in prediction.faces[1:]]
+    columns = ["start", "end", "face_id", "label", "source", "modalities", "face_found", "audio_rms", "voice_pred", "face_pred", "fusion_pred"]
     columns += [f"{kind}_{label}" for kind in ("prob", "voice", "face", "fusion") for label in predictor.labels] + ["notes"]
-    return pd.DataFrame(rows).reindex(columns=columns)
+    table = pd.DataFrame(rows).reindex(columns=columns)
+    table["face_id"] = table["face_id"].astype("Int64")
+    return table
+
+
+def other_face_row(start: float, end: float, face: dict, labels) -> dict:
+    """The row of a face other than the window's main one: the face model's own prediction (the voice is the main face's)."""
+    probabilities = face["probabilities"]
+    row = {"start": start, "end": round(end, 6), "face_id": face["id"], "label": face["label"], "source": "face", "modalities": "face",
+           "face_found": True, "voice_pred": "", "face_pred": face["label"], "fusion_pred": "",
+           "notes": f"another face (id {face['id']}, box {face['box']}): face model only"}
+    row.update({f"face_{label}": probabilities[label] for label in labels})
+    row.update({f"{PROBABILITY_PREFIX}{label}": probabilities[label] for label in labels})
+    return row
+
+
+def main_rows(table):
+    """One row per window: the main face's (or the face-less window's), as before several faces were reported."""
+    return table[table["face_id"].fillna(0) == 0] if "face_id" in table else table
 
 
 def predict_timeline(predictor: Predictor, video, audio=None, window: float | None = None, hop: float = 1.0, progress: bool = True):
@@ -119,8 +140,10 @@ def predict_timeline(predictor: Predictor, video, audio=None, window: float | No
 
 
 def plot_timeline(table, title: str = ""):
-    """Stacked area of the final probabilities per window centre, and the voice/face/final top emotion."""
+    """Stacked area of the final probabilities per window centre, and the voice/face/final top emotion (the main face's rows)."""
     import matplotlib.pyplot as plt
+
+    table = main_rows(table)
 
     centres = ((table["start"] + table["end"]) / 2).to_numpy(dtype=float)
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
