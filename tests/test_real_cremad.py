@@ -211,18 +211,21 @@ def test_detector_finds_faces_that_fill_the_image_and_small_crops():
     import skimage.data
 
     from emolib.bench.faces import ASTRONAUT_FACE, FRONTAL_ONLY
-    from emolib.faces import detect_faces
+    from emolib.faces import HAAR, Detector, detect_faces
 
     astronaut = skimage.data.astronaut()
     x, y, w, h = ASTRONAUT_FACE
     tight = astronaut[y + 10 : y + h - 10, x + 10 : x + w - 10]  # the face fills the whole image
-    assert detect_faces(tight, FRONTAL_ONLY) == [] and detect_faces(tight) != []
-    best = detect_faces(astronaut)[0]  # the face, not the larger false positive on the shuttle
+    assert detect_faces(tight, FRONTAL_ONLY) == [] and detect_faces(tight, HAAR) != []  # (BlazeFace wants some surroundings: --whole-image)
+    best = detect_faces(astronaut, HAAR)[0]  # the face, not the larger false positive on the shuttle
     assert abs(best[0] - x) < 10 and abs(best[1] - y) < 10
+    assert len(detect_faces(astronaut, Detector())) == 1  # BlazeFace: no false positive at all
     lfw = (skimage.data.lfw_subset() * 255).astype(np.uint8)
-    found = sum(bool(detect_faces(face)) for face in lfw[:100])
-    false = sum(bool(detect_faces(face)) for face in lfw[100:])
-    assert found >= 90 and false <= 5 and sum(bool(detect_faces(face, FRONTAL_ONLY)) for face in lfw[:20]) == 0
+    for detector, least, most in ((HAAR, 90, 5), (Detector(), 95, 2)):
+        found = sum(bool(detect_faces(face, detector)) for face in lfw[:100])
+        false = sum(bool(detect_faces(face, detector)) for face in lfw[100:])
+        assert found >= least and false <= most, (detector.kind, found, false)
+    assert sum(bool(detect_faces(face, FRONTAL_ONLY)) for face in lfw[:20]) == 0
 
 
 def test_whole_image_treats_the_image_as_a_face(tmp_path, capsys):
@@ -247,9 +250,10 @@ def test_face_bench_writes_its_section_and_keeps_the_rest(tmp_path):
 
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("# Benchmarks\n\nlatency table\n")
-    rows = [{"set": "s", "images": 1, "faces": True, "frontal_only": 0, "current": 1, "frontal_only_ms": 1.0, "current_ms": 2.0}]
+    rows = [{"set": "s", "images": 1, "faces": True, "frontal_only": 0, "haar": 1, "blazeface": 1, "frontal_only_ms": 1.0, "haar_ms": 2.0,
+             "blazeface_ms": 0.5}]
     text = update_section(path, markdown(rows, "emolib bench --faces"))
-    assert text.startswith("# Benchmarks\n\nlatency table") and START in text and "| s | 1 | 0 | 1 |" in text
+    assert text.startswith("# Benchmarks\n\nlatency table") and START in text and "| s | 1 | 0 | 1 | 1 | 1.0 | 2.0 | 0.5 |" in text
     path.write_text(text)
     again = update_section(path, markdown(rows, "emolib bench --faces"))
     assert again.count(START) == again.count(END) == 1
@@ -270,7 +274,7 @@ def test_doctor_says_what_a_long_run_needs(tmp_path, capsys, monkeypatch):
     by_name = {line[6:20].strip(): line for line in lines if line[:4].strip() in ("ok", "warn", "FAIL")}
     assert {"versions", "GPUs", "voice backbone", "face backbone", "data", "unreadable", "disk", "estimate"} <= set(by_name)
     assert code == 1 and by_name["voice backbone"].startswith("FAIL") and "--backbone DIR" in by_name["voice backbone"]
-    assert "18 clips of 3 actors" in by_name["data"] and by_name["unreadable"].startswith("warn  unreadable     1 files")
+    assert "18 clips of 3 actors" in by_name["data"] and by_name["unreadable"].startswith("warn  unreadable     1 of 36 files")
     assert "GFLOP/s" in by_name["estimate"] and lines[-1].startswith("a long run would fail")
 
     voice = tmp_path / "wav2vec2"

@@ -166,8 +166,8 @@ def test_one_speaker_split_and_untrained_label_are_warned_before_training(folder
     code, out, err = run(capsys, "train", "voice", "--data", tmp_path / "m.csv", "--backbone", "tiny", "--freeze", "none", "--epochs", "1",
                          "--out", tmp_path / "models", "--cache", tmp_path / "cache", "--device", "cpu")
     assert code == 0, err
-    assert "the test split has one speaker" in err and "the val split has one speaker" in err and len(speakers) == 6
-    assert "label cheerful has no clip in the train split" in err
+    assert "the test split has one speaker" in out and "the val split has one speaker" in out and len(speakers) == 6
+    assert "label cheerful has no clip in the train split" in out
 
 
 # ---------------------------------------------------------------- 11. smaller

@@ -49,6 +49,8 @@ def split_warnings(manifest: pd.DataFrame) -> list[str]:
     """What makes a split of ``manifest`` a poor basis for training or for a result: a split with a single speaker
     (its metrics describe one person), a label without a training clip (the model can never learn it)."""
     warnings = []
+    if "split" not in manifest.columns:
+        return warnings
     for split, speakers in speakers_by_split(manifest).items():
         if len(speakers) == 1:
             warnings.append(f"the {split} split has one speaker ({speakers[0]}): its results describe one person")

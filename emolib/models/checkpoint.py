@@ -176,7 +176,7 @@ def check_weights_file(path: Path) -> None:
     except (struct.error, ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError):
         header = None
     if header is None or 8 + length + end != size:
-        raise ModelError(f"{path}: truncated or not a safetensors file ({size} bytes)")
+        raise ModelError(f"{path}: unreadable safetensors file (truncated, or not safetensors; {size} bytes)")
 
 
 def encoder_lineage(voice_dir, face_dir) -> dict[str, str]:

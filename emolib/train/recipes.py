@@ -5,7 +5,6 @@ What to train on and with which hyperparameters is ``train.options``.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -109,8 +108,8 @@ def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir
 
     check_init(kind, options.init_from, options.backbone, options.face_weights)  # before anything is read or said about the data
     manifest, dropped = with_labels(manifest, kind, labels)
-    for warning in split_warnings(manifest):
-        print(f"emolib: warning: {warning}", file=sys.stderr)
+    for warning in split_warnings(manifest):  # on stdout, with the run's other output: stderr is for the one line of an error
+        print(f"warning: {warning}")
     if dropped:
         print(f"{kind}: {dropped} clips without a single majority vote dropped (perceived labels)")
     backbone = options.backbone if kind != "fusion" else None
