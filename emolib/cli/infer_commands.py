@@ -7,12 +7,13 @@ object on stdout).
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 
 from ..audio import WINDOW_SECONDS
 from .registry import command
-from .types import non_negative_int, positive_float, positive_int
+from .types import non_negative_float, non_negative_int, positive_float, positive_int
 
 DEFAULT_MODELS = "models"
 
@@ -27,13 +28,20 @@ def _add_model_arguments(parser) -> None:
                         help="plain eager PyTorch fp32 instead of the cached ONNX Runtime fast path (int8 for full-size encoders; see BENCHMARKS.md)")
     parser.add_argument("--allow-mismatched-fusion", action="store_true",
                         help="use a fusion model beside voice/face checkpoints it was not trained on (every prediction's notes say so)")
+    _add_speech_argument(parser)
+
+
+def _add_speech_argument(parser) -> None:
+    parser.add_argument("--min-speech", type=non_negative_float, default=0.0, metavar="SECONDS",
+                        help="seconds of speech (Silero VAD; pip install silero-vad) an input or window needs for the voice model; "
+                             "less counts as no audio (default 0: off)")
 
 
 def _predictor(args):
     from ..infer.predictor import Predictor
 
     return Predictor.from_pretrained(args.models, device=args.device, single=args.single, fast=args.fast,
-                              allow_mismatched_fusion=args.allow_mismatched_fusion)
+                                     allow_mismatched_fusion=args.allow_mismatched_fusion, min_speech=args.min_speech)
 
 
 def _check_inputs(*paths) -> None:
@@ -122,6 +130,7 @@ def _annotate(parser):
     parser.add_argument("--window", type=positive_float, default=WINDOW_SECONDS, help=f"window length in seconds (default {WINDOW_SECONDS:g})")
     parser.add_argument("--hop", type=positive_float, default=1.0, help="seconds between window starts (default: 1)")
     parser.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: start Ray on this machine's cores)")
+    _add_speech_argument(parser)
 
     def run(args):
         from ..infer.annotate import annotate
@@ -129,7 +138,7 @@ def _annotate(parser):
         from ..infer.hub import models_folder
 
         counts = annotate(args.source, models_folder(args.models), args.out, args.workers, args.window, args.hop, args.ray_address, args.gpus_per_worker,
-                          args.cpus_per_worker)
+                          args.cpus_per_worker, min_speech=args.min_speech)
         replaced = f", replacing {counts['replaced']} made from other bytes or settings" if counts["replaced"] else ""
         print(f"{counts['files']} files: {counts['annotated']} annotated ({counts['audio_hours']:.3f} h of audio){replaced}, "
               f"{counts['skipped']} already done, {counts['failed']} failed (see {args.out}/errors)")
@@ -145,10 +154,21 @@ def _live(parser):
     parser.add_argument("--seconds", type=positive_float, default=WINDOW_SECONDS, help=f"seconds of audio to record (default {WINDOW_SECONDS:g})")
     parser.add_argument("--countdown", type=non_negative_int, default=3, help="seconds of countdown before recording (default 3)")
     parser.add_argument("--loop", action="store_true", help="record and predict again and again until Ctrl-C")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per prediction")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per prediction (per update with --stream)")
+    parser.add_argument("--stream", action="store_true", help="predict continuously: a rolling window, one update every --hop (Ctrl-C stops)")
+    parser.add_argument("--from-file", default=None, metavar="VIDEO", help="--stream: play this video (or sound) file instead of the camera "
+                                                                           "and microphone, in real time")
+    parser.add_argument("--fast-as-possible", action="store_true", help="--from-file: do not wait for real time; predict every window")
+    parser.add_argument("--hop", type=positive_float, default=1.0, help="--stream: seconds between updates (default 1; 0.5 allowed)")
+    parser.add_argument("--smoothing", type=non_negative_float, default=0.5, help="--stream: weight of the past in the moving average of "
+                                                                                  "the probabilities (0: off; default 0.5)")
+    parser.add_argument("--margin", type=non_negative_float, default=0.1, help="--stream: how far another label must lead before the shown "
+                                                                               "label changes (default 0.1)")
     _add_model_arguments(parser)
 
     def run(args):
+        if args.stream or args.from_file:
+            return _stream(args)
         from ..live.capture import LocalCapture
         from ..infer.predictor import PredictionError
         from ..infer.display import format_prediction
@@ -178,6 +198,33 @@ def _live(parser):
             capture.close()
 
     return run
+
+
+def _stream(args) -> int:
+    """``emolib live --stream``: one line (or JSON object) per update, from a file or the camera and microphone."""
+    from ..live.stream import StreamEngine, stream_file, stream_local
+
+    if args.from_file:
+        _check_inputs(args.from_file)
+    engine = StreamEngine(_predictor(args), hop=args.hop, smoothing=args.smoothing, margin=args.margin)
+
+    def show(update):
+        print(json.dumps(update.to_dict(), allow_nan=False, default=float) if args.json else update.line(), flush=True)
+
+    try:
+        if args.from_file:
+            stream_file(engine, args.from_file, realtime=not args.fast_as_possible, on_update=show)
+        else:
+            from ..live.capture import LocalCapture
+
+            capture = LocalCapture(args.camera, args.mic)
+            capture.check()
+            stream_local(engine, capture, on_update=show)
+    except KeyboardInterrupt:
+        print("emolib live: stopped", file=sys.stderr)
+    if engine.updates:
+        print(f"emolib live: {len(engine.updates)} updates, {engine.skipped} hops skipped", file=sys.stderr)
+    return 0
 
 
 @command("bench", "measure the fast CPU path vs eager fp32 (latency, accuracy, face prep, features, memory) -> BENCHMARKS.md")

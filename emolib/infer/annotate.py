@@ -91,13 +91,13 @@ def unpack(data: bytes):
 class Annotator:
     """Ray actor: loads the Predictor once, then predicts every window of each decoded file."""
 
-    def __init__(self, models_dir: str, models: str, settings: str, device: str = "cpu", threads: int = 1):
+    def __init__(self, models_dir: str, models: str, settings: str, device: str = "cpu", threads: int = 1, min_speech: float = 0.0):
         import torch
 
         from .predictor import Predictor
 
         torch.set_num_threads(threads)
-        self.predictor = Predictor.from_dir(models_dir, device=device, threads=threads)
+        self.predictor = Predictor.from_dir(models_dir, device=device, threads=threads, min_speech=min_speech)
         self.models = models  # the driver's names and hashes of the checkpoints: written into every row
         self.settings = settings
         self.schema = window_schema(self.predictor.labels)
@@ -123,7 +123,7 @@ class Annotator:
 
 
 def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_SECONDS, hop: float = 1.0, ray_address: str | None = None,
-             gpus_per_worker: float = 0.0, cpus_per_worker: float = 0.5, progress: bool = True) -> dict:
+             gpus_per_worker: float = 0.0, cpus_per_worker: float = 0.5, progress: bool = True, min_speech: float = 0.0) -> dict:
     """Annotate every file of ``source`` with the models of ``models_dir`` into the dataset folder ``out``.
 
     Returns counts: files found, skipped (already done with these settings), annotated, failed,
@@ -141,7 +141,7 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     out = Path(out)
     files = list_inputs(source)
     found = find_models(models_dir)
-    settings = run_settings(found, window, hop)
+    settings = run_settings(found, window, hop, min_speech)
     frames = FaceSettings.from_stored(read_checkpoint_config(found["face"])[1]["preprocessing"]["face"]).frames if "face" in found else 0
     existing = existing_results(out)
     counts = {"files": len(files), "skipped": 0, "annotated": 0, "failed": 0, "replaced": 0, "audio_hours": 0.0}
@@ -180,7 +180,8 @@ def _run(ray, groups, counts, out, models_dir, models, settings, frames, workers
     dataset = ray.data.from_items(todo).map(decode, fn_kwargs={"window": settings["window"], "hop": settings["hop"], "frames": frames},
                                             num_cpus=cpus_per_worker / 2)
     dataset = dataset.map_batches(Annotator, fn_constructor_kwargs={"models_dir": str(models_dir), "models": models,
-                                                                     "settings": settings_key(settings), "device": "cuda" if gpus_per_worker else "cpu"},
+                                                                     "settings": settings_key(settings), "device": "cuda" if gpus_per_worker else "cpu",
+                                                                     "min_speech": settings["min_speech"]},
                                   batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
                                   num_gpus=gpus_per_worker)
     bar = tqdm(total=sum(map(len, groups.values())), desc="annotate", unit="file", disable=not progress)

@@ -63,12 +63,12 @@ def _listed(path: Path) -> list[str]:
     return values
 
 
-def run_settings(found: dict, window: float, hop: float) -> dict:
-    """Everything besides a file's bytes that changes its rows: window, hop, each model's weights and config (face and
-    audio settings, detector, labels), and the folder format."""
+def run_settings(found: dict, window: float, hop: float, min_speech: float = 0.0) -> dict:
+    """Everything besides a file's bytes that changes its rows: window, hop, the no-speech rule, each model's weights and config
+    (face and audio settings, detector, labels), and the folder format."""
     from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 
-    return {"format": FORMAT, "window": float(window), "hop": float(hop),
+    return {"format": FORMAT, "window": float(window), "hop": float(hop), "min_speech": float(min_speech),
             "models": {kind: file_digest(Path(folder) / WEIGHTS_FILE) for kind, folder in found.items()},
             "configs": {kind: file_digest(Path(folder) / CONFIG_FILE) for kind, folder in found.items()}}
 
@@ -105,7 +105,7 @@ def window_schema(labels):
 
     fields = [pa.field("start", pa.float64()), pa.field("end", pa.float64()), pa.field("face_id", pa.int64())]
     fields += [pa.field(name, pa.string()) for name in TEXT_COLUMNS[:3]]
-    fields += [pa.field("face_found", pa.bool_()), pa.field("audio_rms", pa.float64())]
+    fields += [pa.field("face_found", pa.bool_()), pa.field("audio_rms", pa.float64()), pa.field("speech_seconds", pa.float64())]
     fields += [pa.field(name, pa.string()) for name in TEXT_COLUMNS[3:6]]
     fields += [pa.field(f"{kind}_{label}", pa.float64()) for kind in ("prob", *KINDS) for label in labels]
     fields += [pa.field("notes", pa.string())] + [pa.field(name, pa.string()) for name in ID_COLUMNS]

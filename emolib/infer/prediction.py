@@ -41,6 +41,7 @@ class Prediction:
     frames_with_face: int = 0
     audio_seconds: float | None = None
     audio_rms: float | None = None
+    speech_seconds: float | None = None
     notes: list = field(default_factory=list)
 
     @property

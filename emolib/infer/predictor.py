@@ -17,8 +17,8 @@ Fallbacks (each one is reported in ``Prediction.notes``):
 - no face found in any frame: the face model is not used (the centre-crop fallback that
   training uses for face-less clips is not fed to the face model for live prediction: a wall or
   a ceiling would get a confident emotion), and the voice model decides;
-- no audio, an empty or too short recording, or silence (``audio.is_silent`` on the window the
-  model would see): the face model decides;
+- no audio, an empty or too short recording, silence (``audio.is_silent`` on the window the
+  model would see), or with ``min_speech`` too little speech (``speech.has_speech``, Silero VAD): the face model decides;
 - both modalities usable and a fusion model loaded: the fusion model decides (presence flags
   [1, 1]); without a fusion model, the mean of the voice and face probabilities;
 - one modality usable: its own model decides (``single="model"``, the default), or the fusion
@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import ModelError
 from ..faces import clip_has_face
 from ..transforms import AudioSettings, FaceSettings, crop_clip
-from .inputs import load_inputs, prepare_audio, prepare_frames
+from .inputs import load_inputs, prepare_audio, prepare_frames, speech_rule
 from .people import find_faces, main_face, other_faces
 from .prediction import Prediction, PredictionError, probability_dict
 
@@ -66,7 +66,7 @@ class Predictor:
     """
 
     def __init__(self, voice=None, face=None, fusion=None, device: str = "cpu", single: str = "model", models_dir=None,
-                 fast: bool = False, quantize: str = "auto", threads: int | None = None, probes=None, notes=()):
+                 fast: bool = False, quantize: str = "auto", threads: int | None = None, probes=None, notes=(), min_speech: float = 0.0):
         from ..devices import pick_device
 
         if single not in SINGLE_CHOICES:
@@ -84,6 +84,7 @@ class Predictor:
         self.device = pick_device(device)
         self.voice, self.face, self.fusion = (m.to(self.device).eval() if m is not None else None for m in (voice, face, fusion))
         self.single = single
+        self.min_speech = float(min_speech)  # seconds of speech (Silero VAD) a window needs for the voice model; 0: the rule is off
         self.models_dir = models_dir
         self.notes = list(notes)
         self.audio_settings = AudioSettings.of(voice) if voice is not None else None
@@ -120,7 +121,7 @@ class Predictor:
 
     @classmethod
     def from_dir(cls, models_dir, device: str = "cpu", single: str = "model", fast: bool = True, quantize: str = "auto",
-                 threads: int | None = None, probes=None, allow_mismatched_fusion: bool = False) -> "Predictor":
+                 threads: int | None = None, probes=None, allow_mismatched_fusion: bool = False, min_speech: float = 0.0) -> "Predictor":
         """Load the models ``models.checkpoint.find_models(models_dir)`` finds (voice, face, fusion; any subset).
 
         ``fast`` (default) runs the voice and face encoders through the cached ONNX Runtime fast
@@ -142,7 +143,7 @@ class Predictor:
         else:
             models = {kind: load_model(folder) for kind, folder in found.items()}
         return cls(models.get("voice"), models.get("face"), models.get("fusion"), device=device, single=single,
-                   models_dir=str(models_dir), fast=fast, quantize=quantize, threads=threads, probes=probes, notes=notes)
+                   models_dir=str(models_dir), fast=fast, quantize=quantize, threads=threads, probes=probes, notes=notes, min_speech=min_speech)
 
     @property
     def kinds(self) -> list[str]:
@@ -209,11 +210,13 @@ class Predictor:
         """
         notes: list[str] = list(self.notes)
         wave, audio_notes, seconds, rms = prepare_audio(audio, sample_rate, self.audio_settings, audio_name)
+        wave, speech_notes, speech = speech_rule(wave, self.min_speech, audio_name, heard=audio is not None)
+        audio_notes += speech_notes
         frames = prepare_frames(image, image_name)
         if wave is not None and self.voice is None:
             notes.append(f"no voice model in {self.models_dir}: audio ignored")
             wave = None
-        result = {"audio_seconds": seconds, "audio_rms": rms, "frames": len(frames) if frames else 0}
+        result = {"audio_seconds": seconds, "audio_rms": rms, "speech_seconds": speech, "frames": len(frames) if frames else 0}
         voice_features = face_features = None
         if wave is not None:
             voice_features = self.voice_features(wave)

@@ -93,7 +93,7 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
             rows.append({**row, "label": "", "source": "", "modalities": "", "face_found": False, "notes": str(error)})
             continue
         row.update(label=prediction.emotion, source=prediction.source, modalities="+".join(prediction.modalities),
-                   face_found=bool(prediction.face_found), audio_rms=prediction.audio_rms)
+                   face_found=bool(prediction.face_found), audio_rms=prediction.audio_rms, speech_seconds=prediction.speech_seconds)
         for kind in ("voice", "face", "fusion"):
             probabilities = getattr(prediction, kind)
             row[f"{kind}_pred"] = max(probabilities, key=probabilities.get) if probabilities else ""
@@ -105,7 +105,8 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
         row["face_id"] = 0 if prediction.faces else None
         rows.append(row)
         rows += [other_face_row(start, end, face, predictor.labels) for face in prediction.faces[1:]]
-    columns = ["start", "end", "face_id", "label", "source", "modalities", "face_found", "audio_rms", "voice_pred", "face_pred", "fusion_pred"]
+    columns = ["start", "end", "face_id", "label", "source", "modalities", "face_found", "audio_rms", "speech_seconds", "voice_pred", "face_pred",
+               "fusion_pred"]
     columns += [f"{kind}_{label}" for kind in ("prob", "voice", "face", "fusion") for label in predictor.labels] + ["notes"]
     table = pd.DataFrame(rows).reindex(columns=columns)
     table["face_id"] = table["face_id"].astype("Int64")
