@@ -140,3 +140,16 @@ def test_live_stream_from_a_file_prints_one_json_line_per_update(models, twenty_
     lines = [json.loads(line) for line in captured.out.splitlines()]
     assert len(lines) == 17 and lines[0]["time"] == 4.0 and set(lines[0]["smoothed"]) == set(lines[0]["raw"])
     assert "17 updates, 0 hops skipped" in captured.err
+
+
+def test_stream_bench_writes_its_section(tmp_path):
+    from emolib.bench.run import run_stream_bench
+    from emolib.bench.streaming import END, START
+
+    out = tmp_path / "BENCH.md"
+    out.write_text("# Benchmarks\n\nkept\n")
+    rows = run_stream_bench(out, work=tmp_path / "work", size="tiny", seconds=6.0)
+    assert [row["hop"] for row in rows] == [1.0, 0.5] and rows[0]["updates"] + rows[0]["skipped"] >= 3  # about 6 s: windows end at 4, 5, 6, ...
+    assert all(row["p50_ms"] > 0 and 0 < row["cpu_share"] < 4 for row in rows)
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\nkept") and START in text and END in text and "| 0.5 s |" in text

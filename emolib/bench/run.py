@@ -29,7 +29,7 @@ from pathlib import Path
 
 
 from .report import markdown
-from .inputs import default_work, full_size_models, synthetic_data
+from .inputs import default_work, full_size_models, live_inputs, synthetic_data
 from .latency import flop_budget, gemm_rates, live_latency, profiles
 from .throughput import face_preparation, feature_extraction, peak_rss, uar_on_test_split
 
@@ -127,10 +127,10 @@ def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=
 
 def keep_sections(out, text: str) -> str:
     """``text`` followed by the sections ``out`` already has from ``emolib bench --faces`` and ``--annotate``."""
-    from . import faces, scaling
+    from . import faces, scaling, streaming
 
     old = Path(out).read_text() if Path(out).is_file() else ""
-    for start, end in ((faces.START, faces.END), (scaling.START, scaling.END)):
+    for start, end in ((faces.START, faces.END), (scaling.START, scaling.END), (streaming.START, streaming.END)):
         if start in old and end in old:
             text = text.rstrip() + "\n\n" + old[old.index(start): old.index(end) + len(end)] + "\n"
     return text
@@ -177,3 +177,22 @@ def run_annotate_bench(out="BENCHMARKS.md", models=None, data=None, work=None, c
                           "parts": scaling.breakdown(files[0], variant)}
     atomic_write(out, scaling.update_section(out, scaling.markdown(results, command, os.cpu_count() or 1)))
     return results
+
+
+def run_stream_bench(out="BENCHMARKS.md", data=None, work=None, command: str = "emolib bench --stream", size: str = "full",
+                     seconds: float | None = None) -> list[dict]:
+    """Measure the live stream (``bench.streaming``) at hop 1 s and 0.5 s with the full-size models, and write its section of ``out``."""
+    from ..files import atomic_write
+    from ..infer.predictor import Predictor
+    from . import streaming
+
+    work = Path(work) if work else default_work()
+    data = Path(data) if data else synthetic_data(work)
+    video = streaming.stream_video(data, work / "stream", seconds or streaming.SECONDS)
+    predictor = Predictor.from_dir(full_size_models(work / "full-size", size))
+    audio, frame = live_inputs(0)
+    predictor.predict(audio, 16000, frame)  # the fast path is built or loaded before anything is timed
+    rows = [streaming.measure(predictor, video, hop) for hop in streaming.HOPS]
+    fast = ", ".join(f"{kind} {variant}" for kind, variant in predictor.fast.describe().items()) if predictor.fast else "eager"
+    atomic_write(out, streaming.update_section(out, streaming.markdown(rows, command, machine(), fast)))
+    return rows

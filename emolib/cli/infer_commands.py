@@ -243,11 +243,19 @@ def _bench(parser):
                         help="only measure face detection on real photographs and synthetic frames (its section of --out)")
     parser.add_argument("--annotate", action="store_true",
                         help="only measure `emolib annotate` throughput with 1 and 2 model actors (needs --models; its section of --out)")
+    parser.add_argument("--stream", action="store_true",
+                        help="only measure the live stream in real time at hop 1 s and 0.5 s with the full-size models (its section of --out)")
 
     def run(args):
         import shlex
 
-        from ..bench.run import run_annotate_bench, run_bench, run_face_bench
+        from ..bench.run import run_annotate_bench, run_bench, run_face_bench, run_stream_bench
+
+        if args.stream:
+            run_stream_bench(args.out, args.data, args.work, command=f"emolib bench --stream --out {shlex.quote(args.out)}"
+                             + (f" --data {shlex.quote(args.data)}" if args.data else ""))
+            print(f"benchmarks: {args.out}")
+            return
 
         if args.annotate:
             run_annotate_bench(args.out, args.models, args.data, args.work,

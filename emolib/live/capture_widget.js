@@ -8,6 +8,10 @@
 // Other backends ("local", "file"): the button sends {type: "record"} and the kernel captures.
 // The kernel answers with `status`, `message`, `received` (what it got), `result_text` and
 // `result_png` (the prediction figure).
+// Streaming ("Start streaming", browser backend): every `hop` seconds the page sends {type: "stream", rate} with two buffers
+// (the audio samples since the last send, Float32, and a JPEG frame); the kernel's StreamEngine answers each update with
+// {type: "update", update}. The page shows the camera with the face boxes and labels, the current emotion with voice / face /
+// fused bars, a strip of the last 30 s of smoothed probabilities, "no speech" / "no face", and the update rate and latency.
 
 const ERROR_HELP = {
   NotAllowedError: "permission denied: allow camera and microphone access for this page (address bar) and press Record again",
@@ -138,10 +142,109 @@ async function recordAudio(stream, seconds, onProgress) {
   return { samples, rate, rms };
 }
 
+const STRIP_SECONDS = 30;
+const COLOURS = { ANG: "#d62728", DIS: "#8c564b", FEA: "#9467bd", HAP: "#ffbf00", NEU: "#7f7f7f", SAD: "#1f77b4" };
+const OTHER_COLOURS = ["#d62728", "#1f77b4", "#ffbf00", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+
+function labelColour(label, labels) {
+  return COLOURS[label] || OTHER_COLOURS[Math.max(0, labels.indexOf(label)) % OTHER_COLOURS.length];
+}
+
+function startStreamAudio(stream, onChunk) {
+  if (!stream.getAudioTracks().length) return null;
+  const Context = window.AudioContext || window.webkitAudioContext;
+  const context = new Context();
+  const source = context.createMediaStreamSource(stream);
+  const processor = context.createScriptProcessor(4096, 1, 1);
+  const mute = context.createGain();
+  mute.gain.value = 0;
+  processor.onaudioprocess = (event) => onChunk(new Float32Array(event.inputBuffer.getChannelData(0)));
+  source.connect(processor);
+  processor.connect(mute);
+  mute.connect(context.destination);
+  context.resume();
+  return { context, rate: context.sampleRate, stop: () => { source.disconnect(); processor.disconnect(); context.close(); } };
+}
+
+function streamView(el) {
+  const view = element("div", "emolib-stream", el);
+  view.style.display = "none";
+  const stage = element("div", "emolib-stage", view);
+  const video = element("video", "emolib-stream-video", stage);
+  const overlay = element("canvas", "emolib-overlay", stage);
+  const side = element("div", "emolib-stream-side", view);
+  const current = element("div", "emolib-current", side);
+  const states = element("div", "emolib-states", side);
+  const bars = element("div", "emolib-bars", side);
+  const rate = element("div", "emolib-rate", side);
+  const strip = element("canvas", "emolib-strip", view);
+  strip.width = 600;
+  strip.height = 90;
+  return { view, video, overlay, current, states, bars, rate, strip };
+}
+
+function drawBoxes(parts, faces, size) {
+  const { overlay, video } = parts;
+  overlay.width = video.clientWidth || 320;
+  overlay.height = video.clientHeight || 240;
+  const context = overlay.getContext("2d");
+  context.clearRect(0, 0, overlay.width, overlay.height);
+  if (!size || !size.width) return 0;
+  const scale = overlay.width / size.width;
+  let drawn = 0;
+  for (const face of faces || []) {
+    const [x, y, w, h] = face.box;
+    context.strokeStyle = face.main ? "#00ff66" : "#ffaa00";
+    context.lineWidth = 2;
+    context.strokeRect(x * scale, y * scale, w * scale, h * scale);
+    context.fillStyle = context.strokeStyle;
+    context.font = "12px sans-serif";
+    context.fillText(face.label, x * scale + 2, Math.max(12, y * scale - 3));
+    drawn++;
+  }
+  return drawn;
+}
+
+function drawStrip(canvas, history, labels) {
+  const context = canvas.getContext("2d");
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  if (!history.length) return;
+  const last = history[history.length - 1].time;
+  const x = (time) => canvas.width * (1 - (last - time) / STRIP_SECONDS);
+  for (const label of labels) {
+    context.strokeStyle = labelColour(label, labels);
+    context.lineWidth = 2;
+    context.beginPath();
+    history.forEach((update, index) => {
+      const value = update.smoothed ? update.smoothed[label] || 0 : 0;
+      const point = [x(update.time), canvas.height * (1 - value)];
+      if (index) context.lineTo(...point); else context.moveTo(...point);
+    });
+    context.stroke();
+  }
+}
+
+function showBars(node, update, labels) {
+  node.replaceChildren();
+  for (const [name, probabilities] of [["voice", update.voice], ["face", update.face], ["fused", update.raw]]) {
+    const row = element("div", "emolib-bar-row", node);
+    element("span", "emolib-bar-name", row, name);
+    const track = element("div", "emolib-bar-track", row);
+    if (!probabilities) { element("span", "emolib-bar-none", track, "-"); continue; }
+    for (const label of labels) {
+      const piece = element("div", "emolib-bar-piece", track);
+      piece.style.width = `${(100 * (probabilities[label] || 0)).toFixed(1)}%`;
+      piece.style.background = labelColour(label, labels);
+      piece.title = `${label} ${(100 * (probabilities[label] || 0)).toFixed(0)}%`;
+    }
+  }
+}
+
 function render({ model, el }) {
   el.classList.add("emolib-capture");
   const header = element("div", "emolib-header", el);
   const button = element("button", "emolib-record", header, "\u25CF Record");
+  const streamButton = element("button", "emolib-stream-button", header, "\u25B6 Start streaming");
   const status = element("span", "emolib-status", header);
   const bar = element("div", "emolib-progress", el);
   const fill = element("div", "emolib-progress-fill", bar);
@@ -156,6 +259,8 @@ function render({ model, el }) {
   const resultImage = element("img", "emolib-result-image", result);
   resultImage.alt = "prediction";
   let imageUrl = null;
+  const parts = streamView(el);
+  let streaming = null;  // {stream, audio, timer, chunks, size, started, history}
 
   function progress(elapsed, seconds) {
     fill.style.width = `${Math.min(100, (100 * elapsed) / seconds).toFixed(0)}%`;
@@ -265,6 +370,83 @@ function render({ model, el }) {
     }
   }
 
+  async function startStreaming() {
+    const notes = [];
+    let stream;
+    try {
+      stream = await openDevices(notes);
+    } catch (problem) {
+      fail(describe(problem));
+      return;
+    }
+    const video = await startVideo(stream, parts.video);
+    const state = { stream, chunks: [], size: null, started: performance.now(), history: [], sent: 0 };
+    state.audio = startStreamAudio(stream, (chunk) => state.chunks.push(chunk));
+    parts.view.style.display = "flex";
+    el.dataset.streaming = "yes";
+    streamButton.textContent = "\u25A0 Stop";
+    button.disabled = true;
+    const hop = model.get("hop") || 1.0;
+    state.timer = setInterval(async () => {
+      const total = state.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+      const samples = new Float32Array(total);
+      let offset = 0;
+      for (const chunk of state.chunks.splice(0)) { samples.set(chunk, offset); offset += chunk.length; }
+      let frame = null;
+      if (video) {
+        frame = await grabFrame(video);
+        state.size = { width: frame.width, height: frame.height };
+      }
+      state.sent++;
+      model.send({ type: "stream", rate: state.audio ? state.audio.rate : 0, notes },
+                 undefined, [samples.buffer, frame ? frame.bytes : new ArrayBuffer(0)]);
+    }, hop * 1000);
+    streaming = state;
+  }
+
+  function stopStreaming() {
+    if (!streaming) return;
+    clearInterval(streaming.timer);
+    if (streaming.audio) streaming.audio.stop();
+    streaming.stream.getTracks().forEach((track) => track.stop());
+    streaming = null;
+    el.dataset.streaming = "no";
+    streamButton.textContent = "\u25B6 Start streaming";
+    button.disabled = false;
+    model.send({ type: "stop" });
+  }
+
+  function showUpdate(update) {
+    if (!streaming) return;
+    const labels = model.get("labels") || Object.keys(update.raw || update.smoothed || {});
+    streaming.history.push(update);
+    while (streaming.history.length && update.time - streaming.history[0].time > STRIP_SECONDS) streaming.history.shift();
+    const shown = update.label ? `${update.label} ${(100 * update.smoothed[update.label]).toFixed(0)}%` : "\u2013";
+    parts.current.textContent = shown;
+    parts.current.dataset.label = update.label || "";
+    const flags = [];
+    if (update.no_speech) flags.push("no speech");
+    if (update.no_face) flags.push("no face");
+    parts.states.textContent = flags.join(" \u00B7 ");
+    parts.states.dataset.noSpeech = update.no_speech ? "yes" : "no";
+    parts.states.dataset.noFace = update.no_face ? "yes" : "no";
+    el.dataset.noSpeechSeen = el.dataset.noSpeechSeen === "yes" || update.no_speech ? "yes" : "no";
+    showBars(parts.bars, update, labels);
+    const seconds = (performance.now() - streaming.started) / 1000;
+    const count = streaming.history.length ? (el.dataset.updates = String(Number(el.dataset.updates || 0) + 1)) : 0;
+    parts.rate.textContent = `${(Number(count) / Math.max(seconds, 1e-3)).toFixed(2)} updates/s, latency ${(1000 * update.latency).toFixed(0)} ms, ` +
+      `skipped ${update.skipped}`;
+    const drawn = drawBoxes(parts, update.faces, streaming.size);
+    if (drawn) el.dataset.boxesDrawn = String(Number(el.dataset.boxesDrawn || 0) + drawn);
+    drawStrip(parts.strip, streaming.history, labels);
+  }
+
+  streamButton.addEventListener("click", () => {
+    if (streaming) stopStreaming();
+    else if (model.get("backend") === "browser") startStreaming();
+    else fail("streaming records in the browser: create the widget with capture=\"browser\" (or use `emolib live --stream`)");
+  });
+
   button.addEventListener("click", () => {
     progress(0, 1);
     if (model.get("backend") === "browser") {
@@ -277,12 +459,13 @@ function render({ model, el }) {
   });
   model.on("msg:custom", (message) => {
     if (message && message.type === "progress") progress(message.elapsed, message.seconds);
+    if (message && message.type === "update") showUpdate(message.update);
   });
   for (const name of ["status", "message", "error", "received", "result_text", "result_png", "result", "page_stats"]) {
     model.on(`change:${name}`, update);
   }
   update();
-  return () => { if (imageUrl) URL.revokeObjectURL(imageUrl); };
+  return () => { stopStreaming(); if (imageUrl) URL.revokeObjectURL(imageUrl); };
 }
 
 export default { render };

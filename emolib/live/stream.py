@@ -43,6 +43,8 @@ class Update:
     smoothed: dict | None
     label: str | None
     modalities: list = field(default_factory=list)
+    voice: dict | None = None
+    face: dict | None = None
     speech_seconds: float | None = None
     no_speech: bool = False
     no_face: bool = False
@@ -149,6 +151,7 @@ class StreamEngine:
         smoothed, label = self.smoother.update(raw)
         update = Update(time=round(end, 6), start=round(start, 6), latency=latency, skipped=self.skipped,
                         raw=raw, smoothed=smoothed, label=label, modalities=list(prediction.modalities) if prediction else [],
+                        voice=prediction.voice if prediction else None, face=prediction.face if prediction else None,
                         speech_seconds=prediction.speech_seconds if prediction else None,
                         no_speech=bool(prediction is None or "voice" not in prediction.modalities),
                         no_face=bool(prediction is None or not prediction.face_found), faces=list(prediction.faces) if prediction else [],

@@ -45,6 +45,20 @@ CSS = """
   align-items: center; margin: 6px 0; }
 .emolib-capture .emolib-probability-bar { height: 10px; background: #4C72B0; border-radius: 2px; }
 .emolib-capture .emolib-probability-top { font-weight: bold; }
+.emolib-capture .emolib-stream-button { background: #1565c0; color: white; border: none; border-radius: 4px; padding: 6px 16px;
+  font-size: 14px; cursor: pointer; }
+.emolib-capture .emolib-stream { display: flex; flex-wrap: wrap; gap: 12px; margin: 8px 0; }
+.emolib-capture .emolib-stage { position: relative; width: 320px; }
+.emolib-capture .emolib-stream-video { width: 320px; border-radius: 4px; display: block; }
+.emolib-capture .emolib-overlay { position: absolute; left: 0; top: 0; pointer-events: none; }
+.emolib-capture .emolib-stream-side { min-width: 260px; }
+.emolib-capture .emolib-current { font-size: 22px; font-weight: bold; margin: 4px 0; }
+.emolib-capture .emolib-states { color: #b00020; font-weight: bold; min-height: 1.2em; }
+.emolib-capture .emolib-bar-row { display: flex; align-items: center; gap: 6px; margin: 3px 0; }
+.emolib-capture .emolib-bar-name { width: 44px; color: #555; }
+.emolib-capture .emolib-bar-track { display: flex; width: 200px; height: 12px; background: #eee; border-radius: 2px; overflow: hidden; }
+.emolib-capture .emolib-rate { color: #555; margin-top: 6px; }
+.emolib-capture .emolib-strip { width: 600px; height: 90px; border: 1px solid #ddd; border-radius: 4px; }
 """
 
 
@@ -73,11 +87,20 @@ class LiveDemo(anywidget.AnyWidget):
     result = traitlets.Dict().tag(sync=True)
     result_text = traitlets.Unicode("").tag(sync=True)
     result_png = traitlets.Bytes(b"").tag(sync=True, **bytes_serialization)
+    # streaming: the browser sends {type: "stream"} messages (audio chunk + frame as buffers) every hop; the kernel answers
+    # each update with {type: "update"} and counts them here
+    hop = traitlets.Float(1.0).tag(sync=True)
+    streaming = traitlets.Bool(False).tag(sync=True)
+    stream_updates = traitlets.Int(0).tag(sync=True)
 
-    def __init__(self, predictor=None, backend="browser", seconds: float = WINDOW_SECONDS, save_dir=None, **kwargs):
+    def __init__(self, predictor=None, backend="browser", seconds: float = WINDOW_SECONDS, save_dir=None, hop: float = 1.0,
+                 smoothing: float = 0.5, **kwargs):
         self.capturer = None if backend == "browser" else backend
         name = "browser" if backend == "browser" else getattr(backend, "name", type(backend).__name__)
-        super().__init__(backend=name, seconds=float(seconds), **kwargs)
+        super().__init__(backend=name, seconds=float(seconds), hop=float(hop), **kwargs)
+        self.smoothing = smoothing
+        self.engine = self.runner = None
+        self.stream_table = None  # the last stream's updates (StreamEngine.table) once Stop is pressed
         self.predictor = predictor
         self.labels = list(getattr(predictor, "labels", ()))
         self.save_dir = Path(save_dir) if save_dir else None
@@ -100,9 +123,56 @@ class LiveDemo(anywidget.AnyWidget):
         self.process(frame, audio, self.sample_rate or None)
 
     def _on_message(self, widget, content, buffers) -> None:
-        if not isinstance(content, dict) or content.get("type") != "record":
+        if not isinstance(content, dict):
             return
-        self.record()
+        kind = content.get("type")
+        if kind == "record":
+            self.record()
+        elif kind == "stream":
+            self.stream_chunk(content, buffers)
+        elif kind == "stop":
+            self.stop_stream()
+
+    # ---------------------------------------------------------------- streaming
+
+    def stream_chunk(self, content: dict, buffers) -> None:
+        """One hop of the browser's stream: its audio samples (Float32 at ``content["rate"]``) and a frame (JPEG), then an update
+        unless the previous one is still running (``live.stream.Runner``: that hop is skipped)."""
+        from ..audio import to_model_rate
+        from .stream import Runner, StreamEngine
+
+        try:
+            if self.engine is None:
+                if self.predictor is None:
+                    raise CaptureError("no predictor: create the widget with LiveDemo(Predictor.from_dir(models))")
+                self.engine = StreamEngine(self.predictor, hop=self.hop, smoothing=self.smoothing)
+                self.runner = Runner(self.engine, self._send_update)
+                self.set_state_quietly(streaming=True, stream_updates=0, status="streaming", error="", message="streaming")
+            audio = np.frombuffer(bytes(buffers[0]), dtype="<f4") if buffers and len(buffers[0]) else np.zeros(0, dtype=np.float32)
+            if audio.size:
+                self.engine.push_audio(to_model_rate(audio, int(content.get("rate") or 0), name="browser audio"))
+            if len(buffers) > 1 and len(buffers[1]):
+                self.engine.push_frame(decode_image(bytes(buffers[1])))
+        except EmolibError as error:
+            self._fail(str(error))
+            return
+        if self.engine.now > 0:
+            self.runner.tick(self.engine.now)
+
+    def _send_update(self, update) -> None:
+        self.send({"type": "update", "update": _plain(update.to_dict()), "skipped": self.engine.skipped})
+        self.stream_updates = len(self.engine.updates)
+
+    def stop_stream(self):
+        """End the stream: its updates stay in ``stream_table`` (a DataFrame) for later cells; returns it."""
+        if self.engine is None:
+            return self.stream_table
+        self.runner.wait()
+        self.stream_table = self.engine.table()
+        count, skipped = len(self.engine.updates), self.engine.skipped
+        self.engine = self.runner = None
+        self.set_state_quietly(streaming=False, status="done", message=f"stream stopped: {count} updates, {skipped} hops skipped")
+        return self.stream_table
 
     def record(self):
         """Capture with the kernel-side back-end (LocalCapture, FileCapture) and predict."""
@@ -183,6 +253,19 @@ class LiveDemo(anywidget.AnyWidget):
         if audio is not None and len(audio) and sample_rate:
             soundfile.write(str(self.save_dir / "audio.wav"), np.asarray(audio, dtype=np.float32), int(sample_rate))
         (self.save_dir / "capture.json").write_text(json.dumps(report, indent=2, default=str))
+
+
+def _plain(value):
+    """``value`` with numpy numbers as Python ones and non-finite floats as None (JSON for the comm)."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def decode_image(data: bytes) -> np.ndarray:
