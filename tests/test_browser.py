@@ -13,6 +13,7 @@ jupyterlab. Never downloads a browser (no `playwright install`).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -145,7 +146,11 @@ def run_all_cells(page, attempts: int = 3) -> None:
     pytest.fail(f"Run All Cells did not start the notebook (first prompt {first_prompt.inner_text()!r})")
 
 
-def test_live_demo_in_chromium(request, tmp_path):
+@contextlib.contextmanager
+def lab_page(request, tmp_path, fake_media, **parameters):
+    """JupyterLab on a free localhost port with notebook 06 (its ``parameters`` overridden) and the demo models, opened in headless
+    Chromium with fake devices from ``fake_media(clips_folder, stem, tmp_path) -> (y4m, wav)``; yields (page, console, root, left)
+    with all cells run and the widget's Record button visible."""
     missing = missing_requirements()
     if missing:
         pytest.skip("BROWSER TEST SKIPPED: missing " + ", ".join(missing))
@@ -162,9 +167,8 @@ def test_live_demo_in_chromium(request, tmp_path):
     for folder, suffix in (("VideoFlash", ".flv"), ("AudioWAV", ".wav")):
         (clips / folder).mkdir(parents=True)
         shutil.copy(source / folder / f"{stem}{suffix}", clips / folder)
-    capture_dir = root / "capture"
-    set_parameters(NOTEBOOK, root / "notebooks" / NOTEBOOK.name, capture="browser", data_dir="../work/clips", save_dir=str(capture_dir))
-    fake_video, fake_audio = make_fake_media(clips / "VideoFlash" / f"{stem}.flv", tmp_path)
+    set_parameters(NOTEBOOK, root / "notebooks" / NOTEBOOK.name, capture="browser", data_dir="../work/clips", **parameters)
+    fake_video, fake_audio = fake_media(clips, stem, tmp_path)
     lab_settings(root / ".lab-settings")
 
     port, token = free_port(), os.urandom(16).hex()
@@ -206,57 +210,125 @@ def test_live_demo_in_chromium(request, tmp_path):
                 run_all_cells(page)
                 try:
                     page.wait_for_selector(".jp-OutputArea-output:has-text('no recording yet')", timeout=left())
-                    record = page.locator(".emolib-capture .emolib-record")
-                    record.wait_for(state="visible", timeout=left())
+                    page.locator(".emolib-capture .emolib-record").wait_for(state="visible", timeout=left())
                 except PlaywrightError as error:
                     page.screenshot(path=str(tmp_path / "failure.png"))
                     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
                     pytest.fail(f"the notebook did not finish running ({error}); stderr outputs: {errors[-3:]}; log: {log.read_text()[-2000:]}")
-                record.scroll_into_view_if_needed()
-                record.click()
-                widget = page.locator(".emolib-capture")
-                page.wait_for_function("() => ['done', 'error'].includes(document.querySelector('.emolib-capture')?.dataset.status)",
-                                       timeout=left(30))
-                status = widget.get_attribute("data-status")
-                error_text = page.locator(".emolib-capture .emolib-error").inner_text()
-                assert status == "done", f"widget status {status}: {error_text}; console: {console[-10:]}"
-                # A prediction is displayed: the emotion line and the figure.
-                result = page.locator(".emolib-capture .emolib-result-text").inner_text()
-                assert result.split(" ")[0] in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD"), result
-                assert page.locator(".emolib-capture .emolib-result-image").evaluate("image => image.complete && image.naturalWidth") > 100
-                # The label set comes from the checkpoints, and each label's probability is listed in the page.
-                labels = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
-                assert page.locator(".emolib-capture .emolib-labels").inner_text() == "labels: " + ", ".join(labels)
-                assert page.locator(".emolib-capture .emolib-probability-label").all_inner_texts() == labels
-                shown = [float(text.rstrip("%")) for text in page.locator(".emolib-capture .emolib-probability-value").all_inner_texts()]
-                assert sum(shown) == pytest.approx(100, abs=len(labels))
-                assert page.locator(".emolib-capture .emolib-probability-top").first.inner_text() == result.split(" ")[0]
-                # What the kernel received, as the widget reports it on the page ...
-                stats = page.locator(".emolib-capture .emolib-stats")
-                kernel_rms, kernel_std = float(stats.get_attribute("data-rms")), float(stats.get_attribute("data-frame-std"))
-                page_rms, page_std = float(stats.get_attribute("data-page-rms")), float(stats.get_attribute("data-page-frame-std"))
-                assert kernel_rms > MIN_AUDIO_RMS, f"received audio is silent (RMS {kernel_rms}): {stats.inner_text()}"
-                assert kernel_std > MIN_FRAME_STD, f"received frame is blank (pixel std {kernel_std}): {stats.inner_text()}"
-                assert kernel_rms == pytest.approx(page_rms, rel=1e-3), "audio changed between the browser and the kernel"
-                assert page_std > MIN_FRAME_STD
-                # ... and as the notebook's widget saved it in the kernel.
-                saved = json.loads((capture_dir / "capture.json").read_text())
-                assert saved["received"]["audio_rms"] > MIN_AUDIO_RMS and saved["received"]["frame_std"] > MIN_FRAME_STD
-                assert saved["received"]["audio_seconds"] == pytest.approx(4.0, abs=0.25)
-                assert saved["prediction"]["emotion"] == result.split(" ")[0]
-                assert "voice" in saved["prediction"]["modalities"]
-                SCREENSHOT.parent.mkdir(exist_ok=True)
-                widget.scroll_into_view_if_needed()
-                widget.screenshot(path=str(SCREENSHOT))
-                # A refused permission is shown in the widget, not swallowed.
-                page.evaluate("() => { navigator.mediaDevices.getUserMedia = () => "
-                              "Promise.reject(new DOMException('Permission denied', 'NotAllowedError')); }")
-                record.click()
-                page.wait_for_function("() => document.querySelector('.emolib-capture')?.dataset.status === 'error'", timeout=30_000)
-                shown = page.locator(".emolib-capture .emolib-error")
-                assert shown.is_visible() and "permission denied" in shown.inner_text().lower()
-                assert page.locator(".emolib-capture .emolib-result-text").inner_text() == ""
+                yield page, console, root, left
             finally:
                 browser.close()
     finally:
         stop_server(server, base, token)
+
+
+def test_live_demo_in_chromium(request, tmp_path):
+    capture_dir = tmp_path / "lab" / "capture"
+
+    def fake_media(clips, stem, folder):
+        return make_fake_media(clips / "VideoFlash" / f"{stem}.flv", folder)
+
+    with lab_page(request, tmp_path, fake_media, save_dir=str(capture_dir)) as (page, console, root, left):
+        record = page.locator(".emolib-capture .emolib-record")
+        record.scroll_into_view_if_needed()
+        record.click()
+        widget = page.locator(".emolib-capture")
+        page.wait_for_function("() => ['done', 'error'].includes(document.querySelector('.emolib-capture')?.dataset.status)",
+                               timeout=left(30))
+        status = widget.get_attribute("data-status")
+        error_text = page.locator(".emolib-capture .emolib-error").inner_text()
+        assert status == "done", f"widget status {status}: {error_text}; console: {console[-10:]}"
+        # A prediction is displayed: the emotion line and the figure.
+        result = page.locator(".emolib-capture .emolib-result-text").inner_text()
+        assert result.split(" ")[0] in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD"), result
+        assert page.locator(".emolib-capture .emolib-result-image").evaluate("image => image.complete && image.naturalWidth") > 100
+        # The label set comes from the checkpoints, and each label's probability is listed in the page.
+        labels = ["ANG", "DIS", "FEA", "HAP", "NEU", "SAD"]
+        assert page.locator(".emolib-capture .emolib-labels").inner_text() == "labels: " + ", ".join(labels)
+        assert page.locator(".emolib-capture .emolib-probability-label").all_inner_texts() == labels
+        shown = [float(text.rstrip("%")) for text in page.locator(".emolib-capture .emolib-probability-value").all_inner_texts()]
+        assert sum(shown) == pytest.approx(100, abs=len(labels))
+        assert page.locator(".emolib-capture .emolib-probability-top").first.inner_text() == result.split(" ")[0]
+        # What the kernel received, as the widget reports it on the page ...
+        stats = page.locator(".emolib-capture .emolib-stats")
+        kernel_rms, kernel_std = float(stats.get_attribute("data-rms")), float(stats.get_attribute("data-frame-std"))
+        page_rms, page_std = float(stats.get_attribute("data-page-rms")), float(stats.get_attribute("data-page-frame-std"))
+        assert kernel_rms > MIN_AUDIO_RMS, f"received audio is silent (RMS {kernel_rms}): {stats.inner_text()}"
+        assert kernel_std > MIN_FRAME_STD, f"received frame is blank (pixel std {kernel_std}): {stats.inner_text()}"
+        assert kernel_rms == pytest.approx(page_rms, rel=1e-3), "audio changed between the browser and the kernel"
+        assert page_std > MIN_FRAME_STD
+        # ... and as the notebook's widget saved it in the kernel.
+        saved = json.loads((capture_dir / "capture.json").read_text())
+        assert saved["received"]["audio_rms"] > MIN_AUDIO_RMS and saved["received"]["frame_std"] > MIN_FRAME_STD
+        assert saved["received"]["audio_seconds"] == pytest.approx(4.0, abs=0.25)
+        assert saved["prediction"]["emotion"] == result.split(" ")[0]
+        assert "voice" in saved["prediction"]["modalities"]
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        widget.scroll_into_view_if_needed()
+        widget.screenshot(path=str(SCREENSHOT))
+        # A refused permission is shown in the widget, not swallowed.
+        page.evaluate("() => { navigator.mediaDevices.getUserMedia = () => "
+                      "Promise.reject(new DOMException('Permission denied', 'NotAllowedError')); }")
+        record.click()
+        page.wait_for_function("() => document.querySelector('.emolib-capture')?.dataset.status === 'error'", timeout=30_000)
+        shown = page.locator(".emolib-capture .emolib-error")
+        assert shown.is_visible() and "permission denied" in shown.inner_text().lower()
+        assert page.locator(".emolib-capture .emolib-result-text").inner_text() == ""
+
+
+STREAM_SENTENCES = ("Kids are talking by the door, and it is eleven o'clock.", "I would like a new alarm clock, please, a loud one.")
+SILENCE_S = 3.5  # between the sentences: more than the 4 s window minus the 1 s of speech a window needs (min_speech below)
+STREAM_S = 12
+STREAM_SCREENSHOT = REPO / "docs" / "live_stream.png"
+
+
+def make_stream_media(folder: Path) -> tuple[Path, Path]:
+    """A fake webcam of real photographs (skimage's astronaut and cameraman) panned and zoomed slowly with ffmpeg's zoompan, and
+    a fake microphone of espeak-ng sentences with silences between them."""
+    import numpy as np
+    import skimage.data
+    import skimage.io
+    import soundfile
+
+    photo = folder / "photos.png"
+    astronaut, camera = skimage.data.astronaut(), np.repeat(skimage.data.camera()[:, :, None], 3, axis=2)
+    skimage.io.imsave(photo, np.concatenate([astronaut, camera], axis=1), check_contrast=False)
+    video = folder / "faces.y4m"
+    zoom = "zoompan=z='1+0.0008*on':x='iw/4-(iw/zoom/2)+on*0.4':y='ih/2-(ih/zoom/2)':d=1:s=480x360:fps=15"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-loop", "1", "-i", str(photo), "-vf", zoom, "-t", str(STREAM_S + 4),
+                    "-pix_fmt", "yuv420p", str(video)], check=True, timeout=120)
+    pieces = []
+    for index, sentence in enumerate(STREAM_SENTENCES):
+        spoken = folder / f"sentence{index}.wav"
+        subprocess.run(["espeak-ng", "-s", "140", "-w", str(spoken), sentence], check=True, timeout=60)
+        wave, rate = soundfile.read(spoken, dtype="float32")
+        pieces += [wave, np.zeros(int(SILENCE_S * rate), dtype=np.float32)]
+    speech = folder / "speech-with-silences.wav"
+    soundfile.write(speech, np.concatenate(pieces), rate)
+    return video, speech
+
+
+def test_live_stream_in_chromium(request, tmp_path):
+    def fake_media(clips, stem, folder):
+        return make_stream_media(folder)
+
+    with lab_page(request, tmp_path, fake_media, hop=1.0, min_speech=1.0) as (page, console, root, left):
+        button = page.locator(".emolib-capture .emolib-stream-button")
+        button.scroll_into_view_if_needed()
+        button.click()
+        widget = page.locator(".emolib-capture")
+        page.wait_for_function("() => Number(document.querySelector('.emolib-capture')?.dataset.updates || 0) >= 1", timeout=left(30))
+        page.wait_for_timeout(STREAM_S * 1000)
+        updates = int(widget.get_attribute("data-updates") or 0)
+        error_text = page.locator(".emolib-capture .emolib-error").inner_text()
+        assert updates >= 8, f"{updates} updates in {STREAM_S} s: {error_text}; console: {console[-10:]}"
+        assert int(widget.get_attribute("data-boxes-drawn") or 0) > 0, "no face box drawn"
+        assert widget.get_attribute("data-no-speech-seen") == "yes", "'no speech' never shown during the silences"
+        assert page.locator(".emolib-capture .emolib-current").get_attribute("data-label") in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
+        assert "updates/s" in page.locator(".emolib-capture .emolib-rate").inner_text()
+        STREAM_SCREENSHOT.parent.mkdir(exist_ok=True)
+        widget.scroll_into_view_if_needed()
+        widget.screenshot(path=str(STREAM_SCREENSHOT))
+        button.click()  # Stop: the kernel keeps the updates
+        page.wait_for_function("() => document.querySelector('.emolib-capture')?.dataset.status === 'done'", timeout=left(30))
+        assert "stream stopped" in page.locator(".emolib-capture .emolib-status").inner_text()

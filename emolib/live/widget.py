@@ -12,6 +12,7 @@ the widget and kept in its ``status`` and ``error`` traits; nothing is swallowed
 """
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import traceback
@@ -94,11 +95,12 @@ class LiveDemo(anywidget.AnyWidget):
     stream_updates = traitlets.Int(0).tag(sync=True)
 
     def __init__(self, predictor=None, backend="browser", seconds: float = WINDOW_SECONDS, save_dir=None, hop: float = 1.0,
-                 smoothing: float = 0.5, **kwargs):
+                 smoothing: float = 0.5, min_speech: float | None = None, **kwargs):
         self.capturer = None if backend == "browser" else backend
         name = "browser" if backend == "browser" else getattr(backend, "name", type(backend).__name__)
         super().__init__(backend=name, seconds=float(seconds), hop=float(hop), **kwargs)
         self.smoothing = smoothing
+        self.min_speech = min_speech  # the stream's no-speech rule (None: the predictor's own)
         self.engine = self.runner = None
         self.stream_table = None  # the last stream's updates (StreamEngine.table) once Stop is pressed
         self.predictor = predictor
@@ -145,7 +147,11 @@ class LiveDemo(anywidget.AnyWidget):
             if self.engine is None:
                 if self.predictor is None:
                     raise CaptureError("no predictor: create the widget with LiveDemo(Predictor.from_dir(models))")
-                self.engine = StreamEngine(self.predictor, hop=self.hop, smoothing=self.smoothing)
+                predictor = self.predictor
+                if self.min_speech is not None:  # the stream's own rule, the single-shot Record keeps the predictor's
+                    predictor = copy.copy(predictor)
+                    predictor.min_speech = float(self.min_speech)
+                self.engine = StreamEngine(predictor, hop=self.hop, smoothing=self.smoothing)
                 self.runner = Runner(self.engine, self._send_update)
                 self.set_state_quietly(streaming=True, stream_updates=0, status="streaming", error="", message="streaming")
             audio = np.frombuffer(bytes(buffers[0]), dtype="<f4") if buffers and len(buffers[0]) else np.zeros(0, dtype=np.float32)
