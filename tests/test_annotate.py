@@ -20,6 +20,19 @@ pytestmark = pytest.mark.slow
 PROBABILITIES = [f"{kind}_{emotion}" for kind in ("prob", "voice", "face", "fusion") for emotion in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ray_once():
+    """One local Ray for the module: annotate joins a running Ray and leaves it running, so each run saves Ray's start-up."""
+    import ray
+
+    from emolib.infer.annotate import quiet_ray
+
+    quiet_ray()
+    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
     root = tmp_path_factory.mktemp("archive")

@@ -168,7 +168,11 @@ def test_a_partial_file_of_a_killed_run_is_continued(release_tree, servers, tmp_
 
 
 @pytest.mark.parametrize("mode, reason", [("404", "HTTP 404"), ("html", "HTML page"), ("lfs", "Git LFS pointer"), ("500", "HTTP 500")])
-def test_a_bad_first_source_falls_back_to_the_second(release_tree, servers, tmp_path, mode, reason):
+def test_a_bad_first_source_falls_back_to_the_second(release_tree, servers, tmp_path, mode, reason, monkeypatch):
+    from urllib3.util.retry import Retry
+
+    monkeypatch.setattr(dl, "RETRIES", Retry(total=2, backoff_factor=0.01, status_forcelist=(500,), allowed_methods=frozenset({"GET"}),
+                                             raise_on_status=False))  # a persistent 500 is retried, quickly
     files, listing = release_tree
     first, second = servers
     first.modes.update({path: mode for path in files})

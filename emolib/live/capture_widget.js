@@ -22,6 +22,10 @@ const ERROR_HELP = {
   AbortError: "the browser aborted the capture",
 };
 
+const STRIP_SECONDS = 30;
+const COLOURS = { ANG: "#d62728", DIS: "#8c564b", FEA: "#9467bd", HAP: "#ffbf00", NEU: "#7f7f7f", SAD: "#1f77b4" };
+const OTHER_COLOURS = ["#d62728", "#1f77b4", "#ffbf00", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+
 function describe(error) {
   const name = (error && error.name) || "Error";
   const help = ERROR_HELP[name];
@@ -96,60 +100,6 @@ function grabFrame(video) {
   }), "image/jpeg", 0.92));
 }
 
-async function recordAudio(stream, seconds, onProgress) {
-  if (!stream.getAudioTracks().length) return null;
-  const Context = window.AudioContext || window.webkitAudioContext;
-  const context = new Context();
-  await context.resume();
-  const rate = context.sampleRate;
-  const wanted = Math.round(seconds * rate);
-  const source = context.createMediaStreamSource(stream);
-  const processor = context.createScriptProcessor(4096, 1, 1);
-  const mute = context.createGain();
-  mute.gain.value = 0;
-  const chunks = [];
-  let collected = 0;
-  processor.onaudioprocess = (event) => {
-    if (collected >= wanted) return;
-    const data = new Float32Array(event.inputBuffer.getChannelData(0));
-    chunks.push(data);
-    collected += data.length;
-  };
-  source.connect(processor);
-  processor.connect(mute);
-  mute.connect(context.destination);
-  const started = performance.now();
-  while (collected < wanted) {
-    const elapsed = (performance.now() - started) / 1000;
-    onProgress(Math.min(elapsed, seconds));
-    if (elapsed > seconds + 5) break; // the audio clock stalled: send what arrived
-    await sleep(100);
-  }
-  source.disconnect();
-  processor.disconnect();
-  await context.close();
-  const samples = new Float32Array(Math.min(collected, wanted));
-  let offset = 0;
-  for (const chunk of chunks) {
-    const part = chunk.subarray(0, Math.min(chunk.length, samples.length - offset));
-    samples.set(part, offset);
-    offset += part.length;
-    if (offset >= samples.length) break;
-  }
-  let squares = 0;
-  for (let i = 0; i < samples.length; i++) squares += samples[i] * samples[i];
-  const rms = samples.length ? Math.sqrt(squares / samples.length) : 0;
-  return { samples, rate, rms };
-}
-
-const STRIP_SECONDS = 30;
-const COLOURS = { ANG: "#d62728", DIS: "#8c564b", FEA: "#9467bd", HAP: "#ffbf00", NEU: "#7f7f7f", SAD: "#1f77b4" };
-const OTHER_COLOURS = ["#d62728", "#1f77b4", "#ffbf00", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
-
-function labelColour(label, labels) {
-  return COLOURS[label] || OTHER_COLOURS[Math.max(0, labels.indexOf(label)) % OTHER_COLOURS.length];
-}
-
 function startStreamAudio(stream, onChunk) {
   if (!stream.getAudioTracks().length) return null;
   const Context = window.AudioContext || window.webkitAudioContext;
@@ -164,6 +114,44 @@ function startStreamAudio(stream, onChunk) {
   mute.connect(context.destination);
   context.resume();
   return { context, rate: context.sampleRate, stop: () => { source.disconnect(); processor.disconnect(); context.close(); } };
+}
+
+async function recordAudio(stream, seconds, onProgress) {
+  const chunks = [];
+  let collected = 0, wanted = Infinity;
+  const audio = startStreamAudio(stream, (data) => {
+    if (collected >= wanted) return;
+    chunks.push(data);
+    collected += data.length;
+  });
+  if (!audio) return null;
+  await audio.context.resume();
+  const rate = audio.rate;
+  wanted = Math.round(seconds * rate);
+  const started = performance.now();
+  while (collected < wanted) {
+    const elapsed = (performance.now() - started) / 1000;
+    onProgress(Math.min(elapsed, seconds));
+    if (elapsed > seconds + 5) break; // the audio clock stalled: send what arrived
+    await sleep(100);
+  }
+  audio.stop();
+  const samples = new Float32Array(Math.min(collected, wanted));
+  let offset = 0;
+  for (const chunk of chunks) {
+    const part = chunk.subarray(0, Math.min(chunk.length, samples.length - offset));
+    samples.set(part, offset);
+    offset += part.length;
+    if (offset >= samples.length) break;
+  }
+  let squares = 0;
+  for (let i = 0; i < samples.length; i++) squares += samples[i] * samples[i];
+  const rms = samples.length ? Math.sqrt(squares / samples.length) : 0;
+  return { samples, rate, rms };
+}
+
+function labelColour(label, labels) {
+  return COLOURS[label] || OTHER_COLOURS[Math.max(0, labels.indexOf(label)) % OTHER_COLOURS.length];
 }
 
 function streamView(el) {
