@@ -1,6 +1,7 @@
 """The benchmark's inputs: full-size random-init checkpoints, live inputs (synthetic speech + a frame), a small synthetic data set."""
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +24,8 @@ def default_work() -> Path:
 
 def full_size_models(root, size: str = "full") -> Path:
     """Random-init wav2vec2-base + ResNet-50 + fusion checkpoints in ``root`` (written once, then reused while the fusion
-    model's recorded encoders are the ones beside it). ``size="tiny"``: the same path with tiny encoders, for tests."""
+    model's recorded encoders are the ones beside it and the face settings are today's defaults). ``size="tiny"``: the same
+    path with tiny encoders, for tests."""
     import torch
     from transformers import Wav2Vec2Config
 
@@ -33,7 +35,9 @@ def full_size_models(root, size: str = "full") -> Path:
     from ..transforms import AudioSettings, FaceSettings
 
     root = Path(root) / size if size != "full" else Path(root)
-    if all((root / kind / CONFIG_FILE).is_file() for kind in MODEL_KINDS) and not fusion_lineage({kind: root / kind for kind in MODEL_KINDS}):
+    audio, faces = {"audio": asdict(AudioSettings())}, {"face": asdict(FaceSettings())}
+    if all((root / kind / CONFIG_FILE).is_file() for kind in MODEL_KINDS) and not fusion_lineage({kind: root / kind for kind in MODEL_KINDS}) \
+            and json.loads((root / "face" / CONFIG_FILE).read_text())["preprocessing"] == faces:  # made with today's defaults
         return root
     torch.manual_seed(0)
     if size == "full":
@@ -42,7 +46,6 @@ def full_size_models(root, size: str = "full") -> Path:
     else:
         voice, face = VoiceModel(VoiceConfig(backbone=TINY, freeze="none")), FaceModel(FaceConfig(backbone=TINY, weights=None))
     fusion = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim))
-    audio, faces = {"audio": asdict(AudioSettings())}, {"face": asdict(FaceSettings())}
     save_checkpoint(voice, "voice", root / "voice", audio)
     save_checkpoint(face, "face", root / "face", faces)
     save_checkpoint(fusion, "fusion", root / "fusion", {**audio, **faces},
