@@ -27,40 +27,7 @@ from ..audio import WINDOW_SECONDS
 from ..errors import CaptureError, EmolibError
 
 WIDGET_JS = Path(__file__).with_name("capture_widget.js")
-
-CSS = """
-.emolib-capture { font-family: var(--jp-ui-font-family, sans-serif); font-size: 13px; padding: 6px 0; max-width: 980px; }
-.emolib-capture .emolib-header { display: flex; align-items: center; gap: 12px; }
-.emolib-capture .emolib-record { background: #c62828; color: white; border: none; border-radius: 4px; padding: 6px 16px;
-  font-size: 14px; cursor: pointer; }
-.emolib-capture .emolib-record:disabled { background: #9e9e9e; cursor: default; }
-.emolib-capture .emolib-progress { height: 6px; background: #e0e0e0; border-radius: 3px; margin: 8px 0; max-width: 420px; }
-.emolib-capture .emolib-progress-fill { height: 100%; width: 0; background: #c62828; border-radius: 3px; transition: width 0.1s; }
-.emolib-capture .emolib-preview { width: 240px; border-radius: 4px; margin: 4px 0; }
-.emolib-capture .emolib-error { color: #b00020; font-weight: bold; margin: 6px 0; white-space: pre-wrap; }
-.emolib-capture .emolib-stats { color: #555; margin: 4px 0; }
-.emolib-capture .emolib-result-text { font-size: 16px; font-weight: bold; margin: 6px 0; }
-.emolib-capture .emolib-result-image { max-width: 100%; }
-.emolib-capture .emolib-labels { color: #555; margin: 4px 0; }
-.emolib-capture .emolib-probabilities { display: grid; grid-template-columns: max-content 200px max-content; gap: 2px 8px;
-  align-items: center; margin: 6px 0; }
-.emolib-capture .emolib-probability-bar { height: 10px; background: #4C72B0; border-radius: 2px; }
-.emolib-capture .emolib-probability-top { font-weight: bold; }
-.emolib-capture .emolib-stream-button { background: #1565c0; color: white; border: none; border-radius: 4px; padding: 6px 16px;
-  font-size: 14px; cursor: pointer; }
-.emolib-capture .emolib-stream { display: flex; flex-wrap: wrap; gap: 12px; margin: 8px 0; }
-.emolib-capture .emolib-stage { position: relative; width: 320px; }
-.emolib-capture .emolib-stream-video { width: 320px; border-radius: 4px; display: block; }
-.emolib-capture .emolib-overlay { position: absolute; left: 0; top: 0; pointer-events: none; }
-.emolib-capture .emolib-stream-side { min-width: 260px; }
-.emolib-capture .emolib-current { font-size: 22px; font-weight: bold; margin: 4px 0; }
-.emolib-capture .emolib-states { color: #b00020; font-weight: bold; min-height: 1.2em; }
-.emolib-capture .emolib-bar-row { display: flex; align-items: center; gap: 6px; margin: 3px 0; }
-.emolib-capture .emolib-bar-name { width: 44px; color: #555; }
-.emolib-capture .emolib-bar-track { display: flex; width: 200px; height: 12px; background: #eee; border-radius: 2px; overflow: hidden; }
-.emolib-capture .emolib-rate { color: #555; margin-top: 6px; }
-.emolib-capture .emolib-strip { width: 600px; height: 90px; border: 1px solid #ddd; border-radius: 4px; }
-"""
+WIDGET_CSS = Path(__file__).with_name("capture_widget.css")
 
 
 class LiveDemo(anywidget.AnyWidget):
@@ -69,7 +36,7 @@ class LiveDemo(anywidget.AnyWidget):
     """
 
     _esm = WIDGET_JS
-    _css = CSS
+    _css = WIDGET_CSS
 
     backend = traitlets.Unicode("browser").tag(sync=True)
     seconds = traitlets.Float(WINDOW_SECONDS).tag(sync=True)
