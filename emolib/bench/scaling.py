@@ -17,8 +17,8 @@ START, END = "<!-- annotate-scaling:start -->", "<!-- annotate-scaling:end -->"
 VIDEO_SECONDS = 20.0
 
 
-def make_videos(data: Path, folder: Path, count: int) -> list[Path]:
-    """``count`` mp4 files (mpeg4 + AAC) of about VIDEO_SECONDS each, from consecutive synthetic clips' frames and speech."""
+def make_videos(data: Path, folder: Path, count: int, seconds: float = VIDEO_SECONDS) -> list[Path]:
+    """``count`` mp4 files (mpeg4 + AAC) of about ``seconds`` each, from consecutive synthetic clips' frames and speech."""
     import av
 
     from ..audio import SAMPLE_RATE, load_audio
@@ -29,7 +29,7 @@ def make_videos(data: Path, folder: Path, count: int) -> list[Path]:
     videos, index = [], 0
     for number in range(count):
         frames, waves = [], []
-        while sum(len(wave) for wave in waves) < VIDEO_SECONDS * SAMPLE_RATE:
+        while sum(len(wave) for wave in waves) < seconds * SAMPLE_RATE:
             clip = clips[index % len(clips)]
             index += 1
             total, _ = video_info(clip)

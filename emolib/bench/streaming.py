@@ -23,13 +23,9 @@ WARMUP_UPDATES = 2
 
 def stream_video(data: Path, folder: Path, seconds: float = SECONDS) -> Path:
     """A recording of about ``seconds`` from consecutive synthetic CREMA-D clips (``bench.scaling.make_videos``)."""
-    from . import scaling
+    from .scaling import make_videos
 
-    previous, scaling.VIDEO_SECONDS = scaling.VIDEO_SECONDS, seconds
-    try:
-        return scaling.make_videos(data, folder, 1)[0]
-    finally:
-        scaling.VIDEO_SECONDS = previous
+    return make_videos(data, folder, 1, seconds)[0]
 
 
 def measure(predictor, video: Path, hop: float) -> dict:

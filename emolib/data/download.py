@@ -25,8 +25,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from ..errors import DataError
-from ..files import publish
-from .release import DEFAULT_PARTS, PARTS, release_files, sha256_of
+from ..files import file_digest, publish
+from .release import DEFAULT_PARTS, PARTS, release_files
 from .scan import LFS_POINTER_PREFIX
 
 SOURCES = {  # the release's media by relative path
@@ -139,7 +139,7 @@ def transfer(session, url: str, part: Path, size: int, advance, stop: threading.
 def fetch_file(session, row, sources, root: Path, advance, stop: threading.Event) -> tuple[str, list[str]]:
     """("present" | "fetched" | "failed", reasons of the sources that could not give it) for one release file."""
     target = root / row.path
-    if target.is_file() and target.stat().st_size == row.size and sha256_of(target) == row.sha256:
+    if target.is_file() and target.stat().st_size == row.size and file_digest(target) == row.sha256:
         advance(row.size)
         return "present", []
     part = root / PARTIAL_DIR / f"{row.path}.part"
@@ -163,7 +163,7 @@ def fetch_file(session, row, sources, root: Path, advance, stop: threading.Event
                 part.unlink(missing_ok=True)
                 mine(-counted)
             continue
-        if part.stat().st_size == row.size and sha256_of(part) == row.sha256:
+        if part.stat().st_size == row.size and file_digest(part) == row.sha256:
             target.parent.mkdir(parents=True, exist_ok=True)
             publish(part, target)
             mine(row.size - counted)

@@ -6,7 +6,6 @@ the release repository's own Git LFS pointers. A file is genuine when its size a
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,12 +13,12 @@ import pandas as pd
 
 from ..cremad import asset_path
 from ..errors import DataError
+from ..files import file_digest
 from .scan import is_lfs_pointer
 
 RELEASE_FILE = "release_files.csv.gz"
 PARTS = {"audio": "AudioWAV", "video": "VideoFlash", "mp3": "AudioMP3"}
 DEFAULT_PARTS = ("audio", "video")
-HASH_BLOCK = 1 << 22
 
 
 def parse_parts(text) -> tuple[str, ...]:
@@ -38,14 +37,6 @@ def release_files(parts=DEFAULT_PARTS, listing=None) -> pd.DataFrame:
     table = pd.read_csv(listing or asset_path(RELEASE_FILE), dtype={"path": str, "sha256": str, "size": "int64"})
     table["part"] = table["path"].str.split("/").str[0].map({folder: part for part, folder in PARTS.items()})
     return table[table["part"].isin(parse_parts(parts))].reset_index(drop=True)
-
-
-def sha256_of(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(HASH_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -86,7 +77,7 @@ def verify(root, parts=DEFAULT_PARTS, hashed: bool = False, progress: bool = Tru
             problem = "lfs pointer"
         elif path.stat().st_size != row.size:
             problem = "size differs"
-        elif hashed and sha256_of(path) != row.sha256:
+        elif hashed and file_digest(path) != row.sha256:
             problem = "sha256 differs"
         else:
             result.genuine += 1

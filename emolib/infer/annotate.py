@@ -142,17 +142,18 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     files = list_inputs(source)
     found = find_models(models_dir)
     settings = run_settings(found, window, hop, min_speech)
+    settings_id = settings_key(settings)
     frames = FaceSettings.from_stored(read_checkpoint_config(found["face"])[1]["preprocessing"]["face"]).frames if "face" in found else 0
     existing = existing_results(out)
     counts = {"files": len(files), "skipped": 0, "annotated": 0, "failed": 0, "replaced": 0, "audio_hours": 0.0}
     groups: dict[str, list] = {}  # content key -> [(path, result key, its older results)]
     for path in files:
         try:
-            content = content_key(path, settings)
+            content = content_key(path, settings_id)
         except OSError as error:
-            content = f"{MISSING}-{settings_key(settings)}"
+            content = f"{MISSING}-{settings_id}"
             _finish(out, counts, [(path, result_key(path, content), existing.get(path_part(path), []))], None,
-                    f"{path}: cannot read the file ({error.strerror or error})", settings_key(settings), 0.0)
+                    f"{path}: cannot read the file ({error.strerror or error})", settings_id, 0.0)
             continue
         key, older = result_key(path, content), existing.get(path_part(path), [])
         if any(file.stem == key for file in older):
@@ -166,13 +167,15 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     ray.init(address=ray_address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         label = "; ".join(f"{kind}={Path(models_dir).name}/{kind}@{digest[:12]}" for kind, digest in settings["models"].items())
-        return _run(ray, groups, counts, out, models_dir, label, settings, frames, workers, cpus_per_worker, gpus_per_worker, progress)
+        return _run(ray, groups, counts, out, models_dir, label, settings, settings_id, frames, workers, cpus_per_worker, gpus_per_worker,
+                    progress)
     finally:
         if started_ray:
             ray.shutdown()  # leave no Ray processes behind in the caller's process (a notebook, a test run)
 
 
-def _run(ray, groups, counts, out, models_dir, models, settings, frames, workers, cpus_per_worker, gpus_per_worker, progress) -> dict:
+def _run(ray, groups, counts, out, models_dir, models, settings, settings_id, frames, workers, cpus_per_worker, gpus_per_worker,
+         progress) -> dict:
     """The Ray Data job of ``annotate``: one decode task and one prediction per distinct content, then each path's result."""
     from tqdm.auto import tqdm
 
@@ -180,13 +183,13 @@ def _run(ray, groups, counts, out, models_dir, models, settings, frames, workers
     dataset = ray.data.from_items(todo).map(decode, fn_kwargs={"window": settings["window"], "hop": settings["hop"], "frames": frames},
                                             num_cpus=cpus_per_worker / 2)
     dataset = dataset.map_batches(Annotator, fn_constructor_kwargs={"models_dir": str(models_dir), "models": models,
-                                                                     "settings": settings_key(settings), "device": "cuda" if gpus_per_worker else "cpu",
+                                                                     "settings": settings_id, "device": "cuda" if gpus_per_worker else "cpu",
                                                                      "min_speech": settings["min_speech"]},
                                   batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
                                   num_gpus=gpus_per_worker)
     bar = tqdm(total=sum(map(len, groups.values())), desc="annotate", unit="file", disable=not progress)
     for result in dataset.iter_rows():
-        _finish(out, counts, groups[result["key"]], result["table"], result["error"], settings_key(settings), result["seconds"], bar)
+        _finish(out, counts, groups[result["key"]], result["table"], result["error"], settings_id, result["seconds"], bar)
         bar.set_postfix(hours=f"{counts['audio_hours']:.3f}", failed=counts["failed"])
     bar.close()
     return counts

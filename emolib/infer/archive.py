@@ -18,14 +18,15 @@ from pathlib import Path
 
 from ..errors import EmolibError
 from ..files import atomic_write, file_digest
+from ..models.checkpoint import CONFIG_FILE, MODEL_KINDS, WEIGHTS_FILE
 
 MEDIA_SUFFIXES = (".mp4", ".flv", ".mkv", ".mov", ".avi", ".webm", ".wav", ".flac", ".mp3", ".m4a", ".ogg")
 LIST_SUFFIXES = (".csv", ".parquet")
 WINDOWS_DIR, ERRORS_DIR = "windows", "errors"
 FORMAT = 3  # of the rows (3: a row per window and face): a change of columns or of their meaning changes every key
-KINDS = ("voice", "face", "fusion")
 TEXT_COLUMNS = ("label", "source", "modalities", "voice_pred", "face_pred", "fusion_pred", "notes")
 ID_COLUMNS = ("file", "key", "models", "settings")
+ERROR_SCHEMA_FIELDS = (("file", "string"), ("error", "string"), ("key", "string"), ("settings", "string"))
 
 
 def list_inputs(source) -> list[Path]:
@@ -66,8 +67,6 @@ def _listed(path: Path) -> list[str]:
 def run_settings(found: dict, window: float, hop: float, min_speech: float = 0.0) -> dict:
     """Everything besides a file's bytes that changes its rows: window, hop, the no-speech rule, each model's weights and config
     (face and audio settings, detector, labels), and the folder format."""
-    from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-
     return {"format": FORMAT, "window": float(window), "hop": float(hop), "min_speech": float(min_speech),
             "models": {kind: file_digest(Path(folder) / WEIGHTS_FILE) for kind, folder in found.items()},
             "configs": {kind: file_digest(Path(folder) / CONFIG_FILE) for kind, folder in found.items()}}
@@ -81,9 +80,9 @@ def path_part(path) -> str:
     return hashlib.sha256(str(path).encode()).hexdigest()[:12]
 
 
-def content_key(path, settings: dict) -> str:
-    """The result hash of ``path``: its bytes and ``settings`` (OSError when it cannot be read)."""
-    return hashlib.sha256(f"{file_digest(path)}:{settings_key(settings)}".encode()).hexdigest()[:20]
+def content_key(path, settings_id: str) -> str:
+    """The result hash of ``path``: its bytes and the settings (``settings_key``; OSError when the file cannot be read)."""
+    return hashlib.sha256(f"{file_digest(path)}:{settings_id}".encode()).hexdigest()[:20]
 
 
 def result_key(path, content: str) -> str:
@@ -107,12 +106,9 @@ def window_schema(labels):
     fields += [pa.field(name, pa.string()) for name in TEXT_COLUMNS[:3]]
     fields += [pa.field("face_found", pa.bool_()), pa.field("audio_rms", pa.float64()), pa.field("speech_seconds", pa.float64())]
     fields += [pa.field(name, pa.string()) for name in TEXT_COLUMNS[3:6]]
-    fields += [pa.field(f"{kind}_{label}", pa.float64()) for kind in ("prob", *KINDS) for label in labels]
+    fields += [pa.field(f"{kind}_{label}", pa.float64()) for kind in ("prob", *MODEL_KINDS) for label in labels]
     fields += [pa.field("notes", pa.string())] + [pa.field(name, pa.string()) for name in ID_COLUMNS]
     return pa.schema(fields)
-
-
-ERROR_SCHEMA_FIELDS = (("file", "string"), ("error", "string"), ("key", "string"), ("settings", "string"))
 
 
 def parquet_bytes(table, schema) -> bytes:

@@ -215,6 +215,7 @@ def stream_file(engine: StreamEngine, video, audio=None, realtime: bool = True, 
     """Play a video (or sound) file through ``engine``: its audio and frames arrive as the stream time passes, one update per hop
     (``update_times``: the timeline's windows). ``realtime`` paces the feeding by the wall clock and predicts in a worker
     thread (skipping hops it cannot keep up with); otherwise every window is predicted in turn, as fast as possible."""
+    from ..infer.timeline import window_frame_indices
     from ..media import input_audio, stream_kinds
     from ..video import read_frames_at, video_info
 
@@ -224,9 +225,9 @@ def stream_file(engine: StreamEngine, video, audio=None, realtime: bool = True, 
     wave = np.zeros(0, dtype=np.float32) if wave is None else wave
     duration = max(total / fps, len(wave) / SAMPLE_RATE)
     plan = update_times(duration, engine.window, engine.hop)
-    wanted = sorted({int(np.floor((start + (index + 0.5) * (end - start) / engine.frame_count) * fps + EPSILON))
-                     for start, end in plan for index in range(engine.frame_count)} if total and engine.frame_count else set())
-    frames = read_frames_at(video, [index for index in wanted if index < total]) if wanted else {}
+    wanted = {index for start, end in plan for index in window_frame_indices(start, end, fps, total, engine.frame_count)} \
+        if total and engine.frame_count else set()  # the frames the timeline's windows take: only those are decoded
+    frames = read_frames_at(video, wanted) if wanted else {}
     runner = Runner(engine, on_update) if realtime else None
     fed_samples, fed_frames, began = 0, 0, time.perf_counter()
     arrivals = sorted(frames)
