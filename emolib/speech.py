@@ -66,6 +66,19 @@ def speech_seconds(wave: np.ndarray | None) -> float:
     return float((speech_probabilities(wave) >= THRESHOLD).sum() * CHUNK / SAMPLE_RATE)
 
 
+def speech_mask(wave: np.ndarray | None) -> np.ndarray:
+    """A 0/1 float32 mask of a 16 kHz mono wave's samples: 1 where Silero VAD marks the 32 ms chunk as speech
+    (a trailing part chunk takes the last whole chunk's decision)."""
+    wave = np.asarray(wave if wave is not None else [], dtype=np.float32).reshape(-1)
+    mask = np.zeros(len(wave), dtype=np.float32)
+    if len(wave) < CHUNK:
+        return mask
+    chunks = np.repeat((speech_probabilities(wave) >= THRESHOLD).astype(np.float32), CHUNK)
+    mask[: len(chunks)] = chunks
+    mask[len(chunks):] = chunks[-1]
+    return mask
+
+
 def has_speech(seconds: float, min_seconds: float) -> bool:
     """The no-speech rule: a window gives the voice model an input only with at least ``min_seconds`` of speech (0: always)."""
     return min_seconds <= 0 or seconds >= min_seconds

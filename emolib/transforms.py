@@ -5,6 +5,7 @@ the input it was trained on.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from .audio import SAMPLE_RATE, WINDOW_SECONDS, fixed_window, normalize_wave
 from .errors import ModelError
 from .faces import FACE_MARGIN, FACE_SIZE, Detector, crop_clip_faces
+from .speech import speech_mask
 from .video import DEFAULT_FRAMES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -21,11 +23,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class AudioSettings:
-    """How a waveform becomes ``input_values`` and ``attention_mask``."""
+    """How a waveform becomes ``input_values`` and ``attention_mask`` (and, with ``speech_only``, the ``speech_mask``
+    of the samples Silero VAD marks as speech: the voice model pools over those frames only)."""
 
     sample_rate: int = SAMPLE_RATE
     window_seconds: float = WINDOW_SECONDS
     normalize: bool = True
+    speech_only: bool = False
 
     def __post_init__(self):
         if not self.window_seconds > 0:
@@ -88,14 +92,25 @@ def crop_clip(frames: list[np.ndarray], settings: FaceSettings, detections=None)
     return crop_clip_faces(frames, settings.image_size, settings.margin, detections, settings.detector, settings.align)
 
 
-def voice_inputs(wave: np.ndarray, settings: AudioSettings, rng: np.random.Generator | None = None) -> dict:
-    """A 16 kHz mono waveform -> fixed window ``input_values`` (float) and ``attention_mask`` (long)."""
+def voice_inputs(wave: np.ndarray, settings: AudioSettings, rng: np.random.Generator | None = None, speech: np.ndarray | None = None) -> dict:
+    """A 16 kHz mono waveform -> fixed window ``input_values`` (float) and ``attention_mask`` (long).
+
+    With ``settings.speech_only`` also ``speech_mask`` (long, per sample): the window's samples that are
+    speech (``speech``: the whole wave's ``speech.speech_mask``, computed here when None). A window without
+    any detected speech keeps all its real audio (the fallback: a model always gets some frames).
+    """
+    crop = copy.deepcopy(rng) if rng is not None and settings.speech_only else None  # the same random crop for the speech mask
     window, valid = fixed_window(wave, settings.window_seconds, settings.sample_rate, random_crop=rng)
     if settings.normalize:
         window = normalize_wave(window, valid)
     mask = np.zeros(len(window), dtype=np.int64)
     mask[:valid] = 1
-    return {"input_values": torch.from_numpy(window), "attention_mask": torch.from_numpy(mask)}
+    inputs = {"input_values": torch.from_numpy(window), "attention_mask": torch.from_numpy(mask)}
+    if settings.speech_only:
+        speech = speech_mask(wave) if speech is None else speech
+        kept = (fixed_window(speech, settings.window_seconds, settings.sample_rate, random_crop=crop)[0] > 0).astype(np.int64) * mask
+        inputs["speech_mask"] = torch.from_numpy(kept if kept.any() else mask.copy())
+    return inputs
 
 
 def face_pixels(crops: np.ndarray, settings: FaceSettings, rng: np.random.Generator | None = None) -> torch.Tensor:

@@ -4,9 +4,13 @@ The CLI translates its arguments into the typed options of ``emolib.train.option
 """
 from __future__ import annotations
 
+import argparse
+
 from ..data.manifest import LAYOUTS
 from ..data.splits import DEFAULT_PROTOCOL, HICMAE, HICMAE_FOLDS, PROTOCOLS
 from ..errors import EmolibError
+from ..models.choices import LAYER_CHOICES, POOLING_CHOICES, TEMPORAL_CHOICES
+from ..train.presets import BALANCE_CHOICES, RECIPES
 from .registry import command
 from .types import non_negative_int, positive_float, positive_int
 
@@ -110,6 +114,18 @@ def _add_training_arguments(parser) -> None:
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--workers", type=non_negative_int, default=None, help="processes for face preparation (0: in this process)")
     parser.add_argument("--restart", action="store_true", help="delete the model folder's checkpoint and resume state, then start over")
+    recipe = parser.add_argument_group("recipe (docs/recipe.md): a preset, and its options, each overriding the preset")
+    recipe.add_argument("--recipe", choices=RECIPES, default=None,
+                        help="seed (default): last layer, mean pooling, 3 frames, mean over frames; best: weighted layers, attentive statistics "
+                             "pooling over speech, 16 frames with attention pooling")
+    recipe.add_argument("--layers", choices=LAYER_CHOICES, default=None, help="voice: the last encoder layer, or a learned weighted sum of all layers")
+    recipe.add_argument("--pooling", choices=POOLING_CHOICES, default=None, help="voice: mean, mean+std (stats) or attentive statistics pooling")
+    recipe.add_argument("--speech-only", action=argparse.BooleanOptionalAction, default=None,
+                        help="voice: pool over the frames Silero VAD marks as speech (needs the silero-vad package)")
+    recipe.add_argument("--frames", type=positive_int, default=None, help="face: frames per clip, sampled evenly (seed 3, best 16)")
+    recipe.add_argument("--temporal", choices=TEMPORAL_CHOICES, default=None,
+                        help="face: pool the frames' embeddings by their mean, attention, or a 2-layer transformer with attention pooling")
+    recipe.add_argument("--balance", choices=BALANCE_CHOICES, default=None, help="fusion: none, or OGM-GE gradient modulation of the stronger modality")
 
 
 def data_options(args):
@@ -125,7 +141,8 @@ def model_options(args):
     from ..train.options import ModelOptions
 
     return ModelOptions(args.backbone, args.face_weights, args.freeze, args.epochs, args.batch_size, args.lr, args.encoder_lr,
-                        args.seed, args.device, args.workers, args.restart, getattr(args, "init_from", None))
+                        args.seed, args.device, args.workers, args.restart, getattr(args, "init_from", None), args.recipe, args.layers, args.pooling,
+                        args.speech_only, args.frames, args.temporal, args.balance)
 
 
 @command("train", "train the voice, face or fusion model")

@@ -1,6 +1,7 @@
 """torch Datasets over a manifest: voice clips, face crops, and cached features.
 
-Each item is a dict of tensors with a ``label``; the other keys are the model's inputs.
+Each item is a dict of tensors with a ``label``; the other keys are the model's inputs (``MODEL_INPUTS``: a
+voice item has ``speech_mask`` only when its settings ask for speech-only pooling).
 """
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from torch.utils.data import Dataset
 
 from ..files import file_identity
 from ..media import audio_problem, load_sound
+from ..speech import speech_mask
 from ..transforms import AudioSettings, FaceSettings, face_pixels, voice_inputs
 from .face_cache import load_face_crops
 
-MODEL_INPUTS = {"voice": ("input_values", "attention_mask"), "face": ("pixels",), "fusion": ("voice", "face", "present")}
+MODEL_INPUTS = {"voice": ("input_values", "attention_mask", "speech_mask"), "face": ("pixels",), "fusion": ("voice", "face", "present")}
 
 
 def select_split(manifest: pd.DataFrame, split: str | None) -> pd.DataFrame:
@@ -90,6 +92,7 @@ class VoiceDataset(Dataset):
         self.rows = rows.loc[[index for index, problem in problems.items() if not problem]].reset_index(drop=True)
         self.settings, self.train = settings or AudioSettings(), train
         self.waves: dict[int, np.ndarray] = {}
+        self.speech: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -103,17 +106,27 @@ class VoiceDataset(Dataset):
             self.waves[index] = load_sound(self.rows.at[index, "audio_path"])
         return self.waves[index]
 
+    def speech_mask(self, index: int) -> np.ndarray | None:
+        """The clip's speech samples (``speech.speech_mask``), computed once, when the settings pool over speech only."""
+        if not self.settings.speech_only:
+            return None
+        if index not in self.speech:
+            self.speech[index] = speech_mask(self.wave(index))
+        return self.speech[index]
+
     def __getitem__(self, index: int) -> dict:
-        item = voice_inputs(self.wave(index), self.settings, _augmentation_rng(self.train))
+        item = voice_inputs(self.wave(index), self.settings, _augmentation_rng(self.train), self.speech_mask(index))
         return {**item, "label": torch.tensor(int(self.rows.at[index, "label"]))}
 
 
 class FaceDataset(Dataset):
-    """Clips with a face in their cached crops -> ``pixels`` (F, 3, S, S); one random jittered frame when ``train``."""
+    """Clips with a face in their cached crops -> ``pixels`` (F, 3, S, S). When ``train``: one random jittered frame
+    (a model that means its frames), or every frame jittered with ``whole_clips`` (a model with temporal attention)."""
 
-    def __init__(self, manifest: pd.DataFrame, faces: pd.DataFrame, settings: FaceSettings | None = None, train: bool = False):
+    def __init__(self, manifest: pd.DataFrame, faces: pd.DataFrame, settings: FaceSettings | None = None, train: bool = False,
+                 whole_clips: bool = False):
         self.rows = face_rows(manifest, faces)
-        self.settings, self.train = settings or FaceSettings(), train
+        self.settings, self.train, self.whole_clips = settings or FaceSettings(), train, whole_clips
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -128,7 +141,7 @@ class FaceDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         crops = self.crops(index)
         rng = _augmentation_rng(self.train)
-        if rng is not None:
+        if rng is not None and not self.whole_clips:
             crops = crops[[rng.integers(len(crops))]]
         return {"pixels": face_pixels(crops, self.settings, rng), "label": torch.tensor(int(self.rows.at[index, "label"]))}
 

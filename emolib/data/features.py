@@ -4,8 +4,10 @@ The cache key covers the model weights, the source files (``dataset.sources()``:
 identities, or the face-crop files, named by their videos' identities) and the preprocessing, so a
 cache entry is never reused for anything else: not for another tree with the same clip names, not
 after a file was replaced. This is the CPU path: train heads and the fusion model on
-cached embeddings in seconds. Models are duck-typed here (``features``, ``checkpoint``): the
-data layer does not import the model code.
+cached embeddings in seconds. What is cached is ``model.frozen_features`` (a face clip's per-frame
+embeddings, a voice clip's per-layer pooled states when its layer weights learn on them, else the pooled
+features); ``model.from_frozen`` turns them into the features. Models are duck-typed here
+(``frozen_features``, ``from_frozen``, ``checkpoint``): the data layer does not import the model code.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from .datasets import MODEL_INPUTS, FaceDataset, VoiceDataset, paired_rows, sele
 FEATURE_BATCH_SIZE = 16
 FEATURES_DIR = "features"
 SETTINGS_KEYS = {"voice": "audio", "face": "face"}
+STAGE = "frozen-2"  # 2: frozen_features (per-frame face embeddings, per-layer voice states) instead of pooled features
 
 
 def model_fingerprint(model) -> str:
@@ -49,7 +52,7 @@ def modality_settings(model, kind: str) -> dict:
 
 
 def extract_features(model, dataset, kind: str, device: str = "auto", batch_size: int = FEATURE_BATCH_SIZE, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled ``model.features`` of every item of ``dataset`` and their labels."""
+    """``model.frozen_features`` of every item of ``dataset`` and their labels (``model.from_frozen`` of them are its features)."""
     from tqdm.auto import tqdm
 
     device = pick_device(device)
@@ -60,7 +63,7 @@ def extract_features(model, dataset, kind: str, device: str = "auto", batch_size
     with torch.inference_mode():
         for batch in tqdm(loader, desc=f"{kind} features", leave=False, disable=not progress):
             batch = move(batch, device)
-            features.append(model.features(**{name: batch[name] for name in inputs}).float().cpu())
+            features.append(model.frozen_features(**{name: batch[name] for name in inputs if name in batch}).float().cpu())
             labels.append(batch["label"].cpu())
     if not features:
         return torch.zeros(0, getattr(model, "feature_dim", 0)), torch.zeros(0, dtype=torch.long)
@@ -69,13 +72,14 @@ def extract_features(model, dataset, kind: str, device: str = "auto", batch_size
 
 def cached_features(model, dataset, kind: str, cache_dir=None, settings: dict | None = None, device: str = "auto", progress: bool = True,
                     extractor=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Like extract_features, but read from / written to ``cache_dir`` (default: the cache root) keyed by weights, clips,
+    """Like extract_features (the frozen features), but read from / written to ``cache_dir`` (default: the cache root) keyed by weights, clips,
     settings and the extractor: ``extractor`` (``emolib.fast.features.FastExtractor``) or eager PyTorch when None."""
     from safetensors.torch import load_file
 
     settings = settings if settings is not None else modality_settings(model, kind)
     name = extractor.identity(model, dataset, kind) if extractor is not None and len(dataset) else "eager"
-    key = cache_key(kind, model, dataset.sources(), {**settings, "extractor": name})
+    key = cache_key(kind, model, dataset.sources(), {**settings, "extractor": name, "stage": STAGE,
+                                                             "config": vars(getattr(model, "config", None) or object())})
     path = Path(cache_dir or cache_root()) / FEATURES_DIR / f"{kind}-{key}.safetensors"
     if path.exists():
         stored = load_file(str(path))
@@ -88,6 +92,13 @@ def cached_features(model, dataset, kind: str, cache_dir=None, settings: dict | 
     return features, labels
 
 
+def pooled_features(model, dataset, kind: str, cache_dir=None, device="auto", progress=True, extractor=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The features (``model.from_frozen`` of the cached frozen features) of every item of ``dataset``, and their labels."""
+    frozen, labels = cached_features(model, dataset, kind, cache_dir, None, device, progress, extractor)
+    with torch.inference_mode():
+        return model.cpu().eval().from_frozen(frozen).float(), labels
+
+
 def paired_features(manifest, split, voice, face, faces, cache_dir=None, device="auto", progress=True, extractor=None):
     """The fusion model's inputs for the clips of one split that have audio and a video.
 
@@ -98,8 +109,8 @@ def paired_features(manifest, split, voice, face, faces, cache_dir=None, device=
     voice_set = VoiceDataset(paired_rows(select_split(manifest, split), faces), AudioSettings.of(voice))
     rows = voice_set.rows  # unreadable audio already left out
     face_set = FaceDataset(rows, faces, FaceSettings.of(face))
-    voice_features, labels = cached_features(voice, voice_set, "voice", cache_dir, None, device, progress, extractor)
-    face_part, _ = cached_features(face, face_set, "face", cache_dir, None, device, progress, extractor)
+    voice_features, labels = pooled_features(voice, voice_set, "voice", cache_dir, device, progress, extractor)
+    face_part, _ = pooled_features(face, face_set, "face", cache_dir, device, progress, extractor)
     with_face = torch.tensor(rows["stem"].isin(set(face_set.rows["stem"])).to_numpy(), dtype=torch.bool)
     face_features = torch.zeros(len(rows), face.feature_dim)
     face_features[with_face] = face_part

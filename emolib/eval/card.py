@@ -17,7 +17,7 @@ from .provenance import card_refusal
 CARD_FILE = "README.md"
 SPARE_CARD_FILE = "MODEL_CARD.md"  # where the card goes when README.md is the user's own
 CARD_MARK = "library_name: emolib"
-TASKS = {"voice": "audio-classification", "face": "image-classification", "fusion": "audio-classification"}
+TASKS = {"voice": "audio-classification", "face": "image-classification", "fusion": "audio-classification", "late": "audio-classification"}
 METRIC_NAMES = {"accuracy": "accuracy", "uar": "unweighted average recall (balanced accuracy)", "macro_f1": "macro F1"}
 LIMITATIONS = (
     "Acted emotions: a corpus of actors portraying emotions on cue is not spontaneous speech; expect lower accuracy on "

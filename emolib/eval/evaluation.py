@@ -19,7 +19,7 @@ from ..data.perceived import with_labels
 from ..data.splits import speaker_ids, speakers_by_split
 from ..fast.features import feature_extractor
 from ..data.face_cache import face_index
-from ..data.features import cached_features, paired_features
+from ..data.features import paired_features, pooled_features
 from ..files import atomic_write
 from ..labels import map_labels
 from ..errors import DataError, ModelError
@@ -29,6 +29,8 @@ from .metrics import summary_metrics
 from .provenance import refuse_seen, seen_speakers
 
 LABEL_CHOICES = ("intended", "perceived", "both")
+LATE = "late"  # the late-fusion baseline's rows and columns (train.late), reported beside the fusion model
+LOG_FLOOR = 1e-12
 AGE_BINS = (0, 30, 45, 60, 200)
 AGE_LABELS = ("<30", "30-44", "45-59", "60+")
 VOTE_MODALITIES = {"voice": "voice", "face": "face", "audiovisual": "fusion"}
@@ -48,7 +50,7 @@ def unimodal_predictions(model, kind: str, rows: pd.DataFrame, faces=None, cache
         dataset = VoiceDataset(rows, AudioSettings.of(model))
     else:
         dataset = FaceDataset(rows, faces, FaceSettings.of(model))
-    features, _ = cached_features(model, dataset, kind, cache_dir, None, device, progress, feature_extractor(device))
+    features, _ = pooled_features(model, dataset, kind, cache_dir, device, progress, feature_extractor(device))
     with torch.inference_mode():
         logits = model.cpu().classify(features).numpy()
     return probability_table(dataset.rows["stem"], kind, softmax(logits), checkpoint_labels(model))
@@ -98,12 +100,34 @@ def predict_split(manifest, models_dir, split="test", cache_dir=None, device="au
     if "fusion" in loaded:
         fused = fusion_predictions(loaded["fusion"], loaded["voice"], loaded["face"], rows, None, faces, cache_dir, device, progress)
         table = table.merge(fused, on="stem", how="left")
+        late = late_predictions(table, loaded["fusion"])
+        if late is not None:
+            table = table.merge(late, on="stem", how="left")
     table.attrs["labels"] = {kind: list(checkpoint_labels(model)) for kind, model in loaded.items() if kind in kinds}
+    if "late_pred" in table:
+        table.attrs["labels"][LATE] = list(checkpoint_labels(loaded["fusion"]))
     return table
 
 
+def late_predictions(table: pd.DataFrame, fusion) -> pd.DataFrame | None:
+    """The late-fusion baseline's probabilities on the clips the fusion model predicted, from the voice and face
+    models' probabilities in ``table`` and the weights the fusion checkpoint records (``train.late``); None without them."""
+    late = (getattr(fusion, "checkpoint", None) or {}).get("late_fusion")
+    if not late or "voice_pred" not in table or "face_pred" not in table:
+        return None
+    labels = list(checkpoint_labels(fusion))
+    paired = table[table["fusion_pred"].notna()]
+    voice = np.log(np.clip(paired[[f"voice_{label}" for label in labels]].to_numpy(dtype=float), LOG_FLOOR, None))
+    face = paired[[f"face_{label}" for label in labels]].to_numpy(dtype=float)
+    present = ~np.isnan(face).any(axis=1, keepdims=True)
+    face = np.log(np.clip(np.nan_to_num(face, nan=1.0), LOG_FLOOR, None))
+    weights = late["weights"]
+    logits = weights[0] * voice + weights[1] * face * present + np.asarray(late["bias"])
+    return probability_table(paired["stem"], LATE, softmax(logits), labels)
+
+
 def model_kinds(predictions: pd.DataFrame) -> list[str]:
-    return [kind for kind in MODEL_KINDS if f"{kind}_pred" in predictions]
+    return [kind for kind in (*MODEL_KINDS, LATE) if f"{kind}_pred" in predictions]
 
 
 def metrics_for(predictions: pd.DataFrame, kind: str) -> dict:

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..cremad import EMOTIONS
 
-MODEL_COLOURS = {"voice": "#4C72B0", "face": "#DD8452", "fusion": "#55A868", "human": "#8C8C8C"}
+MODEL_COLOURS = {"voice": "#4C72B0", "face": "#DD8452", "fusion": "#55A868", "late": "#8172B3", "human": "#8C8C8C"}
 
 
 def _pyplot():
@@ -59,6 +59,8 @@ def plot_comparison(report: dict):
     humans = report.get("human_raters")
     if humans:
         for position, kind in zip(positions, kinds):
+            if kind not in humans:
+                continue
             ax.hlines(humans[kind], position - 0.4, position + 0.4, colors="black", linestyles="dashed")
         reference = " — reference only" if "synthetic" in humans.get("note", "") else ""
         ax.plot([], [], "k--", label=f"human raters (acc.){reference}")

@@ -220,7 +220,8 @@ def _check(kind: str, model, fast: FastModel, settings, probes) -> dict:
             pixels = face_pixels(frames, settings)
             with torch.inference_mode():
                 eager = model.features(pixels[None]).float().numpy()
-            pairs.append((eager, fast.face_embeddings(pixels.numpy()).mean(axis=0, keepdims=True)))
+                quick = model.from_frozen(torch.from_numpy(fast.face_embeddings(pixels.numpy()))[None]).float().numpy()
+            pairs.append((eager, quick))
     cosines, prob_diffs, label_match = [], [], []
     for eager, quick in pairs:
         cosines.append(float((eager * quick).sum() / max(np.linalg.norm(eager) * np.linalg.norm(quick), 1e-12)))

@@ -26,12 +26,17 @@ class FastExtractor:
         self.quantize, self.threads, self.sessions = quantize, threads, {}
 
     def identity(self, model, dataset, kind: str) -> str:
-        """``fast-<variant>`` when the model has a checked fast session for the dataset's settings, else ``eager``."""
+        """``fast-<variant>`` when the model has a checked fast session for the dataset's settings that gives its frozen
+        features (a face model's per-frame embeddings; a voice model's features, unless its layer weights learn on
+        per-layer states), else ``eager``."""
+        if kind == "voice" and getattr(model, "pools_per_layer", False):
+            return EAGER
         session = self._session(model, dataset, kind)
         return f"fast-{session.variant}" if session is not None else EAGER
 
     def extract(self, model, dataset, kind: str, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features (N, D), labels (N,)) of every item, one at a time (the sessions have a fixed window / any frames)."""
+        """(frozen features: voice (N, D), face (N, F, D); labels (N,)) of every item, one at a time (the sessions have a fixed
+        window / any frames)."""
         from tqdm.auto import tqdm
 
         session = self._session(model, dataset, kind)
@@ -41,7 +46,7 @@ class FastExtractor:
             if kind == "voice":
                 features.append(session.voice_features(item["input_values"].numpy()[None], item["attention_mask"].numpy()[None])[0])
             else:
-                features.append(session.face_embeddings(item["pixels"].numpy()).mean(axis=0))
+                features.append(session.face_embeddings(item["pixels"].numpy()))
             labels.append(int(item["label"]))
         dim = getattr(model, "feature_dim", 0)
         stacked = np.stack(features).astype(np.float32) if features else np.zeros((0, dim), dtype=np.float32)

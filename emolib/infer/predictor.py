@@ -166,17 +166,18 @@ class Predictor:
         if self.fast is not None and self.fast.voice is not None:
             return torch.from_numpy(self.fast.voice.voice_features(inputs["input_values"].numpy()[None], inputs["attention_mask"].numpy()[None]))
         with torch.inference_mode():
-            return self.voice.features(inputs["input_values"][None].to(self.device), inputs["attention_mask"][None].to(self.device)).float()
+            return self.voice.features(**{name: value[None].to(self.device) for name, value in inputs.items()}).float()
 
     def face_features(self, crops: np.ndarray):
-        """Pooled face embedding (1, D) of a clip's crops (mean over frames), through transforms.face_pixels."""
+        """Pooled face embedding (1, D) of a clip's crops (the model's temporal pooling), through transforms.face_pixels."""
         import torch
 
         from ..transforms import face_pixels
 
         pixels = face_pixels(crops, self.face_settings)
         if self.fast is not None and self.fast.face is not None:
-            return torch.from_numpy(self.fast.face.face_embeddings(pixels.numpy()).mean(axis=0, keepdims=True))
+            with torch.inference_mode():
+                return self.face.from_frozen(torch.from_numpy(self.fast.face.face_embeddings(pixels.numpy()))[None]).float()
         pixels = pixels[None].to(self.device)
         with torch.inference_mode():
             return self.face.features(pixels).float()

@@ -1,11 +1,17 @@
 """The three emotion models. They see tensors only: preprocessing lives in emolib.transforms.
 
-- VoiceModel: wav2vec2-family encoder -> masked mean pooling over time -> dropout -> linear head.
-- FaceModel: ResNet encoder on face crops -> mean over a clip's frames -> dropout -> linear head.
+- VoiceModel: wav2vec2-family encoder -> the last layer or a learned weighted sum of all layers ->
+  mean, mean + std or attentive statistics pooling over the (speech) frames -> dropout -> linear head.
+- FaceModel: ResNet encoder on face crops -> mean, attention or a small transformer over a clip's
+  frames -> dropout -> linear head.
 - FusionModel: [voice features, face features, presence flags] -> MLP; missing modalities are
   zeroed and flagged, and modality dropout during training teaches it to cope with them.
 
-Every model has ``features(...)`` (pooled embedding) and ``classify(features)`` (logits).
+Every model has ``features(...)`` (pooled embedding) and ``classify(features)`` (logits). The voice and
+face models also split ``features`` in two for the frozen-encoder cache: ``frozen_features(...)`` (what a
+frozen encoder gives: per-layer pooled states, per-frame embeddings) and ``from_frozen(...)`` (the learned
+rest), so that layer weights and temporal pooling train on cached features. The defaults are the seed
+recipe's: last layer, mean pooling, mean over frames.
 """
 from __future__ import annotations
 
@@ -22,10 +28,19 @@ from .backbones import (
     build_voice_encoder,
     voice_encoder_config,
 )
+from .choices import FREEZE_CHOICES, LAYER_CHOICES, POOLING_CHOICES, TEMPORAL_CHOICES
+from .pooling import (
+    MAX_FACE_FRAMES,
+    AttentiveStats,
+    LayerWeights,
+    TemporalPooling,
+    masked_mean,
+    masked_stats,
+    pooled_size,
+)
 from ..cremad import EMOTIONS
 from ..errors import ModelError
 
-FREEZE_CHOICES = ("none", "cnn", "all")
 FACE_CNN_STAGES = 6
 
 
@@ -38,6 +53,8 @@ class VoiceConfig:
     num_labels: int = len(EMOTIONS)
     dropout: float = 0.1
     freeze: str = "cnn"
+    layers: str = "last"
+    pooling: str = "mean"
 
 
 @dataclass
@@ -49,6 +66,7 @@ class FaceConfig:
     num_labels: int = len(EMOTIONS)
     dropout: float = 0.2
     freeze: str = "none"
+    temporal: str = "mean"
 
 
 @dataclass
@@ -64,9 +82,13 @@ class FusionConfig:
 
 
 def check_freeze(freeze: str) -> str:
-    if freeze not in FREEZE_CHOICES:
-        raise ModelError(f"unknown freeze mode '{freeze}' (expected one of {', '.join(FREEZE_CHOICES)})")
-    return freeze
+    return check_choice("freeze mode", freeze, FREEZE_CHOICES)
+
+
+def check_choice(what: str, value: str, choices) -> str:
+    if value not in choices:
+        raise ModelError(f"unknown {what} '{value}' (expected one of {', '.join(choices)})")
+    return value
 
 
 class FrozenAwareModule(nn.Module):
@@ -87,16 +109,23 @@ class FrozenAwareModule(nn.Module):
 
 
 class VoiceModel(FrozenAwareModule):
-    """wav2vec2 / HuBERT / WavLM -> mean over valid frames -> linear head."""
+    """wav2vec2 / HuBERT / WavLM -> last layer or weighted layers -> pooling over the kept frames -> linear head."""
 
     def __init__(self, config: VoiceConfig, pretrained: bool = False):
         super().__init__()
         check_freeze(config.freeze)
+        check_choice("layers mode", config.layers, LAYER_CHOICES)
+        check_choice("pooling", config.pooling, POOLING_CHOICES)
         if not config.encoder_config:
             config.encoder_config = voice_encoder_config(config.backbone)
         self.config = config
         self.encoder = build_voice_encoder(config.encoder_config, config.backbone if pretrained else None)
-        self.feature_dim = self.encoder.config.hidden_size
+        hidden = self.encoder.config.hidden_size
+        self.layer_weights = LayerWeights(self.encoder.config.num_hidden_layers + 1) if config.layers == "weighted" else None
+        if self.layer_weights is not None:
+            self.encoder.config.layerdrop = 0.0  # a dropped layer would be missing from the hidden states the weights sum
+        self.attentive = AttentiveStats(hidden) if config.pooling == "attentive-stats" else None
+        self.feature_dim = pooled_size(config.pooling, hidden)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.feature_dim, config.num_labels)
         self._apply_freeze()
@@ -112,32 +141,74 @@ class VoiceModel(FrozenAwareModule):
             return [self.encoder]
         return [self.encoder.feature_extractor] if self.config.freeze == "cnn" else []
 
-    def features(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean of the encoder's last hidden states over the frames that cover real audio."""
+    @property
+    def pools_per_layer(self) -> bool:
+        """True when the frozen-encoder cache holds each layer's pooled states and the layer weights train on them."""
+        return self.layer_weights is not None and self.attentive is None
+
+    def frame_states(self, input_values, attention_mask=None, speech_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L, T, D) hidden states (L = 1: the last layer; else every layer) and the (B, T) mask of the frames to pool:
+        those that cover real audio and, with ``speech_mask`` (samples, 1 = speech), speech."""
         encoder_mask = attention_mask if self.encoder.config.feat_extract_norm == "layer" else None
-        hidden = self.encoder(input_values, attention_mask=encoder_mask).last_hidden_state
+        output = self.encoder(input_values, attention_mask=encoder_mask, output_hidden_states=self.layer_weights is not None)
+        hidden = torch.stack(output.hidden_states, dim=1) if self.layer_weights is not None else output.last_hidden_state.unsqueeze(1)
+        frames = hidden.shape[2]
         if attention_mask is None:
-            return hidden.mean(dim=1)
-        return masked_mean(hidden, self.encoder._get_feature_vector_attention_mask(hidden.shape[1], attention_mask))
+            mask = torch.ones(hidden.shape[0], frames, dtype=torch.long, device=hidden.device)
+        else:
+            mask = self.encoder._get_feature_vector_attention_mask(frames, attention_mask)
+        if speech_mask is not None:
+            mask = mask * speech_frames(speech_mask, frames, self.frame_stride())
+        return hidden, mask
 
-    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.classify(self.features(input_values, attention_mask))
+    def frame_stride(self) -> int:
+        """Samples per encoder frame (320 for wav2vec2-base)."""
+        stride = 1
+        for step in self.encoder.config.conv_stride:
+            stride *= step
+        return stride
+
+    def frozen_features(self, input_values, attention_mask=None, speech_mask=None) -> torch.Tensor:
+        """What the frozen-encoder cache stores: (B, L, P) per-layer pooled states with weighted layers over mean or
+        stats pooling, else the pooled features (B, P) themselves."""
+        hidden, mask = self.frame_states(input_values, attention_mask, speech_mask)
+        if self.attentive is not None:
+            frames = self.layer_weights(hidden) if self.layer_weights is not None else hidden[:, 0]
+            return self.attentive(frames, mask)
+        batch, layers = hidden.shape[:2]
+        pool = masked_mean if self.config.pooling == "mean" else masked_stats
+        pooled = pool(hidden.flatten(0, 1), mask.repeat_interleave(layers, dim=0)).view(batch, layers, -1)
+        return pooled if self.layer_weights is not None else pooled[:, 0]
+
+    def from_frozen(self, frozen: torch.Tensor) -> torch.Tensor:
+        """Features from ``frozen_features``: the learned layer weights over per-layer pooled states, else as they are."""
+        return self.layer_weights(frozen) if self.pools_per_layer else frozen
+
+    def features(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None, speech_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The clip embedding: the configured layers, pooled over the frames that cover real audio (and speech)."""
+        return self.from_frozen(self.frozen_features(input_values, attention_mask, speech_mask))
+
+    def forward(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None, speech_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classify(self.features(input_values, attention_mask, speech_mask))
 
 
-def masked_mean(hidden: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-    """Mean over time (dim 1) of the frames where ``frame_mask`` is 1."""
-    weights = frame_mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+def speech_frames(speech_mask: torch.Tensor, frames: int, stride: int) -> torch.Tensor:
+    """A (B, samples) speech mask -> (B, frames): each encoder frame takes the mask at its centre sample."""
+    index = (torch.arange(frames, device=speech_mask.device) * stride + stride // 2).clamp(max=speech_mask.shape[1] - 1)
+    return speech_mask[:, index].long()
 
 
 class FaceModel(FrozenAwareModule):
-    """ResNet on face crops; a clip (B, F, 3, H, W) gets the mean of its frames' embeddings."""
+    """ResNet on face crops; a clip (B, F, 3, H, W) gets its frames' embeddings pooled by ``config.temporal``."""
 
     def __init__(self, config: FaceConfig, pretrained: bool = False):
         super().__init__()
         check_freeze(config.freeze)
+        check_choice("temporal pooling", config.temporal, TEMPORAL_CHOICES)
         self.config = config
-        self.encoder, self.feature_dim = build_face_encoder(config.backbone, config.weights if pretrained else None)
+        self.encoder, frame_dim = build_face_encoder(config.backbone, config.weights if pretrained else None)
+        self.temporal = TemporalPooling(config.temporal, frame_dim)
+        self.feature_dim = self.temporal.out_dim
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.feature_dim, config.num_labels)
         for module in self.frozen_modules():
@@ -150,13 +221,22 @@ class FaceModel(FrozenAwareModule):
             return list(self.encoder.children())[:FACE_CNN_STAGES]
         return []
 
-    def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Mean embedding of a clip's frames; accepts (B, 3, H, W) or (B, F, 3, H, W)."""
+    def frozen_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Per-frame embeddings (B, F, D) of (B, 3, H, W) or (B, F, 3, H, W) crops: what the frozen-encoder cache stores."""
         if pixels.dim() == 4:
             pixels = pixels.unsqueeze(1)
         batch, frames = pixels.shape[:2]
-        embeddings = self.encoder(pixels.flatten(0, 1))
-        return embeddings.view(batch, frames, -1).mean(dim=1)
+        if self.config.temporal == "transformer" and frames > MAX_FACE_FRAMES:
+            raise ModelError(f"the transformer over frames takes at most {MAX_FACE_FRAMES} frames per clip, got {frames}")
+        return self.encoder(pixels.flatten(0, 1)).view(batch, frames, -1)
+
+    def from_frozen(self, frozen: torch.Tensor) -> torch.Tensor:
+        """The clip embedding from per-frame embeddings (B, F, D): the temporal pooling."""
+        return self.temporal(frozen)
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The clip embedding; accepts (B, 3, H, W) or (B, F, 3, H, W)."""
+        return self.from_frozen(self.frozen_features(pixels))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(pixels))
@@ -176,6 +256,13 @@ class FusionModel(nn.Module):
             nn.Dropout(config.dropout),
             nn.Linear(config.hidden_dim, config.num_labels),
         )
+
+    def modality_parameters(self) -> dict:
+        """Each modality's own parameters, as (parameter, column slice or None): its LayerNorm and its columns of the
+        first layer (what OGM-GE modulates, ``emolib.train.balance``)."""
+        first, voice_dim, face_dim = self.mlp[0].weight, self.config.voice_dim, self.config.face_dim
+        return {"voice": [(parameter, None) for parameter in self.voice_norm.parameters()] + [(first, slice(0, voice_dim))],
+                "face": [(parameter, None) for parameter in self.face_norm.parameters()] + [(first, slice(voice_dim, voice_dim + face_dim))]}
 
     def forward(self, voice: torch.Tensor, face: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
         """Logits; ``present`` (B, 2) flags which of voice and face are real (default: both)."""

@@ -28,6 +28,7 @@ from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, checkpoint_labels, en
 from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
 from ..transforms import AudioSettings, FaceSettings
 from .distributed import is_main_process
+from .late import fit_late_fusion
 from .resume import RESUME_FILE
 from .trainer import HISTORY_FILE, Trainer, TrainConfig
 
@@ -36,14 +37,15 @@ FAST_FOLDER = "fast"
 
 
 class HeadOnly(nn.Module):
-    """Wraps a model whose encoder is frozen so that it trains on cached ``features``."""
+    """Wraps a model whose encoder is frozen so that it trains on its cached ``frozen_features``: the layer weights or
+    temporal pooling (``from_frozen``) and the head learn."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.model.classify(features)
+        return self.model.classify(self.model.from_frozen(features))
 
 
 def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessing: dict, cache_dir=None, extra: dict | None = None,
@@ -99,13 +101,17 @@ def _feature_dataset(model, dataset, kind, cache_dir, preprocessing, device, pro
 
 
 def train_voice(manifest, out_dir, config: VoiceConfig, train: TrainConfig, audio: AudioSettings | None = None, cache_dir=None, progress: bool = True,
-                restart: bool = False, labels=None, init=None, about: dict | None = None):
+                restart: bool = False, labels=None, init=None, about: dict | None = None, recipe: str = "seed"):
     """Train the wav2vec2 voice model on the manifest's train split, selecting on val.
 
     ``labels``: the label set (default: the manifest's, ``labels.label_order``); ``init``: a voice
     checkpoint whose encoder (and audio settings) to start from, with a new head (``--init-from``);
-    ``about``: the data's name, layout and protocol, for the checkpoint's record.
+    ``about``: the data's name, layout and protocol, for the checkpoint's record; ``recipe``: the preset the options came
+    from (``presets``), recorded in the checkpoint.
     """
+    if config.freeze == "all" and config.pooling == "attentive-stats":
+        raise ModelError("--pooling attentive-stats learns over the encoder's frames, which --freeze all does not keep "
+                         "(it trains on cached pooled features); use --pooling stats, or fine-tune (--freeze cnn)")
     torch.manual_seed(train.seed)
     manifest, labels = _labelled(manifest, labels)
     model, source = _new_or_fine_tuned("voice", VoiceModel, config, labels, init)
@@ -114,16 +120,17 @@ def train_voice(manifest, out_dir, config: VoiceConfig, train: TrainConfig, audi
     def make_dataset(split, augment):
         return VoiceDataset(select_split(manifest, split), audio, train=augment)
 
-    return fit(model, "voice", make_dataset, train, out_dir, {"audio": asdict(audio)}, cache_dir, _init_record(init, out_dir), progress,
+    return fit(model, "voice", make_dataset, train, out_dir, {"audio": asdict(audio)}, cache_dir, _extra(init, out_dir, recipe), progress,
                data_identity(manifest), restart, labels, training_record(manifest, about))
 
 
 def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: FaceSettings | None = None, cache_dir=None, workers: int | None = None,
-               progress: bool = True, restart: bool = False, labels=None, init=None, about: dict | None = None):
+               progress: bool = True, restart: bool = False, labels=None, init=None, about: dict | None = None, recipe: str = "seed"):
     """Train the ResNet face model on cached face crops of the train split, selecting on val.
 
     ``face`` (crop size, frames, margin, detector) is stored in the checkpoint; every inference path reads it back.
-    ``labels``, ``init`` and ``about`` as in ``train_voice`` (with ``init``, the face settings are the init checkpoint's).
+    ``labels``, ``init``, ``about`` and ``recipe`` as in ``train_voice`` (with ``init``, the face settings are the init checkpoint's).
+    A model with temporal attention trains on whole clips (every frame, each jittered); a mean-pooling one on one random frame.
     """
     torch.manual_seed(train.seed)
     manifest, labels = _labelled(manifest, labels)
@@ -132,9 +139,9 @@ def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: 
     faces = face_index(manifest, cache_dir, face, workers, progress)
 
     def make_dataset(split, augment):
-        return FaceDataset(select_split(manifest, split), faces, face, train=augment)
+        return FaceDataset(select_split(manifest, split), faces, face, train=augment, whole_clips=model.config.temporal != "mean")
 
-    return fit(model, "face", make_dataset, train, out_dir, {"face": asdict(face)}, cache_dir, _init_record(init, out_dir), progress,
+    return fit(model, "face", make_dataset, train, out_dir, {"face": asdict(face)}, cache_dir, _extra(init, out_dir, recipe), progress,
                data_identity(manifest), restart, labels, training_record(manifest, about))
 
 
@@ -153,6 +160,11 @@ def _labelled(manifest, labels):
     return encode_labels(manifest, labels, "training data"), labels
 
 
+def _extra(init, out_dir, recipe: str) -> dict:
+    """What a voice or face checkpoint records beside its config: its recipe and the checkpoint it started from."""
+    return {"recipe": recipe, **_init_record(init, out_dir)}
+
+
 def _init_record(init, out_dir) -> dict:
     """What a checkpoint records about the checkpoint it was fine-tuned from."""
     if not init:
@@ -162,8 +174,10 @@ def _init_record(init, out_dir) -> dict:
 
 
 def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hidden_dim: int = 256, cache_dir=None, workers: int | None = None,
-                 progress: bool = True, restart: bool = False, about: dict | None = None):
-    """Train the fusion MLP on the trained voice and face models' embeddings of paired clips.
+                 progress: bool = True, restart: bool = False, about: dict | None = None, recipe: str = "seed"):
+    """Train the fusion MLP on the trained voice and face models' embeddings of paired clips (``train.balance``:
+    OGM-GE gradient balancing), and fit the late-fusion baseline (``train.late``) on the validation clips; its
+    weights are recorded in the fusion checkpoint (``late_fusion``) and reported beside it.
 
     The checkpoint records where the encoders are and the sha256 of their weights, so a fusion
     model is never used beside encoders it was not trained on (``models.checkpoint.find_models``).
@@ -178,14 +192,18 @@ def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hid
     torch.manual_seed(train.seed)
     model = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim, hidden_dim=hidden_dim, num_labels=len(labels)))
     preprocessing = {**voice.checkpoint["preprocessing"], **face.checkpoint["preprocessing"]}
-    extra = {"voice_checkpoint": os.path.relpath(voice_dir, out_dir), "face_checkpoint": os.path.relpath(face_dir, out_dir),
-             **encoder_lineage(voice_dir, face_dir)}
-
     extractor = feature_extractor(train.device)
 
     def make_dataset(split, augment):
         tensors, labels, _ = paired_features(manifest, split, voice, face, faces, cache_dir, train.device, progress, extractor)
         return FeatureDataset(tensors, labels)
+
+    val = make_dataset("val", False)
+    with torch.inference_mode():
+        voice_logits, face_logits = voice.cpu().classify(val.tensors["voice"]), face.cpu().classify(val.tensors["face"])
+    late = fit_late_fusion(voice_logits, face_logits, val.tensors["present"], val.labels)
+    extra = {"voice_checkpoint": os.path.relpath(voice_dir, out_dir), "face_checkpoint": os.path.relpath(face_dir, out_dir),
+             **encoder_lineage(voice_dir, face_dir), "recipe": recipe, "late_fusion": late}
 
     return fit(model, "fusion", make_dataset, train, out_dir, preprocessing, cache_dir, extra, progress,
                data=data_identity(manifest), restart=restart, labels=labels, record=training_record(manifest, about))

@@ -66,7 +66,8 @@ class DataOptions:
 
 @dataclass
 class ModelOptions:
-    """What to train and how: backbones, freezing, and the TrainConfig overrides (None: the recipe default)."""
+    """What to train and how: backbones, freezing, the TrainConfig overrides (None: the default), the recipe preset and its
+    options (None: the preset's value, ``presets.apply_recipe``), and joint fine-tuning of the fusion model's encoders."""
 
     backbone: str | None = None
     face_weights: str | None = None
@@ -80,6 +81,14 @@ class ModelOptions:
     workers: int | None = None
     restart: bool = False
     init_from: str | None = None
+    recipe: str | None = None
+    layers: str | None = None
+    pooling: str | None = None
+    speech_only: bool | None = None
+    frames: int | None = None
+    temporal: str | None = None
+    balance: str | None = None
+    finetune: bool = False
 
     def train_config(self, kind: str) -> TrainConfig:
         """The TrainConfig of ``kind`` with these overrides."""

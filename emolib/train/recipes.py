@@ -17,6 +17,7 @@ from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFA
 from ..models.nets import FaceConfig, VoiceConfig
 from .distributed import is_main_process
 from .options import DEFAULT_FREEZE, SYNTHETIC_MARKER, DataOptions, ModelOptions, is_synthetic, load_manifest_for, train_config
+from .presets import apply_recipe, recipe_of
 
 DEMO_EPOCHS = {"voice": 12, "face": 10, "fusion": 40}
 DEMO_DATA = "cremad-synth"
@@ -25,33 +26,40 @@ NO_WEIGHTS = "none"  # --face-weights none: ResNet from random init
 
 
 def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, freeze=None, train=None, cache_dir=None, workers=None, restart=False,
-                progress=True, labels=None, init_from=None, about: dict | None = None):
+                progress=True, labels=None, init_from=None, about: dict | None = None, recipe=None):
     """Train one of the three models into ``models_dir/kind``; returns the history.
 
     ``labels`` overrides the label order of the manifest's label set; ``init_from`` (a checkpoint or
-    models folder) starts a voice or face model from a trained one's encoder with a new head.
+    models folder) starts a voice or face model from a trained one's encoder with a new head. ``recipe``:
+    a recipe name (``presets.RECIPES``; None: seed) or ModelOptions whose unset recipe options its recipe fills.
     """
     from .fit import train_face, train_fusion, train_voice
 
     from ..devices import pick_device
+    from ..transforms import AudioSettings, FaceSettings
 
     models_dir = Path(models_dir)
     out_dir = models_dir / kind
     train = train or train_config(kind, backbone)
     pick_device(train.device)  # a missing GPU is reported now, not after the data is read
     init = check_init(kind, init_from, backbone, face_weights)
+    freeze = freeze or DEFAULT_FREEZE.get(kind)
+    options = recipe if isinstance(recipe, ModelOptions) else ModelOptions(recipe=recipe)
+    if kind == "fusion" and options.recipe is None and (models_dir / "voice" / "config.json").is_file():
+        options = replace(options, recipe=recipe_of(json.loads((models_dir / "voice" / "config.json").read_text())))  # the encoders' recipe
+    preset = apply_recipe(replace(options, freeze=freeze))
     if kind == "voice":
-        config = VoiceConfig(backbone=backbone or DEFAULT_VOICE_BACKBONE, freeze=freeze or DEFAULT_FREEZE["voice"])
-        return train_voice(manifest, out_dir, config, train, cache_dir=cache_dir, progress=progress, restart=restart, labels=labels, init=init,
-                           about=about)
+        config = VoiceConfig(backbone=backbone or DEFAULT_VOICE_BACKBONE, freeze=freeze, layers=preset.layers, pooling=preset.pooling)
+        return train_voice(manifest, out_dir, config, train, AudioSettings(speech_only=preset.speech_only), cache_dir=cache_dir, progress=progress,
+                           restart=restart, labels=labels, init=init, about=about, recipe=preset.recipe)
     if kind == "face":
         backbone = backbone or DEFAULT_FACE_BACKBONE
         weights = None if backbone == TINY or str(face_weights).lower() == NO_WEIGHTS else (face_weights or DEFAULT_FACE_WEIGHTS)
-        config = FaceConfig(backbone=backbone, weights=weights, freeze=freeze or DEFAULT_FREEZE["face"])
-        return train_face(manifest, out_dir, config, train, cache_dir=cache_dir, workers=workers, progress=progress, restart=restart,
-                          labels=labels, init=init, about=about)
-    return train_fusion(manifest, out_dir, models_dir / "voice", models_dir / "face", train, cache_dir=cache_dir, workers=workers,
-                        progress=progress, restart=restart, about=about)
+        config = FaceConfig(backbone=backbone, weights=weights, freeze=freeze, temporal=preset.temporal)
+        return train_face(manifest, out_dir, config, train, FaceSettings(frames=preset.frames), cache_dir=cache_dir, workers=workers,
+                          progress=progress, restart=restart, labels=labels, init=init, about=about, recipe=preset.recipe)
+    return train_fusion(manifest, out_dir, models_dir / "voice", models_dir / "face", replace(train, balance=preset.balance), cache_dir=cache_dir,
+                        workers=workers, progress=progress, restart=restart, about=about, recipe=preset.recipe)
 
 
 def check_init(kind: str, init_from, backbone=None, face_weights=None):
@@ -114,7 +122,7 @@ def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir
         print(f"{kind}: {dropped} clips without a single majority vote dropped (perceived labels)")
     backbone = options.backbone if kind != "fusion" else None
     history = train_model(kind, manifest, models_dir, backbone, options.face_weights, options.freeze, options.train_config(kind),
-                          cache_dir, options.workers, options.restart, progress, label_order, options.init_from, about)
+                          cache_dir, options.workers, options.restart, progress, label_order, options.init_from, about, options)
     if is_main_process():
         write_model_card(models_dir)
     return history

@@ -3,7 +3,8 @@
 Batches are dicts of tensors with a ``label`` entry; the other entries are the model's keyword
 arguments. The loop: AdamW (lower learning rate for pretrained encoders), linear warmup + cosine
 decay, gradient clipping and accumulation, mixed precision and cudnn benchmark on CUDA, early
-stopping and best-checkpoint selection on validation UAR, and resume after an interruption
+stopping and best-checkpoint selection on validation UAR, optional OGM-GE gradient balancing of the fusion
+model's modalities (``emolib.train.balance``), and resume after an interruption
 (``emolib.train.resume``: only into the same run). A non-finite loss stops training with
 TrainingError before anything of that epoch is saved.
 """
@@ -23,6 +24,8 @@ from ..devices import pick_device
 from ..errors import EmolibError
 from ..eval.metrics import summary_metrics
 from ..files import atomic_write
+from .balance import GradientBalancer
+from .presets import BALANCE_CHOICES
 from .distributed import make_accelerator
 from .resume import RESUME_FILE, load_resume_state, save_resume_state
 
@@ -56,6 +59,7 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "auto"
     amp: bool = True
+    balance: str = "none"
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "accumulation", "patience"):
@@ -66,12 +70,17 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name.replace('_', '-')}: must be a positive finite number, got {value!r}")
+        if self.balance not in BALANCE_CHOICES:
+            raise ConfigError(f"balance: expected one of {', '.join(BALANCE_CHOICES)}, got {self.balance!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0 and 0 <= self.warmup_fraction < 1):
             raise ConfigError(f"weight-decay must be >= 0 and warmup-fraction in [0, 1), got {self.weight_decay!r} and {self.warmup_fraction!r}")
 
     def identity(self) -> dict:
         """The settings that define the run (a resume must match them); not how it executes (device, workers)."""
-        return {name: value for name, value in asdict(self).items() if name not in RUN_FIELDS_IGNORED}
+        identity = {name: value for name, value in asdict(self).items() if name not in RUN_FIELDS_IGNORED}
+        if identity["balance"] == "none":  # runs of versions without balancing keep their identity
+            del identity["balance"]
+        return identity
 
 
 def predict_logits(model, loader, accelerator, progress: bool = False, desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
@@ -120,6 +129,11 @@ class Trainer:
         self.steps_per_epoch = math.ceil(len(train_set) / config.batch_size / config.accumulation)
         self.total_steps = max(1, self.steps_per_epoch * config.epochs)
         self.state = {"epoch": 0, "step": 0, "best_uar": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
+        self.balancer = None
+        if config.balance == "ogm-ge":
+            if not hasattr(self.model, "modality_parameters"):
+                raise ConfigError("balance ogm-ge: only the fusion model has two modalities to balance")
+            self.balancer = GradientBalancer(self.model, reduce=lambda tensor: self.accelerator.reduce(tensor, "sum"), seed=config.seed)
 
     def _parameter_groups(self) -> list[dict]:
         encoder, head = [], []
@@ -180,6 +194,8 @@ class Trainer:
                                     f"stopped without saving this epoch (best so far: epoch {self.state['best_epoch']}); "
                                     f"try a lower --lr (now {self.config.lr:g}) and check the data")
             self.accelerator.backward(loss / self.config.accumulation)
+            if self.balancer is not None:
+                self.balancer.step(batch, labels)
             if (index + 1) % self.config.accumulation == 0 or index + 1 == len(loader):
                 self._optimizer_step()
             losses.append(loss.item())
@@ -207,7 +223,8 @@ class Trainer:
         return {"loss": loss, "accuracy": metrics["accuracy"], "uar": metrics["uar"], "macro_f1": metrics["macro_f1"]}
 
     def _record(self, epoch: int, train_loss: float, metrics: dict) -> None:
-        row = {"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{name}": value for name, value in metrics.items()}}
+        row = {"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{name}": value for name, value in metrics.items()},
+               **(self.balancer.epoch_summary() if self.balancer is not None else {})}
         improved = metrics["uar"] > self.state["best_uar"]
         if improved:
             self.state.update(best_uar=metrics["uar"], best_epoch=epoch + 1, bad_epochs=0)
