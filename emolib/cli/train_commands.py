@@ -28,6 +28,8 @@ def _synth(parser):
     parser.add_argument("--labels", default=None, help="ravdess: RAVDESS emotions (default neutral,happy,angry); folders: any names "
                                                        "(default calm,cheerful,irritated)")
     parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--temporal", action="store_true", help="cremad: each face's expression rises and falls, its apex in a minority of "
+                                                               "the frames (for the frames / temporal pooling options)")
 
     def run(args):
         from ..data.synth import layouts
@@ -38,7 +40,8 @@ def _synth(parser):
         if args.layout == "cremad":
             if labels:
                 raise EmolibError("--labels: the synthetic CREMA-D always has its six emotions")
-            root = make_synthetic_cremad(args.out, actors=DEFAULT_ACTORS if args.actors is None else args.actors, seed=args.seed)
+            root = make_synthetic_cremad(args.out, actors=DEFAULT_ACTORS if args.actors is None else args.actors, seed=args.seed,
+                                         temporal=args.temporal)
         elif args.layout == "ravdess":
             root = layouts.make_synthetic_ravdess(args.out, args.actors or layouts.DEFAULT_SPEAKERS, labels or layouts.DEFAULT_RAVDESS_LABELS, args.seed)
         else:

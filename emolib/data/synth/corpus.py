@@ -64,6 +64,8 @@ PARALLEL_MIN_CLIPS = 48
 DURATION_S = (2.2, 2.8)
 LEVEL_INTENSITY = {"LO": 0.7, "MD": 0.85, "HI": 1.0}
 XX_INTENSITY = (0.7, 1.0)
+APEX_FRACTION = 0.15  # temporal mode: the share of a clip's frames at the expression's apex
+RAMP_FRACTION = 0.1  # ... and in its onset, and in its offset
 CUE_SPREAD = 0.2
 WITHIN_PAIR_SPREAD = 1.7
 LEVELED_SENTENCE = "IEO"
@@ -113,13 +115,14 @@ class Clip:
 
 
 def make_synthetic_cremad(out, actors: int = DEFAULT_ACTORS, seed: int = 0, clips_per_emotion: int = CLIPS_PER_EMOTION,
-                          video: bool = True, workers: int | None = None, progress: bool = True) -> Path:
+                          video: bool = True, workers: int | None = None, progress: bool = True, temporal: bool = False) -> Path:
     """Write a synthetic CREMA-D tree to ``out`` and return its path (see the module docstring).
 
     ``actors`` actors (ids from FIRST_ACTOR) each get ``clips_per_emotion`` clips of every
     emotion; ``video=False`` skips VideoFlash/. ``workers`` processes share the clips (default:
     the available CPUs, or 1 for small trees); the output does not depend on it. README.txt is
-    written last, so its presence marks a complete tree.
+    written last, so its presence marks a complete tree. ``temporal``: each face's expression rises and
+    falls (``apex_curve``), the apex in a minority of the frames; the rest shows the actor's resting face.
     """
     if not 1 <= actors <= MAX_ACTORS:
         raise DataError(f"actors must be 1..{MAX_ACTORS}, got {actors}")
@@ -133,12 +136,12 @@ def make_synthetic_cremad(out, actors: int = DEFAULT_ACTORS, seed: int = 0, clip
         (root / "VideoFlash").mkdir(parents=True, exist_ok=True)
     (root / "README.txt").unlink(missing_ok=True)
     write_demographics(root / "VideoDemographics.csv", cast)
-    jobs = [(root, stem, seed, video) for stem in stems]
+    jobs = [(root, stem, seed, video, temporal) for stem in stems]
     if workers is None:
         workers = _available_cpus() if len(jobs) >= PARALLEL_MIN_CLIPS else 1
     for _ in _progress(_run(_write_clip, jobs, workers), len(jobs), progress):
         pass
-    (root / "README.txt").write_text(_readme(seed, cast, len(stems), clips_per_emotion, video))
+    (root / "README.txt").write_text(_readme(seed, cast, len(stems), clips_per_emotion, video, temporal))
     return root
 
 
@@ -175,9 +178,9 @@ def make_actor(actor: int, seed: int) -> Actor:
     )
 
 
-def synthesize_clip(stem: str, seed: int = 0, video: bool = True) -> Clip:
-    """Synthesize the clip named ``stem`` (a CREMA-D name) of the data set drawn with ``seed``."""
-    audio, frames = _clip_streams(stem, seed, video)
+def synthesize_clip(stem: str, seed: int = 0, video: bool = True, temporal: bool = False) -> Clip:
+    """Synthesize the clip named ``stem`` (a CREMA-D name) of the data set drawn with ``seed`` (``temporal``: see make_synthetic_cremad)."""
+    audio, frames = _clip_streams(stem, seed, video, temporal)
     return Clip(stem, audio, [frame.copy() for frame in frames])
 
 
@@ -208,7 +211,19 @@ def clip_rng(seed: int, *parts) -> np.random.Generator:
     return np.random.default_rng([seed, *np.frombuffer(digest[:16], np.uint32).tolist()])
 
 
-def _clip_streams(stem, seed, video):
+def apex_curve(frames: int, rng: np.random.Generator) -> np.ndarray:
+    """The temporal mode's expression strength per frame: 0 (resting face), a linear onset, the apex (1) over
+    APEX_FRACTION of the frames, a linear offset, 0 again; the whole event at a random place in the clip."""
+    apex = max(1, int(round(APEX_FRACTION * frames)))
+    ramp = max(1, int(round(RAMP_FRACTION * frames)))
+    event = np.concatenate([np.arange(1, ramp + 1) / (ramp + 1), np.ones(apex), np.arange(ramp, 0, -1) / (ramp + 1)])
+    curve = np.zeros(max(frames, len(event)))
+    start = int(rng.integers(0, len(curve) - len(event) + 1))
+    curve[start : start + len(event)] = event
+    return curve[:frames]
+
+
+def _clip_streams(stem, seed, video, temporal=False):
     name = parse_name(stem)
     actor = make_actor(name.actor, seed)
     rng = clip_rng(seed, name.stem)
@@ -220,14 +235,17 @@ def _clip_streams(stem, seed, video):
         return audio, iter(())
     times = (np.arange(int(round(duration * FPS))) + 0.5) / FPS
     talk = envelope[np.minimum((times * SAMPLE_RATE).astype(int), len(envelope) - 1)]
-    return audio, iter_frames(actor.face, face_expression(name.emotion, intensity, actor.resting, rng), talk, rng)
+    expression = face_expression(name.emotion, intensity, actor.resting, rng)
+    if temporal:
+        return audio, iter_frames(actor.face, expression, talk, rng, apex_curve(len(talk), clip_rng(seed, name.stem, "apex")), actor.resting)
+    return audio, iter_frames(actor.face, expression, talk, rng)
 
 
 def _write_clip(job) -> str:
     import soundfile
 
-    root, stem, seed, video = job
-    audio, frames = _clip_streams(stem, seed, video)
+    root, stem, seed, video, temporal = job
+    audio, frames = _clip_streams(stem, seed, video, temporal)
     soundfile.write(root / "AudioWAV" / f"{stem}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
     if video:
         write_flv(root / "VideoFlash" / f"{stem}.flv", frames)
@@ -262,15 +280,16 @@ def _fields(instance) -> list[str]:
     return [field.name for field in fields(instance)]
 
 
-def _readme(seed: int, cast: list[Actor], clips: int, clips_per_emotion: int, video: bool) -> str:
+def _readme(seed: int, cast: list[Actor], clips: int, clips_per_emotion: int, video: bool, temporal: bool = False) -> str:
     layout = "AudioWAV/*.wav (16 kHz mono PCM16), " + ("VideoFlash/*.flv (FLV1, 480x360, 30 fps), " if video else "")
     return (
         "Synthetic CREMA-D: NOT real recordings.\n\n"
         f"Made by emolib.data.synth.corpus.make_synthetic_cremad with seed={seed}: {len(cast)} actors "
         f"({cast[0].actor}-{cast[-1].actor}), {clips} clips.\n"
         f"Same data again: make_synthetic_cremad(OUT, actors={len(cast)}, seed={seed}, "
-        f"clips_per_emotion={clips_per_emotion}, video={video})\n\n"
-        "Voices are synthesized syllables (harmonic tones through formant filters); faces are drawn with OpenCV.\n"
+        f"clips_per_emotion={clips_per_emotion}, video={video}{', temporal=True' if temporal else ''})\n\n"
+        + ("Temporal mode: each face's expression rises and falls; the apex fills a minority of the frames.\n\n" if temporal else "")
+        + "Voices are synthesized syllables (harmonic tones through formant filters); faces are drawn with OpenCV.\n"
         "Voice and face each confuse a different three pairs of emotions, so only their fusion tells all six apart\n"
         "(see the emolib.data.synth.corpus module docstring).\n"
         f"Layout: {layout}VideoDemographics.csv.\n"

@@ -21,6 +21,7 @@ FPS = 30
 MP4V_TAG = cv2.VideoWriter_fourcc(*"mp4v")  # MPEG-4 part 2 in .mp4
 FLV_TAG = 2  # FLV's own tag for Sorenson H.263 (FLV1); cv2 picks the same codec for fourcc 'FLV1' but warns per file
 MOUTH_STEPS = 6
+EXPRESSION_STEPS = 5  # temporal mode: the expression's strength in a frame, quantised (0 = resting face, 1 = apex)
 TALK_OPENING = 0.35
 HEAD_WANDER_PX = 3.0
 PIXEL_NOISE = 3  # uniform in [-3, 3] grey levels
@@ -95,11 +96,22 @@ def render_frames(look: FaceLook, expression: Expression, talk: np.ndarray, rng:
     return [frame.copy() for frame in iter_frames(look, expression, talk, rng)]
 
 
-def iter_frames(look: FaceLook, expression: Expression, talk: np.ndarray, rng: np.random.Generator):
-    """Like render_frames, but yield one reused buffer: each frame is valid until the next one."""
+def iter_frames(look: FaceLook, expression: Expression, talk: np.ndarray, rng: np.random.Generator, strength: np.ndarray | None = None,
+                resting: Expression | None = None):
+    """Like render_frames, but yield one reused buffer: each frame is valid until the next one.
+
+    Temporal mode: ``strength`` (one value in [0, 1] per frame) moves each frame's expression from ``resting`` (0)
+    to ``expression`` (1), quantised to EXPRESSION_STEPS; without it every frame shows ``expression``."""
     static = render_static_layer(look)
-    face = render_head(look, expression, mouth=False)
-    sprites = [_finish(face, look, _with_talk(expression, step / (MOUTH_STEPS - 1))) for step in range(MOUTH_STEPS)]
+    sprites = {}
+
+    def sprite_for(level: int, mouth: int):
+        if level not in sprites:
+            shown = expression if strength is None else _towards(resting or expression, expression, level / (EXPRESSION_STEPS - 1))
+            face = render_head(look, shown, mouth=False)
+            sprites[level] = [_finish(face, look, _with_talk(shown, step / (MOUTH_STEPS - 1))) for step in range(MOUTH_STEPS)]
+        return sprites[level][mouth]
+
     alpha = head_alpha(look)
     beta = 1.0 - alpha
     offsets = _head_wander(len(talk), rng)
@@ -108,7 +120,8 @@ def iter_frames(look: FaceLook, expression: Expression, talk: np.ndarray, rng: n
     x0, y0, width, height = head_box(look)
     frame = np.empty_like(static)
     for index, level in enumerate(talk):
-        sprite = sprites[int(round(float(np.clip(level, 0, 1)) * (MOUTH_STEPS - 1)))]
+        shown = EXPRESSION_STEPS - 1 if strength is None else int(round(float(np.clip(strength[index], 0, 1)) * (EXPRESSION_STEPS - 1)))
+        sprite = sprite_for(shown, int(round(float(np.clip(level, 0, 1)) * (MOUTH_STEPS - 1))))
         np.copyto(frame, static)
         left, top = x0 + offsets[index][0], y0 + offsets[index][1]
         region = frame[top : top + height, left : left + width]
@@ -264,6 +277,11 @@ def _draw_mouth(sprite, cx, cy, a, b, look, expression):
     if expression.mouth_open > 0.4:
         teeth = np.concatenate([np.stack([x, middle - gap], 1), np.stack([x, middle - gap * 0.4], 1)[::-1]])
         cv2.fillPoly(sprite, [(teeth[2:-2] * ONE).astype(np.int32)], (200, 205, 210), cv2.LINE_AA, SHIFT)
+
+
+def _towards(start: Expression, end: Expression, amount: float) -> Expression:
+    """The expression ``amount`` of the way from ``start`` to ``end``."""
+    return Expression(**{name: (1 - amount) * getattr(start, name) + amount * getattr(end, name) for name in Expression.__dataclass_fields__})
 
 
 def _with_talk(expression: Expression, level: float) -> Expression:
