@@ -1,0 +1,185 @@
+"""The recipe options on tiny models: voice layers and pooling (wav2vec2 and WavLM), speech-only pooling, face temporal
+pooling, OGM-GE, the late-fusion baseline, and the seed / best presets."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import WavLMConfig
+
+from emolib.errors import EmolibError, ModelError
+from emolib.models.backbones import TINY_VOICE_CONFIG
+from emolib.models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel, speech_frames
+from emolib.models.pooling import MAX_FACE_FRAMES, masked_mean
+from emolib.train.balance import ALPHA, GradientBalancer
+from emolib.train.late import fit_late_fusion
+from emolib.train.options import ModelOptions
+from emolib.train.presets import PRESETS, apply_recipe
+from emolib.train.trainer import ConfigError, TrainConfig
+from emolib.transforms import AudioSettings, voice_inputs
+
+WAVLM_TINY = WavLMConfig(**{**TINY_VOICE_CONFIG, "num_buckets": 32, "max_bucket_distance": 64}).to_dict()
+
+
+def voice(**kwargs):
+    torch.manual_seed(0)
+    return VoiceModel(VoiceConfig(backbone="tiny", **kwargs))
+
+
+@pytest.mark.parametrize("encoder", ["wav2vec2", "wavlm"])
+@pytest.mark.parametrize("layers", ["last", "weighted"])
+@pytest.mark.parametrize("pooling", ["mean", "stats", "attentive-stats"])
+def test_every_voice_layers_and_pooling_option_trains(encoder, layers, pooling):
+    model = voice(layers=layers, pooling=pooling, freeze="none", encoder_config=WAVLM_TINY if encoder == "wavlm" else {}).train()
+    assert type(model.encoder).__name__.lower().startswith(encoder)
+    waves, mask = torch.randn(2, 8000), torch.ones(2, 8000, dtype=torch.long)
+    mask[1, 5000:] = 0
+    features = model.features(waves, mask)
+    assert features.shape == (2, model.feature_dim) == (2, 64 if pooling == "mean" else 128)
+    torch.nn.functional.cross_entropy(model(waves, mask), torch.tensor([0, 1])).backward()
+    learned = [model.layer_weights.logits] if layers == "weighted" else []
+    learned += list(model.attentive.parameters()) if pooling == "attentive-stats" else []
+    assert all(parameter.grad is not None and parameter.grad.abs().sum() > 0 for parameter in learned)
+    model.eval()
+    assert torch.allclose(model.from_frozen(model.frozen_features(waves, mask)), model.features(waves, mask), atol=1e-5)
+
+
+def test_the_seed_voice_model_is_the_plain_mean_of_the_last_layer():
+    model = voice().eval()  # a config without the recipe fields (an earlier checkpoint) reads as last + mean
+    waves = torch.randn(1, 8000)
+    with torch.no_grad():
+        expected = model.encoder(waves).last_hidden_state.mean(dim=1)
+        assert torch.allclose(model.features(waves), expected, atol=1e-6)
+    assert VoiceConfig().layers == "last" and VoiceConfig().pooling == "mean" and FaceConfig().temporal == "mean"
+    assert AudioSettings().speech_only is False and PRESETS["seed"].frames == 3
+
+
+def test_weighted_layers_turn_off_layerdrop_so_every_layer_is_there_in_training():
+    model = voice(layers="weighted", freeze="none").train()
+    model.encoder.config.layerdrop = 0.0
+    assert voice(layers="weighted").encoder.config.layerdrop == 0.0
+    for _ in range(5):
+        model.features(torch.randn(2, 4000))  # with layerdrop a skipped layer would leave the stack short
+
+
+def test_speech_only_pools_over_the_speech_frames_alone():
+    model = voice().eval()
+    waves, valid = torch.randn(1, 16000), torch.ones(1, 16000, dtype=torch.long)
+    speech = torch.zeros(1, 16000, dtype=torch.long)
+    speech[:, 4000:9000] = 1
+    with torch.no_grad():
+        hidden, mask = model.frame_states(waves, valid, speech)
+        kept = speech_frames(speech, hidden.shape[2], model.frame_stride())
+        assert 0 < int(mask.sum()) == int(kept.sum()) < hidden.shape[2]
+        assert torch.allclose(model.features(waves, valid, speech), masked_mean(hidden[:, 0], kept), atol=1e-6)
+        assert not torch.allclose(model.features(waves, valid, speech), model.features(waves, valid))
+
+
+def test_voice_inputs_mark_the_speech_and_fall_back_to_all_audio_without_any():
+    from emolib.data.synth.corpus import synthesize_clip
+
+    speech = synthesize_clip("1001_IEO_ANG_HI", video=False).audio
+    wave = np.concatenate([np.zeros(16000, np.float32), speech]).astype(np.float32)
+    inputs = voice_inputs(wave, AudioSettings(speech_only=True))
+    window_speech = inputs["speech_mask"].numpy()
+    assert window_speech.sum() < inputs["attention_mask"].numpy().sum()
+    assert window_speech[:8000].sum() == 0  # the silent second (its first half is inside the centre-cropped window)
+    silent = voice_inputs(np.zeros(24000, np.float32), AudioSettings(speech_only=True))
+    assert torch.equal(silent["speech_mask"], silent["attention_mask"])
+    assert "speech_mask" not in voice_inputs(wave, AudioSettings())
+
+
+@pytest.mark.parametrize("temporal", ["mean", "attention", "transformer"])
+def test_every_face_temporal_option_trains(temporal):
+    torch.manual_seed(0)
+    model = FaceModel(FaceConfig(backbone="tiny", weights=None, temporal=temporal)).train()
+    pixels = torch.randn(2, 5, 3, 32, 32)
+    assert model.features(pixels).shape == (2, model.feature_dim)
+    torch.nn.functional.cross_entropy(model(pixels), torch.tensor([0, 1])).backward()
+    assert all(parameter.grad is not None for parameter in model.temporal.parameters())
+    model.eval()
+    frozen = model.frozen_features(pixels)
+    assert frozen.shape == (2, 5, 128)  # the frozen cache keeps every frame
+    assert torch.allclose(model.from_frozen(frozen), model.features(pixels), atol=1e-5)
+
+
+def test_attention_over_frames_can_pick_one_frame_and_the_transformer_refuses_too_many():
+    torch.manual_seed(0)
+    model = FaceModel(FaceConfig(backbone="tiny", weights=None, temporal="attention")).eval()
+    frames = torch.zeros(1, 4, 128)
+    frames[0, 2] = 5.0
+    with torch.no_grad():
+        model.temporal.score[2].bias.zero_()
+        model.temporal.score[2].weight.fill_(1.0)
+        model.temporal.score[0].weight.copy_(torch.eye(128, 128)[: model.temporal.score[0].out_features] * 10)
+        assert torch.allclose(model.from_frozen(frames), frames[:, 2], atol=1e-3)
+    transformer = FaceModel(FaceConfig(backbone="tiny", weights=None, temporal="transformer"))
+    with pytest.raises(ModelError, match="at most"):
+        transformer.frozen_features(torch.zeros(1, MAX_FACE_FRAMES + 1, 3, 16, 16))
+
+
+def test_ogm_ge_slows_the_dominant_modality_and_reports_it():
+    torch.manual_seed(0)
+    model = FusionModel(FusionConfig(voice_dim=4, face_dim=3, hidden_dim=8, num_labels=2))
+    batch = {"voice": torch.randn(6, 4), "face": torch.randn(6, 3), "present": torch.ones(6, 2)}
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    torch.nn.functional.cross_entropy(model(**batch), labels).backward()
+    before = model.mlp[0].weight.grad.clone()
+    balancer = GradientBalancer(model)
+    balancer._scores = lambda *_: {"voice": 3.0, "face": 1.0}  # voice twice as sure as face... three times
+    coefficients = balancer.step(batch, labels)
+    assert coefficients == {"voice": pytest.approx(1 - np.tanh(ALPHA * 2)), "face": 1.0}
+    after = model.mlp[0].weight.grad
+    assert torch.equal(after[:, 4:], before[:, 4:])  # face columns and the presence flags untouched
+    assert not torch.allclose(after[:, :4], before[:, :4])
+    assert balancer.epoch_summary() == {"balance_ratio": 3.0, "dominant": "voice"}
+    real = GradientBalancer(model)._scores(batch, labels)
+    assert set(real) == {"voice", "face"} and all(0 < value <= 6 for value in real.values())
+
+
+def test_ogm_ge_is_for_the_fusion_model_only(tmp_path):
+    from emolib.data.datasets import FeatureDataset
+    from emolib.train.trainer import Trainer
+
+    data = FeatureDataset({"pixels": torch.randn(4, 3, 16, 16)}, torch.tensor([0, 1, 0, 1]))
+    face = FaceModel(FaceConfig(backbone="tiny", weights=None))
+    with pytest.raises(ConfigError, match="fusion"):
+        Trainer(face, data, data, TrainConfig(balance="ogm-ge", device="cpu"), tmp_path, lambda *_: None)
+    with pytest.raises(ConfigError, match="balance"):
+        TrainConfig(balance="loud")
+
+
+def test_late_fusion_weighs_the_informative_modality_and_beats_each_alone():
+    rng = np.random.default_rng(0)
+    labels = torch.from_numpy(rng.integers(0, 3, 300))
+    onehot = torch.nn.functional.one_hot(labels, 3).float()
+    voice = torch.from_numpy(rng.normal(size=(300, 3))).float() + 0.8 * onehot
+    face = torch.from_numpy(rng.normal(size=(300, 3))).float() + 2.0 * onehot
+    present = torch.ones(300, 2)
+    late = fit_late_fusion(voice, face, present, labels)
+    assert late["weights"][1] > late["weights"][0] > 0 and late["fitted_on"] == "val" and late["clips"] == 300
+    from emolib.models.pooling import late_fusion_logits
+
+    fused = late_fusion_logits(voice, face, present, torch.tensor(late["weights"]), torch.tensor(late["bias"])).argmax(1)
+    accuracy = {name: float((logits.argmax(1) == labels).float().mean()) for name, logits in (("voice", voice), ("face", face))}
+    assert float((fused == labels).float().mean()) > max(accuracy.values())
+
+
+def test_presets_fill_only_what_the_user_left_unset():
+    best = apply_recipe(ModelOptions(recipe="best"))
+    assert (best.layers, best.pooling, best.speech_only, best.frames, best.temporal, best.balance) == (
+        "weighted", "attentive-stats", True, 16, "attention", "none")
+    assert apply_recipe(ModelOptions(recipe="best", frames=8, speech_only=False)).frames == 8
+    assert apply_recipe(ModelOptions(recipe="best", speech_only=False)).speech_only is False
+    assert apply_recipe(ModelOptions()).recipe == "seed" and apply_recipe(ModelOptions()).pooling == "mean"
+    assert apply_recipe(ModelOptions(recipe="best", freeze="all")).pooling == "stats"  # attention over frames needs the frames
+    with pytest.raises(EmolibError, match="unknown recipe"):
+        apply_recipe(ModelOptions(recipe="fastest"))
+
+
+def test_attentive_pooling_on_cached_features_is_refused_in_one_line(tmp_path):
+    from emolib.train.recipes import train_model
+
+    with pytest.raises(ModelError, match="--freeze all") as error:
+        train_model("voice", None, tmp_path, "tiny", freeze="all", recipe=ModelOptions(pooling="attentive-stats"))
+    assert "\n" not in str(error.value)
