@@ -28,6 +28,25 @@ def pick_device(device: str = "auto") -> torch.device:
     return chosen
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo; the platform's processor string elsewhere)."""
+    import platform
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "") or platform.processor()
+
+
+def describe(device: torch.device) -> str:
+    """The machine a measurement ran on, in words: the GPU (name, memory) or the CPU (model, logical CPUs)."""
+    import os
+
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        return f"{properties.name} ({properties.total_memory / 2**30:.0f} GiB), torch {torch.__version__}, CUDA {torch.version.cuda}"
+    return f"{cpu_model()} ({os.cpu_count()} logical CPUs), no GPU, torch {torch.__version__}"
+
+
 def move(batch: dict, device: torch.device) -> dict:
     """A batch dict with every tensor moved to ``device``."""
     return {name: value.to(device, non_blocking=True) for name, value in batch.items()}

@@ -54,11 +54,13 @@ def machine() -> dict:
 
     from ..fast.session import physical_cores
 
+    from ..devices import cpu_model
+
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "")
+    model = cpu_model()
     present = set(cpuinfo.split())
     flags = ", ".join(flag for flag in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if flag in present) or "none of avx2/avx512"
-    return {"cpu": model or platform.processor(), "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(), "flags": flags,
+    return {"cpu": model, "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(), "flags": flags,
             "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "torch_threads": torch.get_num_threads()}
 

@@ -214,3 +214,19 @@ def _demo(parser):
     return run
 
 
+
+
+@command("rehearse", "dress rehearsal of the Kaggle run: synthetic CREMA-D at real proportions, one epoch of each model, timings and memory")
+def _rehearse(parser):
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--clips", type=positive_int, default=None, help="synthetic clips (default 546 with full-size models, 96 with tiny)")
+    parser.add_argument("--recipe", choices=RECIPES, default="best")
+    parser.add_argument("--size", choices=("full", "tiny"), default=None, help="full-size random-init models (default on a GPU) or tiny (on a CPU)")
+    parser.add_argument("--work", default="work/rehearsal", help="folder for the data, models and rehearsal.json")
+
+    def run(args):
+        from ..train.rehearse import rehearse
+
+        rehearse(args.work, args.device, args.clips, args.recipe, args.size)
+
+    return run

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -185,7 +186,10 @@ class Trainer:
         loader = self._loader(self.train_set, shuffle=True, epoch=epoch)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", leave=False, disable=not self.progress)
         self.optimizer.zero_grad(set_to_none=True)
+        started = waited = time.perf_counter()
+        waiting = 0.0
         for index, batch in enumerate(bar):
+            waiting += time.perf_counter() - waited  # the loop blocked on the data loader (each step ends in loss.item(): a sync)
             labels = batch.pop("label")
             with self.accelerator.autocast():
                 loss = torch.nn.functional.cross_entropy(self.parallel_model(**batch).float(), labels)
@@ -200,6 +204,8 @@ class Trainer:
                 self._optimizer_step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            waited = time.perf_counter()
+        self.epoch_timing = {"train_s": time.perf_counter() - started, "data_wait_s": waiting, "clips": len(self.train_set)}
         local = torch.tensor(float(np.mean(losses)) if losses else float("nan"), device=self.device)
         return float(self.accelerator.reduce(local, "mean"))  # the mean over all processes' batches
 
@@ -224,6 +230,7 @@ class Trainer:
 
     def _record(self, epoch: int, train_loss: float, metrics: dict) -> None:
         row = {"epoch": epoch + 1, "train_loss": train_loss, **{f"val_{name}": value for name, value in metrics.items()},
+               "train_seconds": round(self.epoch_timing["train_s"], 3), "data_wait_seconds": round(self.epoch_timing["data_wait_s"], 3),
                **(self.balancer.epoch_summary() if self.balancer is not None else {})}
         improved = metrics["uar"] > self.state["best_uar"]
         if improved:

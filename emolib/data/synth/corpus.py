@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
 from multiprocessing import get_context
@@ -62,6 +64,8 @@ FIRST_ACTOR = 1001
 MAX_ACTORS = 9999 - FIRST_ACTOR + 1
 PARALLEL_MIN_CLIPS = 48
 DURATION_S = (2.2, 2.8)
+REAL_DURATION_S = (1.3, 5.0)  # realistic mode: CREMA-D's sentence lengths
+MP3_BITRATE, MP3_RATE = "64k", 22050
 LEVEL_INTENSITY = {"LO": 0.7, "MD": 0.85, "HI": 1.0}
 XX_INTENSITY = (0.7, 1.0)
 APEX_FRACTION = 0.15  # temporal mode: the share of a clip's frames at the expression's apex
@@ -115,7 +119,8 @@ class Clip:
 
 
 def make_synthetic_cremad(out, actors: int = DEFAULT_ACTORS, seed: int = 0, clips_per_emotion: int = CLIPS_PER_EMOTION,
-                          video: bool = True, workers: int | None = None, progress: bool = True, temporal: bool = False) -> Path:
+                          video: bool = True, workers: int | None = None, progress: bool = True, temporal: bool = False,
+                          realistic: bool = False, limit: int | None = None) -> Path:
     """Write a synthetic CREMA-D tree to ``out`` and return its path (see the module docstring).
 
     ``actors`` actors (ids from FIRST_ACTOR) each get ``clips_per_emotion`` clips of every
@@ -123,6 +128,9 @@ def make_synthetic_cremad(out, actors: int = DEFAULT_ACTORS, seed: int = 0, clip
     the available CPUs, or 1 for small trees); the output does not depend on it. README.txt is
     written last, so its presence marks a complete tree. ``temporal``: each face's expression rises and
     falls (``apex_curve``), the apex in a minority of the frames; the rest shows the actor's resting face.
+    ``realistic`` (``emolib rehearse``): CREMA-D's sentence lengths (REAL_DURATION_S) and, like its VideoFlash files, the
+    clip's sound as an MP3 track in the FLV (needs ffmpeg). ``limit``: keep that many of the planned clips, evenly spread
+    over the actors and emotions.
     """
     if not 1 <= actors <= MAX_ACTORS:
         raise DataError(f"actors must be 1..{MAX_ACTORS}, got {actors}")
@@ -130,13 +138,17 @@ def make_synthetic_cremad(out, actors: int = DEFAULT_ACTORS, seed: int = 0, clip
         raise DataError(f"seed must be 0 or more, got {seed}")
     cast = [make_actor(FIRST_ACTOR + index, seed) for index in range(actors)]
     stems = plan_clips([actor.actor for actor in cast], seed, clips_per_emotion)
+    if limit is not None and limit < len(stems):
+        stems = [stems[index] for index in np.linspace(0, len(stems) - 1, max(1, limit)).round().astype(int)]
+    if realistic and video and shutil.which("ffmpeg") is None:
+        raise DataError("a realistic synthetic CREMA-D puts MP3 sound in its FLV files: install ffmpeg")
     root = Path(out)
     (root / "AudioWAV").mkdir(parents=True, exist_ok=True)
     if video:
         (root / "VideoFlash").mkdir(parents=True, exist_ok=True)
     (root / "README.txt").unlink(missing_ok=True)
     write_demographics(root / "VideoDemographics.csv", cast)
-    jobs = [(root, stem, seed, video, temporal) for stem in stems]
+    jobs = [(root, stem, seed, video, temporal, realistic) for stem in stems]
     if workers is None:
         workers = _available_cpus() if len(jobs) >= PARALLEL_MIN_CLIPS else 1
     for _ in _progress(_run(_write_clip, jobs, workers), len(jobs), progress):
@@ -223,12 +235,12 @@ def apex_curve(frames: int, rng: np.random.Generator) -> np.ndarray:
     return curve[:frames]
 
 
-def _clip_streams(stem, seed, video, temporal=False):
+def _clip_streams(stem, seed, video, temporal=False, realistic=False):
     name = parse_name(stem)
     actor = make_actor(name.actor, seed)
     rng = clip_rng(seed, name.stem)
     intensity = LEVEL_INTENSITY[name.level] if name.level in LEVEL_INTENSITY else rng.uniform(*XX_INTENSITY)
-    duration = rng.uniform(*DURATION_S)
+    duration = rng.uniform(*(REAL_DURATION_S if realistic else DURATION_S))
     cues = voice_cues(name.emotion, intensity, rng)
     audio, envelope = synthesize_speech(actor.voice, cues, sentence_vowels(name.sentence, seed), duration, rng)
     if not video:
@@ -244,12 +256,28 @@ def _clip_streams(stem, seed, video, temporal=False):
 def _write_clip(job) -> str:
     import soundfile
 
-    root, stem, seed, video, temporal = job
-    audio, frames = _clip_streams(stem, seed, video, temporal)
-    soundfile.write(root / "AudioWAV" / f"{stem}.wav", audio, SAMPLE_RATE, subtype="PCM_16")
+    root, stem, seed, video, temporal, realistic = job
+    audio, frames = _clip_streams(stem, seed, video, temporal, realistic)
+    wav = root / "AudioWAV" / f"{stem}.wav"
+    soundfile.write(wav, audio, SAMPLE_RATE, subtype="PCM_16")
     if video:
-        write_flv(root / "VideoFlash" / f"{stem}.flv", frames)
+        flv = root / "VideoFlash" / f"{stem}.flv"
+        write_flv(flv, frames)
+        if realistic:
+            _mux_mp3(flv, wav)
     return stem
+
+
+def _mux_mp3(flv: Path, wav: Path) -> None:
+    """Put ``wav`` into ``flv`` as an MP3 track, as in CREMA-D's VideoFlash files (the video stream is copied)."""
+    muxed = flv.with_suffix(".mux.flv")
+    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(flv), "-i", str(wav), "-map", "0:v", "-map", "1:a",
+               "-c:v", "copy", "-c:a", "libmp3lame", "-b:a", MP3_BITRATE, "-ar", str(MP3_RATE), str(muxed)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        muxed.unlink(missing_ok=True)
+        raise DataError(f"{flv}: ffmpeg could not add the MP3 track ({result.stderr.strip().splitlines()[-1:] or 'no message'})")
+    muxed.replace(flv)
 
 
 def _blend(neutral, group, within, sign, intensity, rng):
