@@ -173,10 +173,35 @@ def estimate(report: Report, device: str, clips: int) -> None:
         return
     rate = matmul_gflops(chosen)
     train_clips = int(clips * 0.7) or 5200
-    seconds = train_clips * EPOCHS * (VOICE_TRAIN_GFLOP + FACE_TRAIN_GFLOP) / (rate * EFFICIENCY)
+    seconds = training_seconds(rate, train_clips)
     dtype = "fp16" if chosen.type == "cuda" else "fp32"
     report.add("ok", "estimate", f"{chosen} {dtype} matmul {rate:.0f} GFLOP/s: voice + face training, {EPOCHS} epochs of {train_clips} "
                                  f"clips, roughly {seconds / 3600:.1f} h (a rough bound; measure one epoch to be sure)")
+
+
+def training_seconds(rate: float, train_clips: int, face_frames: int = 1, epochs: int = EPOCHS) -> float:
+    """Seconds to train the full-size voice and face models for ``epochs`` on ``train_clips`` at a matrix-multiply ``rate``
+    (GFLOP/s); ``face_frames`` crops per clip go through the ResNet in training (1: the seed's one random frame)."""
+    return train_clips * epochs * (VOICE_TRAIN_GFLOP + face_frames * FACE_TRAIN_GFLOP) / (rate * EFFICIENCY)
+
+
+def benchmark_estimate(device: str = "auto", clips: int = 7442, folds: int = 5, recipes=("seed", "best")) -> str:
+    """``emolib doctor``'s estimate for notebook 07: the full-size training time of ``folds`` HiCMAE folds (4/5 of ``clips``
+    trained per fold) for each recipe on this device."""
+    from ..devices import pick_device
+    from ..train.options import ModelOptions
+    from ..train.presets import apply_recipe
+
+    chosen = pick_device(device)
+    rate = matmul_gflops(chosen)
+    lines = [f"{chosen}: matmul {rate:.0f} GFLOP/s ({'fp16' if chosen.type == 'cuda' else 'fp32'})"]
+    for recipe in recipes:
+        options = apply_recipe(ModelOptions(recipe=recipe))
+        frames = options.frames if options.temporal != "mean" else 1
+        hours = folds * training_seconds(rate, int(clips * 0.8), frames) / 3600
+        lines.append(f"recipe {recipe}: {folds} folds x voice + face (full size, {EPOCHS} epochs, {frames} face frame(s) per clip in training): "
+                     f"roughly {hours:.1f} h (a rough bound; `emolib rehearse` measures it)")
+    return "\n".join(lines)
 
 
 def matmul_gflops(device, size: int = 1024, repeats: int = 5) -> float:

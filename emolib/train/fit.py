@@ -33,6 +33,10 @@ from .resume import RESUME_FILE
 from .trainer import HISTORY_FILE, Trainer, TrainConfig
 
 RUN_FILES = (RESUME_FILE, WEIGHTS_FILE, CONFIG_FILE, HISTORY_FILE)
+SEED_MODEL = {"layers": "last", "pooling": "mean", "temporal": "mean"}
+SEED_PREPROCESSING = {"speech_only": False}
+NOT_IN_FINGERPRINT = ("recipe", "late_fusion")  # recorded, but not what identifies a run: the recipe's options are in the model config and
+# preprocessing, the late-fusion weights follow from the data and the encoders (so runs of earlier versions still resume)
 FAST_FOLDER = "fast"
 
 
@@ -80,10 +84,19 @@ def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessi
         for name, dataset in zip(("train", "val"), sets):
             if len(dataset) == 0:
                 raise DataError(f"the {name} split has no usable {kind} clips; check the manifest and the data folders")
-        fingerprint = {"kind": kind, "data": data, "model": asdict(model.config), "preprocessing": preprocessing, "extra": extra or {}}
+        recorded = {name: value for name, value in (extra or {}).items() if name not in NOT_IN_FINGERPRINT}
+        fingerprint = {"kind": kind, "data": data, "model": _without_seed_defaults(asdict(model.config), SEED_MODEL),
+                       "preprocessing": {key: _without_seed_defaults(value, SEED_PREPROCESSING) for key, value in preprocessing.items()}, "extra": recorded}
         if tuple(labels) != EMOTIONS:  # runs of earlier emolib versions (CREMA-D's labels) keep their fingerprint
             fingerprint["labels"] = list(labels)
         return Trainer(trainable, sets[0], sets[1], train, out_dir, save_best, progress=progress, fingerprint=fingerprint).fit()
+
+
+def _without_seed_defaults(values, defaults: dict):
+    """``values`` without the recipe options at their seed value: a run of a version before the recipe options keeps its fingerprint."""
+    if not isinstance(values, dict):
+        return values
+    return {name: value for name, value in values.items() if not (name in defaults and value == defaults[name])}
 
 
 def clear_run(out_dir) -> None:

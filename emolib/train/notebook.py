@@ -17,7 +17,11 @@ KAGGLE_BACKBONES = {"voice": "facebook/wav2vec2-base", "face": "resnet50"}
 KAGGLE_FACE_WEIGHTS = "IMAGENET1K_V2"
 KAGGLE_FREEZE = {"voice": "cnn", "face": "none"}
 KINDS = ("voice", "face", "fusion")
-KAGGLE_MEDIA = "/kaggle/working/cremad"  # notebook 01's download = True: the official media, fetched once (save the output as a dataset)
+KAGGLE_MEDIA = "/kaggle/working/cremad"
+KAGGLE_RECIPE = "best"  # the Kaggle path trains the recipe the evidence supports (docs/recipe.md)
+LOCAL_RECIPE = "seed"  # the local demo's: `make demo` trains the seed recipe, and notebooks 02-04 reuse its models
+BENCHMARK_DATA = "hicmae-synth"  # notebook 07's local data: a small synthetic CREMA-D
+SYNTH_CLIPS_PER_EMOTION = {BENCHMARK_DATA: 1}  # folders ensure_data writes besides the demo's  # notebook 01's download = True: the official media, fetched once (save the output as a dataset)
 
 
 def kaggle_block(kind: str | None = None) -> dict:
@@ -34,7 +38,7 @@ def kaggle_block(kind: str | None = None) -> dict:
 
 def resolve_parameters(kaggle: bool = False, kind: str | None = None, data=None, out="work", backbone: str | None = "tiny",
                        epochs: int | None = None, batch_size: int | None = None, device: str = "auto",
-                       freeze: str | None = None, face_weights: str | None = None, **extra) -> SimpleNamespace:
+                       freeze: str | None = None, face_weights: str | None = None, recipe: str | None = None, **extra) -> SimpleNamespace:
     """The notebook's parameters, completed: paths, defaults and the TrainConfig of ``kind``.
 
     With ``kaggle=True`` the Kaggle block (``kaggle_block(kind)``) replaces data, out, device,
@@ -44,8 +48,10 @@ def resolve_parameters(kaggle: bool = False, kind: str | None = None, data=None,
     its finished models are reused) and ``options.DEFAULTS`` otherwise; batch size from ``options.DEFAULTS``; freeze ``none`` for tiny (as the demo) and
     ``options.DEFAULT_FREEZE`` otherwise. Returns a namespace with kaggle, kind, data, out,
     manifest, models, reports, cache, backbone, face_weights, freeze, epochs, batch_size, device,
-    train (None without a kind), synthetic, plus any ``extra`` values unchanged.
+    train (None without a kind), synthetic, recipe (None: KAGGLE_RECIPE on Kaggle, LOCAL_RECIPE locally), plus any
+    ``extra`` values unchanged.
     """
+    from .presets import check_recipe
     from ..models.backbones import TINY
     from .options import DEFAULT_FREEZE, DEFAULTS, is_synthetic, train_config
     from .recipes import DEMO_EPOCHS
@@ -69,14 +75,16 @@ def resolve_parameters(kaggle: bool = False, kind: str | None = None, data=None,
         backbone=backbone, face_weights=None if tiny else face_weights, freeze=freeze,
         epochs=epochs, batch_size=batch_size, device=device,
         train=train_config(kind, backbone, epochs=epochs, batch_size=batch_size, device=device) if kind else None,
-        synthetic=is_synthetic(data) if data is not None else False, **extra,
+        synthetic=is_synthetic(data) if data is not None else False, recipe=check_recipe(recipe or (KAGGLE_RECIPE if kaggle else LOCAL_RECIPE)),
+        **extra,
     )
 
 
 def ensure_data(data, actors: int | None = None, progress: bool = True) -> Path | None:
-    """Write the synthetic demo data set at ``data`` when it is missing and ``data`` is the demo's
-    folder (named ``recipes.DEMO_DATA``, i.e. cremad-synth); return ``data``. Any other missing folder
-    is left alone (indexing it then reports it), and None (auto-detect on Kaggle) passes through.
+    """Write a synthetic data set at ``data`` when it is missing and ``data`` is the demo's folder (named
+    ``recipes.DEMO_DATA``, i.e. cremad-synth) or notebook 07's (BENCHMARK_DATA: one clip per actor and emotion);
+    return ``data``. Any other missing folder is left alone (indexing it then reports it), and None (auto-detect
+    on Kaggle) passes through.
     """
     from .options import SYNTHETIC_MARKER
     from .recipes import DEMO_DATA
@@ -84,10 +92,11 @@ def ensure_data(data, actors: int | None = None, progress: bool = True) -> Path 
     if data is None:
         return None
     data = Path(data)
-    if data.name == DEMO_DATA and not (data / SYNTHETIC_MARKER).exists():
-        from ..data.synth.corpus import DEFAULT_ACTORS, make_synthetic_cremad
+    if data.name in (DEMO_DATA, *SYNTH_CLIPS_PER_EMOTION) and not (data / SYNTHETIC_MARKER).exists():
+        from ..data.synth.corpus import CLIPS_PER_EMOTION, DEFAULT_ACTORS, make_synthetic_cremad
 
-        make_synthetic_cremad(data, actors=actors or DEFAULT_ACTORS, progress=progress)
+        make_synthetic_cremad(data, actors=actors or DEFAULT_ACTORS, clips_per_emotion=SYNTH_CLIPS_PER_EMOTION.get(data.name, CLIPS_PER_EMOTION),
+                              progress=progress)
     return data
 
 

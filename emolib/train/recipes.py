@@ -22,6 +22,7 @@ from .presets import apply_recipe, recipe_of
 DEMO_EPOCHS = {"voice": 12, "face": 10, "fusion": 40}
 DEMO_DATA = "cremad-synth"
 KINDS = ("voice", "face", "fusion")
+FOLD_FILE = "fold.json"  # a finished fold of cross_validate: its run and the checkpoints it evaluated
 NO_WEIGHTS = "none"  # --face-weights none: ResNet from random init
 
 
@@ -166,20 +167,29 @@ def update_card(models_dir, report: dict) -> None:
     print(f"model card not updated: {reason}" if reason else f"model card: {write_model_card(models_dir, report)}")
 
 
-def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: ModelOptions, cache_dir=None) -> dict:
+def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: ModelOptions, cache_dir=None, fold_ids=None) -> dict:
     """Train and evaluate all three models on each actor-disjoint fold; mean and std per model.
 
-    ``folds`` folds of the default protocol, or the 5 folds of ``data.protocol="hicmae"``; a
-    hicmae fold whose test actors are not in the data is skipped and reported.
+    ``folds`` folds of the default protocol, or the 5 folds of ``data.protocol="hicmae"``; ``fold_ids`` runs only those
+    (0-based). A hicmae fold whose test actors are not in the data is skipped and reported. Resumable: a fold whose
+    ``fold.json`` records this very run (data, protocol, options, recipe) and whose checkpoints are still the ones it
+    evaluated is read back, not redone (``--restart`` redoes it); a fold cut off mid-way resumes its training.
     """
     from ..errors import DataError
     from ..eval.evaluation import evaluate_models
 
     folds = HICMAE_FOLDS if data.protocol == HICMAE else folds
     reports, skipped = [], []
-    for fold in range(folds):
+    for fold in (range(folds) if fold_ids is None else fold_ids):
         print(f"=== fold {fold + 1}/{folds} ({data.protocol} protocol) ===")
         fold_data = replace(data, fold=fold, folds=folds)
+        fold_models, fold_out = Path(models_dir) / "folds" / f"fold{fold}", Path(out_dir) / f"fold{fold}"
+        run = fold_run(fold_data, options)
+        done = None if options.restart else finished_fold(fold_out, fold_models, run)
+        if done is not None:
+            print(f"fold {fold + 1}: done before (reading {fold_out / 'metrics.json'})")
+            reports.append(done)
+            continue
         try:
             manifest = load_manifest_for(fold_data, quiet=True)
         except DataError as error:
@@ -188,19 +198,50 @@ def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: 
             print(f"skipped: {error}")
             skipped.append({"fold": fold, "reason": str(error)})
             continue
-        fold_models = Path(models_dir) / "folds" / f"fold{fold}"
         for kind in KINDS:
             train_with(kind, manifest, fold_models, options, cache_dir, labels="intended" if data.labels == "both" else data.labels,
                        label_order=data.label_order, about=fold_data.about())
-        reports.append(evaluate_models(manifest, fold_models, Path(out_dir) / f"fold{fold}", "test", cache_dir, options.device,
+        reports.append(evaluate_models(manifest, fold_models, fold_out, "test", cache_dir, options.device,
                                        is_synthetic(data.data), context=fold_data.context(), labels=data.labels))
+        atomic_write(fold_out / FOLD_FILE, json.dumps({"run": run, "checkpoints": checkpoint_digests(fold_models)}, indent=2))
     if not reports:
         raise DataError(f"{data.data}: no fold of the {data.protocol} protocol has its test actors in this data")
-    summary = {**summarize_folds(reports), "protocol": data.protocol, "skipped_folds": skipped}
+    summary = {**summarize_folds(reports), "protocol": data.protocol, "skipped_folds": skipped, "recipe": apply_recipe(options).recipe}
     atomic_write(Path(out_dir) / "cv_metrics.json", json.dumps(summary, indent=2))
     for kind, stats in summary["models"].items():
         print(f"{kind:7s} test UAR {stats['uar_mean']:.3f} ± {stats['uar_std']:.3f}   acc {stats['accuracy_mean']:.3f} ± {stats['accuracy_std']:.3f}")
     return summary
+
+
+def fold_run(data: DataOptions, options: ModelOptions) -> dict:
+    """What identifies one fold's run: the data options and the model options with their recipe filled in (not how it runs)."""
+    from dataclasses import asdict
+
+    model = {name: value for name, value in asdict(apply_recipe(options)).items() if name not in ("device", "workers", "restart")}
+    return json.loads(json.dumps({"data": asdict(data), "model": model}, default=str))
+
+
+def checkpoint_digests(models_dir) -> dict:
+    """{kind: sha256 of model.safetensors} of a models folder's checkpoints."""
+    from ..files import file_digest
+    from ..models.checkpoint import WEIGHTS_FILE
+
+    return {kind: file_digest(Path(models_dir) / kind / WEIGHTS_FILE) for kind in KINDS if (Path(models_dir) / kind / WEIGHTS_FILE).is_file()}
+
+
+def finished_fold(fold_out: Path, fold_models: Path, run: dict) -> dict | None:
+    """The report of a fold finished by this same run with its checkpoints unchanged, else None (the fold is redone)."""
+    record_file, metrics_file = fold_out / FOLD_FILE, fold_out / "metrics.json"
+    if not (record_file.is_file() and metrics_file.is_file()):
+        return None
+    try:
+        record = json.loads(record_file.read_text())
+        report = json.loads(metrics_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("run") != run or record.get("checkpoints") != checkpoint_digests(fold_models):
+        return None
+    return report
 
 
 def summarize_folds(reports: list[dict]) -> dict:
