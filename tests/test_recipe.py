@@ -2,6 +2,8 @@
 pooling, OGM-GE, the late-fusion baseline, and the seed / best presets."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -183,3 +185,32 @@ def test_attentive_pooling_on_cached_features_is_refused_in_one_line(tmp_path):
     with pytest.raises(ModelError, match="--freeze all") as error:
         train_model("voice", None, tmp_path, "tiny", freeze="all", recipe=ModelOptions(pooling="attentive-stats"))
     assert "\n" not in str(error.value)
+
+
+def test_joint_fine_tuning_saves_its_encoders_which_then_serve_the_folder(trained_demo, tmp_path, capsys):
+    import shutil
+
+    from emolib.cli.main import main
+    from emolib.files import file_digest
+    from emolib.infer.predictor import Predictor
+    from emolib.models.checkpoint import find_models, read_checkpoint_config
+
+    models = tmp_path / "models"
+    for kind in ("voice", "face"):
+        shutil.copytree(trained_demo / "models" / kind, models / kind)
+    assert main(["train", "voice", "--finetune", "--data", str(trained_demo / "cremad-synth"), "--out", str(models)]) == 2
+    assert "apply to `emolib train fusion`" in capsys.readouterr().err
+    code = main(["train", "fusion", "--finetune", "--balance", "ogm-ge", "--epochs", "1", "--data", str(trained_demo / "cremad-synth"),
+                 "--out", str(models), "--cache", str(trained_demo / "cache"), "--voice-lr", "1e-3", "--face-lr", "2e-3"])
+    assert code == 0
+    config = read_checkpoint_config(models / "fusion")[1]
+    assert config["finetuned"] and (config["voice_lr"], config["face_lr"]) == (1e-3, 2e-3) and config["recipe"] == "seed"
+    found = find_models(models)
+    assert found["voice"] == (models / "fusion" / "voice").resolve() and found["face"] == (models / "fusion" / "face").resolve()
+    for kind in ("voice", "face"):  # the encoders moved; the originals are untouched
+        assert file_digest(models / "fusion" / kind / "model.safetensors") != file_digest(models / kind / "model.safetensors")
+        assert file_digest(models / kind / "model.safetensors") == file_digest(trained_demo / "models" / kind / "model.safetensors")
+    history = json.loads((models / "fusion" / "history.json").read_text())
+    assert history[0]["dominant"] in ("voice", "face") and history[0]["train_seconds"] > 0
+    predictor = Predictor.from_dir(models)
+    assert predictor.voice.checkpoint_dir == (models / "fusion" / "voice").resolve()

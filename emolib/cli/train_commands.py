@@ -145,7 +145,8 @@ def model_options(args):
 
     return ModelOptions(args.backbone, args.face_weights, args.freeze, args.epochs, args.batch_size, args.lr, args.encoder_lr,
                         args.seed, args.device, args.workers, args.restart, getattr(args, "init_from", None), args.recipe, args.layers, args.pooling,
-                        args.speech_only, args.frames, args.temporal, args.balance)
+                        args.speech_only, args.frames, args.temporal, args.balance, getattr(args, "finetune", False),
+                        getattr(args, "voice_lr", None), getattr(args, "face_lr", None))
 
 
 @command("train", "train the voice, face or fusion model")
@@ -156,11 +157,18 @@ def _train(parser):
     _add_training_arguments(parser)
     parser.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                         help="voice/face: start from this trained checkpoint's encoder (e.g. models/voice) with a new head for this data's labels")
+    parser.add_argument("--finetune", action="store_true",
+                        help="fusion: train the voice and face models' encoders together with the fusion head (GPU); the fine-tuned models are "
+                             "saved in OUT/fusion/voice and OUT/fusion/face and serve the folder from then on")
+    parser.add_argument("--voice-lr", type=positive_float, default=None, help="fusion --finetune: the voice encoder's learning rate (default: its own)")
+    parser.add_argument("--face-lr", type=positive_float, default=None, help="fusion --finetune: the face encoder's learning rate (default: its own)")
 
     def run(args):
         from ..train.options import load_manifest_for
         from ..train.recipes import train_with
 
+        if args.kind != "fusion" and (args.finetune or args.voice_lr or args.face_lr):
+            raise EmolibError("--finetune, --voice-lr and --face-lr apply to `emolib train fusion` (joint fine-tuning of both encoders)")
         data = data_options(args)
         manifest = load_manifest_for(data)
         history = train_with(args.kind, manifest, args.out, model_options(args), args.cache, labels=args.labels, label_order=args.label_order,

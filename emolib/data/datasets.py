@@ -17,6 +17,7 @@ from ..transforms import AudioSettings, FaceSettings, face_pixels, voice_inputs
 from .face_cache import load_face_crops
 
 MODEL_INPUTS = {"voice": ("input_values", "attention_mask", "speech_mask"), "face": ("pixels",), "fusion": ("voice", "face", "present")}
+JOINT_INPUTS = ("input_values", "attention_mask", "speech_mask", "pixels", "present")
 
 
 def select_split(manifest: pd.DataFrame, split: str | None) -> pd.DataFrame:
@@ -144,6 +145,33 @@ class FaceDataset(Dataset):
         if rng is not None and not self.whole_clips:
             crops = crops[[rng.integers(len(crops))]]
         return {"pixels": face_pixels(crops, self.settings, rng), "label": torch.tensor(int(self.rows.at[index, "label"]))}
+
+
+class PairedDataset(Dataset):
+    """Clips with audio and a readable video -> the voice inputs, the face ``pixels`` and ``present`` (voice, face): the
+    joint fine-tuning of both encoders with the fusion head. A clip without a detected face gets zero pixels and
+    present [1, 0], as everywhere (``faces.clip_has_face``); augmentation as in VoiceDataset and FaceDataset."""
+
+    def __init__(self, manifest: pd.DataFrame, faces: pd.DataFrame, audio: AudioSettings, face: FaceSettings, train: bool = False,
+                 whole_clips: bool = False):
+        self.voice = VoiceDataset(paired_rows(manifest, faces), audio, train)
+        self.rows = self.voice.rows
+        self.faces = FaceDataset(self.rows, faces, face, train, whole_clips)
+        self.face_index = {stem: index for index, stem in enumerate(self.faces.rows["stem"])}
+        self.frames = 1 if train and not whole_clips else face.frames
+        self.size = face.image_size
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.voice[index]
+        found = self.face_index.get(self.rows.at[index, "stem"])
+        if found is None:
+            pixels = torch.zeros(self.frames, 3, self.size, self.size)
+        else:
+            pixels = self.faces[found]["pixels"]
+        return {**item, "pixels": pixels, "present": torch.tensor([1.0, float(found is not None)])}
 
 
 class FeatureDataset(Dataset):

@@ -110,7 +110,8 @@ def find_models(models_dir, kinds=MODEL_KINDS, allow_mismatched_fusion: bool = F
     ``models_dir`` is a models folder (``voice/``, ``face/``, ``fusion/``; any subset) or one
     checkpoint folder. A fusion model also brings the voice and face checkpoints it was trained
     with: ``models_dir/voice`` and ``models_dir/face``, else the folders its config records
-    (``voice_checkpoint``, ``face_checkpoint``, relative to it). Raises ModelError when the folder
+    (``voice_checkpoint``, ``face_checkpoint``, relative to it); a fusion model fine-tuned together with its
+    encoders (``finetuned``) always brings its own, which then serve as the folder's voice and face models. Raises ModelError when the folder
     is missing, holds none of ``kinds``, or a fusion model's encoders cannot be found, or are not
     the checkpoints it was trained on (``fusion_lineage``) unless ``allow_mismatched_fusion``.
     """
@@ -125,6 +126,11 @@ def find_models(models_dir, kinds=MODEL_KINDS, allow_mismatched_fusion: bool = F
     for kind in MODEL_KINDS:
         if kind not in found and is_checkpoint(root / kind):
             found[kind] = root / kind
+    if "fusion" in found and read_checkpoint_config(found["fusion"])[1].get("finetuned"):
+        _, fusion = read_checkpoint_config(found["fusion"])  # fine-tuned with its encoders: they are the folder's voice and face models
+        for kind, key in ENCODER_LINKS.items():
+            if fusion.get(key) and is_checkpoint(found["fusion"] / fusion[key]):
+                found[kind] = (found["fusion"] / fusion[key]).resolve()
     needed = set(kinds) & set(found)
     if "fusion" in needed:
         needed |= set(ENCODER_LINKS)

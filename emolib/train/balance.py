@@ -48,13 +48,16 @@ class GradientBalancer:
         self.model.eval()
         scores = {}
         with torch.no_grad():
-            present = batch.get("present")
-            present = torch.ones(labels.shape[0], 2, device=labels.device) if present is None else present
-            for index, modality in enumerate(MODALITIES):
-                alone = torch.zeros_like(present)
-                alone[:, index] = present[:, index]
-                logits = self.model(batch["voice"], batch["face"], alone).float()
-                scores[modality] = torch.softmax(logits, dim=1).gather(1, labels.view(-1, 1)).sum()
+            if hasattr(self.model, "modality_scores"):  # the joint model scores from raw inputs
+                scores = self.model.modality_scores(batch, labels)
+            else:
+                present = batch.get("present")
+                present = torch.ones(labels.shape[0], 2, device=labels.device) if present is None else present
+                for index, modality in enumerate(MODALITIES):
+                    alone = torch.zeros_like(present)
+                    alone[:, index] = present[:, index]
+                    logits = self.model(batch["voice"], batch["face"], alone).float()
+                    scores[modality] = torch.softmax(logits, dim=1).gather(1, labels.view(-1, 1)).sum()
         self.model.train(was_training)
         total = torch.stack([scores["voice"], scores["face"]])
         total = self.reduce(total) if self.reduce is not None else total

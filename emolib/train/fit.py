@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..cremad import EMOTIONS
-from ..data.datasets import FaceDataset, FeatureDataset, VoiceDataset, data_identity, training_record, select_split
+from ..data.datasets import FaceDataset, FeatureDataset, PairedDataset, VoiceDataset, data_identity, training_record, select_split
 from ..data.face_cache import face_index
 from ..data.features import cached_features, paired_features
 from ..errors import DataError, ModelError
@@ -25,7 +25,7 @@ from ..files import file_digest, remove_stale_temporaries
 from ..locks import folder_lock
 from ..labels import encode_labels, label_order
 from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, checkpoint_labels, encoder_lineage, init_from, load_model, save_checkpoint
-from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
+from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, JointFusion, VoiceConfig, VoiceModel
 from ..transforms import AudioSettings, FaceSettings
 from .distributed import is_main_process
 from .late import fit_late_fusion
@@ -38,6 +38,7 @@ SEED_PREPROCESSING = {"speech_only": False}
 NOT_IN_FINGERPRINT = ("recipe", "late_fusion")  # recorded, but not what identifies a run: the recipe's options are in the model config and
 # preprocessing, the late-fusion weights follow from the data and the encoders (so runs of earlier versions still resume)
 FAST_FOLDER = "fast"
+SETTINGS = {"voice": "audio", "face": "face"}  # each model's preprocessing key
 
 
 class HeadOnly(nn.Module):
@@ -53,7 +54,7 @@ class HeadOnly(nn.Module):
 
 
 def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessing: dict, cache_dir=None, extra: dict | None = None,
-        progress: bool = True, data: str = "", restart: bool = False, labels=EMOTIONS, record: dict | None = None):
+        progress: bool = True, data: str = "", restart: bool = False, labels=EMOTIONS, record: dict | None = None, save=None):
     """Train ``model`` with the shared loop; ``make_dataset(split, augment)`` builds its datasets.
 
     ``labels`` is the label set of the model's outputs and ``record`` what the training data was
@@ -61,7 +62,7 @@ def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessi
     (``datasets.data_identity``) with the model config, preprocessing and ``extra`` identify the
     run: a saved state of another run is refused, not resumed. ``restart`` first deletes the
     folder's checkpoint, history and resume state. Returns the per-epoch history; the best model
-    (by validation UAR) is saved in ``out_dir``.
+    (by validation UAR) is saved in ``out_dir`` (``save(metrics)`` writes it instead, when given).
     """
     out_dir = Path(out_dir)
     main = is_main_process()  # under a launcher, rank 0 holds the lock and cleans up for all processes
@@ -72,6 +73,8 @@ def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessi
             clear_run(out_dir)
 
         def save_best(trained, metrics):
+            if save is not None:
+                return save(metrics)
             save_checkpoint(model, kind, out_dir, preprocessing, {"val": metrics, "training": asdict(train), **(extra or {}), "data": record or {}},
                             labels)
 
@@ -187,10 +190,12 @@ def _init_record(init, out_dir) -> dict:
 
 
 def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hidden_dim: int = 256, cache_dir=None, workers: int | None = None,
-                 progress: bool = True, restart: bool = False, about: dict | None = None, recipe: str = "seed"):
+                 progress: bool = True, restart: bool = False, about: dict | None = None, recipe: str = "seed", finetune: bool = False,
+                 voice_lr: float | None = None, face_lr: float | None = None):
     """Train the fusion MLP on the trained voice and face models' embeddings of paired clips (``train.balance``:
     OGM-GE gradient balancing), and fit the late-fusion baseline (``train.late``) on the validation clips; its
-    weights are recorded in the fusion checkpoint (``late_fusion``) and reported beside it.
+    weights are recorded in the fusion checkpoint (``late_fusion``) and reported beside it. ``finetune``: train both
+    encoders with the fusion head instead (``train_joint``).
 
     The checkpoint records where the encoders are and the sha256 of their weights, so a fusion
     model is never used beside encoders it was not trained on (``models.checkpoint.find_models``).
@@ -205,6 +210,9 @@ def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hid
     torch.manual_seed(train.seed)
     model = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim, hidden_dim=hidden_dim, num_labels=len(labels)))
     preprocessing = {**voice.checkpoint["preprocessing"], **face.checkpoint["preprocessing"]}
+    if finetune:
+        return train_joint(manifest, out_dir, voice, face, model, faces, train, preprocessing, labels, cache_dir, progress, restart, about, recipe,
+                           voice_lr or train.encoder_lr, face_lr or train.encoder_lr)
     extractor = feature_extractor(train.device)
 
     def make_dataset(split, augment):
@@ -220,3 +228,37 @@ def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hid
 
     return fit(model, "fusion", make_dataset, train, out_dir, preprocessing, cache_dir, extra, progress,
                data=data_identity(manifest), restart=restart, labels=labels, record=training_record(manifest, about))
+
+
+def train_joint(manifest, out_dir, voice, face, fusion, faces, train: TrainConfig, preprocessing: dict, labels, cache_dir, progress, restart,
+                about, recipe, voice_lr: float, face_lr: float):
+    """``emolib train fusion --finetune``: the voice and face models (their encoders at ``voice_lr`` and ``face_lr``, frozen
+    parts staying frozen) and a new fusion head trained together on paired clips (``nets.JointFusion``).
+
+    The best epoch (validation UAR of the fusion head) is saved as three checkpoints: ``out_dir/voice`` and ``out_dir/face``
+    (the fine-tuned models with their heads) and ``out_dir`` (the fusion head, linked to them by path and sha256). A
+    fine-tuned fusion model brings its own encoders (``checkpoint.find_models``): they replace the models folder's
+    voice/ and face/ for every prediction from that folder.
+    """
+    out_dir = Path(out_dir)
+    source = {"voice": voice.checkpoint_dir, "face": face.checkpoint_dir}
+    whole_clips = face.config.temporal != "mean"
+    model = JointFusion(voice, face, fusion, voice_lr, face_lr)
+    audio_settings, face_settings = AudioSettings.of(voice), FaceSettings.of(face)
+
+    def make_dataset(split, augment):
+        return PairedDataset(select_split(manifest, split), faces, audio_settings, face_settings, train=augment, whole_clips=whole_clips)
+
+    record = training_record(manifest, about)
+    extra = {"finetuned": True, "voice_lr": voice_lr, "face_lr": face_lr, "recipe": recipe,
+             "finetuned_from": {kind: file_digest(Path(folder) / WEIGHTS_FILE) for kind, folder in source.items()}}
+
+    def save(metrics):
+        common = {"val": metrics, "training": asdict(train), "data": record, "recipe": recipe, "finetuned_with": "fusion"}
+        for kind, part in (("voice", voice), ("face", face)):
+            save_checkpoint(part, kind, out_dir / kind, {SETTINGS[kind]: part.checkpoint["preprocessing"][SETTINGS[kind]]}, common, labels)
+        links = {"voice_checkpoint": "voice", "face_checkpoint": "face", **encoder_lineage(out_dir / "voice", out_dir / "face")}
+        save_checkpoint(fusion, "fusion", out_dir, preprocessing, {**common, **extra, **links}, labels)
+
+    return fit(model, "fusion", make_dataset, train, out_dir, preprocessing, cache_dir, extra, progress, data_identity(manifest), restart, labels,
+               record, save)

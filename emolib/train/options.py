@@ -89,6 +89,8 @@ class ModelOptions:
     temporal: str | None = None
     balance: str | None = None
     finetune: bool = False
+    voice_lr: float | None = None
+    face_lr: float | None = None
 
     def train_config(self, kind: str) -> TrainConfig:
         """The TrainConfig of ``kind`` with these overrides."""

@@ -60,7 +60,20 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
         return train_face(manifest, out_dir, config, train, FaceSettings(frames=preset.frames), cache_dir=cache_dir, workers=workers,
                           progress=progress, restart=restart, labels=labels, init=init, about=about, recipe=preset.recipe)
     return train_fusion(manifest, out_dir, models_dir / "voice", models_dir / "face", replace(train, balance=preset.balance), cache_dir=cache_dir,
-                        workers=workers, progress=progress, restart=restart, about=about, recipe=preset.recipe)
+                        workers=workers, progress=progress, restart=restart, about=about, recipe=preset.recipe, finetune=options.finetune,
+                        voice_lr=options.voice_lr or _encoder_lr("voice", backbone_of(models_dir / "voice")),
+                        face_lr=options.face_lr or _encoder_lr("face", backbone_of(models_dir / "face")))
+
+
+def backbone_of(checkpoint) -> str | None:
+    """The backbone a checkpoint folder's model was built on (None when there is no checkpoint)."""
+    config = Path(checkpoint) / "config.json"
+    return json.loads(config.read_text())["model"].get("backbone") if config.is_file() else None
+
+
+def _encoder_lr(kind: str, backbone) -> float:
+    """The default learning rate of a ``kind`` encoder fine-tuned with the fusion head: its own training's encoder rate."""
+    return train_config(kind, backbone).encoder_lr
 
 
 def check_init(kind: str, init_from, backbone=None, face_weights=None):

@@ -137,6 +137,8 @@ class Trainer:
             self.balancer = GradientBalancer(self.model, reduce=lambda tensor: self.accelerator.reduce(tensor, "sum"), seed=config.seed)
 
     def _parameter_groups(self) -> list[dict]:
+        if hasattr(self.model, "parameter_groups"):  # a model with learning rates of its own (the joint fusion model)
+            return self.model.parameter_groups(self.config.lr)
         encoder, head = [], []
         for name, parameter in self.model.named_parameters():
             if parameter.requires_grad:
@@ -193,6 +195,8 @@ class Trainer:
             labels = batch.pop("label")
             with self.accelerator.autocast():
                 loss = torch.nn.functional.cross_entropy(self.parallel_model(**batch).float(), labels)
+                if hasattr(self.model, "extra_loss"):  # e.g. the joint model's voice and face heads
+                    loss = loss + self.model.extra_loss(labels)
             if not torch.isfinite(loss):
                 raise TrainingError(f"{self.out_dir}: the training loss became {loss.item()} at epoch {epoch + 1}, batch {index + 1}; "
                                     f"stopped without saving this epoch (best so far: epoch {self.state['best_epoch']}); "
