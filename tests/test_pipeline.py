@@ -68,7 +68,7 @@ def test_loaded_checkpoints_know_their_preprocessing(trained_demo):
     voice = load_model(trained_demo / "models" / "voice")
     face = load_model(trained_demo / "models" / "face")
     fusion = load_model(trained_demo / "models" / "fusion")
-    assert voice.checkpoint["preprocessing"]["audio"] == {"sample_rate": 16000, "window_seconds": 4.0, "normalize": True}
+    assert voice.checkpoint["preprocessing"]["audio"] == {"sample_rate": 16000, "window_seconds": 4.0, "normalize": True, "speech_only": False}
     assert face.checkpoint["preprocessing"]["face"]["image_size"] == 224
     assert fusion.config.voice_dim == voice.feature_dim and fusion.config.face_dim == face.feature_dim
     with torch.no_grad():

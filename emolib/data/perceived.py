@@ -14,7 +14,7 @@ from ..cremad import EMOTIONS, load_votes
 from ..errors import DataError
 
 LABEL_SOURCES = ("intended", "perceived")
-VOTE_COLUMN = {"voice": "voice", "face": "face", "fusion": "audiovisual"}
+VOTE_COLUMN = {"voice": "voice", "face": "face", "fusion": "audiovisual", "late": "audiovisual"}
 NO_MAJORITY = ""
 
 
