@@ -224,7 +224,7 @@ def test_cli_synth(tmp_path, monkeypatch):
 
     monkeypatch.setattr(emolib.data.synth.corpus, "make_synthetic_cremad", small)
     assert main(["synth", str(tmp_path / "s"), "--actors", "2"]) == 0
-    assert calls == [{"actors": 2, "seed": 0}]
+    assert calls == [{"actors": 2, "seed": 0, "temporal": False}]
     assert len(list((tmp_path / "s" / "AudioWAV").glob("*.wav"))) == len(list((tmp_path / "s" / "VideoFlash").glob("*.flv"))) == 12
     assert (tmp_path / "s" / "README.txt").exists()
     assert main(["synth", str(tmp_path / "bad"), "--seed", "-1"]) == 2
