@@ -90,6 +90,23 @@ def test_fast_path_matches_eager_on_tiny_models(tiny_models, tmp_path, quantize)
         assert_same_prediction(eager.predict(audio, rate, image), fast.predict(audio, rate, image), name)
 
 
+def test_fast_path_serves_the_best_recipe_models(tmp_path):
+    """Weighted layers + attentive statistics export with the voice graph; the face session gives per-frame embeddings that the
+    model's attention pooling combines; a speech-only voice model runs eagerly (its graph has no speech mask input)."""
+    models = make_untrained_models(tmp_path / "models", voice_options={"layers": "weighted", "pooling": "attentive-stats"},
+                                   face_options={"temporal": "attention"}, face_settings={"frames": 4})
+    eager, fast = Predictor.from_dir(models, fast=False), Predictor.from_dir(models)
+    assert fast.fast.voice is not None and fast.fast.face is not None
+    for name, make in INPUTS.items():
+        audio, rate, image = make()
+        assert_same_prediction(eager.predict(audio, rate, image), fast.predict(audio, rate, image), name)
+    speech = make_untrained_models(tmp_path / "speech", audio_options={"speech_only": True})
+    quick = Predictor.from_dir(speech)
+    assert quick.fast.voice is None and quick.fast.face is not None
+    audio, rate, image = INPUTS["both"]()
+    assert_same_prediction(Predictor.from_dir(speech, fast=False).predict(audio, rate, image), quick.predict(audio, rate, image))
+
+
 def test_fast_path_matches_eager_on_the_trained_demo(trained_demo, tmp_path):
     """The trained tiny demo models on test clips, through predict_files as `emolib predict` does."""
     import pandas as pd

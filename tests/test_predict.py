@@ -71,8 +71,10 @@ def write_av_clip(path, frames, audio=None, fps: int = 30, sample_rate: int = 16
     return Path(path)
 
 
-def make_untrained_models(root: Path, labels=EMOTIONS) -> Path:
-    """Random-init tiny voice, face and fusion checkpoints over ``labels`` in root/{voice,face,fusion} (seconds, no training)."""
+def make_untrained_models(root: Path, labels=EMOTIONS, voice_options: dict | None = None, face_options: dict | None = None,
+                          audio_options: dict | None = None, face_settings: dict | None = None) -> Path:
+    """Random-init tiny voice, face and fusion checkpoints over ``labels`` in root/{voice,face,fusion} (seconds, no training);
+    the options go into the voice and face configs and their preprocessing settings (recipe options)."""
     import torch
 
     from emolib.files import file_digest
@@ -81,10 +83,10 @@ def make_untrained_models(root: Path, labels=EMOTIONS) -> Path:
     from emolib.transforms import AudioSettings, FaceSettings
 
     torch.manual_seed(0)
-    voice = VoiceModel(VoiceConfig(backbone="tiny", freeze="none", num_labels=len(labels)))
-    face = FaceModel(FaceConfig(backbone="tiny", weights=None, num_labels=len(labels)))
+    voice = VoiceModel(VoiceConfig(backbone="tiny", freeze="none", num_labels=len(labels), **(voice_options or {})))
+    face = FaceModel(FaceConfig(backbone="tiny", weights=None, num_labels=len(labels), **(face_options or {})))
     fusion = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim, hidden_dim=32, num_labels=len(labels)))
-    audio, faces = {"audio": asdict(AudioSettings())}, {"face": asdict(FaceSettings())}
+    audio, faces = {"audio": asdict(AudioSettings(**(audio_options or {})))}, {"face": asdict(FaceSettings(**(face_settings or {})))}
     save_checkpoint(voice, "voice", root / "voice", audio, labels=labels)
     save_checkpoint(face, "face", root / "face", faces, labels=labels)
     lineage = {f"{kind}_sha256": file_digest(root / kind / "model.safetensors") for kind in ("voice", "face")}
