@@ -3,6 +3,7 @@ pooling, OGM-GE, the late-fusion baseline, and the seed / best presets."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -214,3 +215,24 @@ def test_joint_fine_tuning_saves_its_encoders_which_then_serve_the_folder(traine
     assert history[0]["dominant"] in ("voice", "face") and history[0]["train_seconds"] > 0
     predictor = Predictor.from_dir(models)
     assert predictor.voice.checkpoint_dir == (models / "fusion" / "voice").resolve()
+
+
+def test_frozen_face_attention_learns_on_cached_per_frame_embeddings_and_evaluate_checks_the_recipe(trained_demo, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from emolib.cli.main import main
+
+    data, cache, models = trained_demo / "cremad-synth", tmp_path / "cache", tmp_path / "models"
+    shutil.copytree(trained_demo / "cache" / "faces", cache / "faces")  # the demo's 3-frame crops
+    args = ["train", "face", "--data", str(data), "--out", str(models), "--backbone", "tiny", "--freeze", "all", "--temporal", "attention",
+            "--epochs", "2", "--cache", str(cache), "--device", "cpu"]
+    assert main(args) == 0
+    cached = [load_file(str(path))["features"] for path in (cache / "features").glob("face-*.safetensors")]
+    assert cached and all(features.dim() == 3 and features.shape[1:] == (3, 128) for features in cached)  # per-frame embeddings
+    config = json.loads((models / "face" / "config.json").read_text())
+    assert config["model"]["temporal"] == "attention" and config["recipe"] == "seed"
+    capsys.readouterr()
+    evaluate = ["evaluate", "--data", str(data), "--models", str(models / "face"), "--out", str(tmp_path / "reports"), "--cache", str(cache)]
+    assert main([*evaluate, "--recipe", "best"]) == 2
+    assert "trained with the seed recipe, not best" in capsys.readouterr().err
+    assert main(evaluate) == 0

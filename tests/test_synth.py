@@ -225,6 +225,8 @@ def test_cli_synth(tmp_path, monkeypatch):
     monkeypatch.setattr(emolib.data.synth.corpus, "make_synthetic_cremad", small)
     assert main(["synth", str(tmp_path / "s"), "--actors", "2"]) == 0
     assert calls == [{"actors": 2, "seed": 0, "temporal": False}]
+    assert main(["synth", str(tmp_path / "t"), "--actors", "1", "--temporal"]) == 0
+    assert calls[-1] == {"actors": 1, "seed": 0, "temporal": True} and "Temporal mode" in (tmp_path / "t" / "README.txt").read_text()
     assert len(list((tmp_path / "s" / "AudioWAV").glob("*.wav"))) == len(list((tmp_path / "s" / "VideoFlash").glob("*.flv"))) == 12
     assert (tmp_path / "s" / "README.txt").exists()
     assert main(["synth", str(tmp_path / "bad"), "--seed", "-1"]) == 2

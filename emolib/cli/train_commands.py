@@ -202,7 +202,7 @@ def _evaluate(parser):
             cross_validate(data_options(args), args.folds or HICMAE_FOLDS, args.models, args.out, model_options(args), args.cache)
         else:
             evaluate_split(data_options(args), args.models, args.out, args.split, args.cache, args.device, args.label_map, args.by,
-                           args.allow_seen_speakers)
+                           args.allow_seen_speakers, args.recipe)
 
     return run
 

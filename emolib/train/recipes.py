@@ -143,11 +143,11 @@ def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir
 
 
 def evaluate_split(data: DataOptions, models_dir, out_dir, split: str = "test", cache_dir=None, device: str = "auto", label_map=None,
-                   by=(), allow_seen_speakers: bool = False) -> dict:
+                   by=(), allow_seen_speakers: bool = False, recipe: str | None = None) -> dict:
     """``emolib evaluate``: evaluate the trained models on one split; prints the table, returns the report.
 
     ``label_map`` (``labels.parse_label_map``) maps the data's labels onto the models' (cross-corpus);
-    ``by`` names manifest columns to break the metrics down by. Speakers the models trained or selected on
+    ``by`` names manifest columns to break the metrics down by; ``recipe``: refuse models trained with another recipe. Speakers the models trained or selected on
     are refused in the evaluated split unless ``allow_seen_speakers``. The results go into the models
     folder's model card only when they are of the models' own test split, as their checkpoints record it
     (never a cross-corpus, mapped or seen-speaker evaluation).
@@ -155,6 +155,8 @@ def evaluate_split(data: DataOptions, models_dir, out_dir, split: str = "test", 
     from ..eval.evaluation import evaluate_models, results_table
     from ..labels import parse_label_map
 
+    if recipe:
+        check_recipe_of(models_dir, recipe)
     mapping = parse_label_map(label_map) if label_map else None
     manifest = load_manifest_for(data, quiet=True)
     report = evaluate_models(manifest, models_dir, out_dir, split, cache_dir, device, is_synthetic(data.data), context=data.context(),
@@ -170,6 +172,17 @@ def evaluate_split(data: DataOptions, models_dir, out_dir, split: str = "test", 
     print(f"report: {Path(out_dir) / 'metrics.json'}")
     update_card(models_dir, report)
     return report
+
+
+def check_recipe_of(models_dir, recipe: str) -> None:
+    """ModelError in one line when a model of ``models_dir`` was trained with another recipe than ``recipe`` (``evaluate --recipe``)."""
+    from ..errors import ModelError
+    from ..models.checkpoint import find_models, read_checkpoint_config
+
+    for kind, folder in find_models(models_dir).items():
+        found = recipe_of(read_checkpoint_config(folder)[1])
+        if found != recipe:
+            raise ModelError(f"{folder}: trained with the {found} recipe, not {recipe}; evaluate without --recipe, or train with --recipe {recipe}")
 
 
 def update_card(models_dir, report: dict) -> None:
