@@ -236,3 +236,12 @@ def test_frozen_face_attention_learns_on_cached_per_frame_embeddings_and_evaluat
     assert main([*evaluate, "--recipe", "best"]) == 2
     assert "trained with the seed recipe, not best" in capsys.readouterr().err
     assert main(evaluate) == 0
+
+
+def test_whole_clip_face_training_keeps_to_64_crops_a_step_unless_the_batch_was_chosen():
+    from emolib.train.options import DEFAULTS, whole_clip_batches
+
+    train = whole_clip_batches(DEFAULTS["face"], 16)
+    assert (train.batch_size, train.accumulation) == (4, 8)  # 32 clips per optimizer step, 64 crops per forward pass
+    chosen = TrainConfig(batch_size=16)
+    assert whole_clip_batches(chosen, 16) == chosen and whole_clip_batches(DEFAULTS["face"], 1) == DEFAULTS["face"]

@@ -18,6 +18,7 @@ DEFAULTS = {
     "fusion": TrainConfig(epochs=40, batch_size=32, lr=1e-3, patience=10),
 }
 DEFAULT_FREEZE = {"voice": "cnn", "face": "none"}
+WHOLE_CLIP_CROPS = 64  # face crops per step when a temporal model trains on whole clips (16 frames x 4 clips: ResNet-50 fp16 fits a T4)
 SYNTHETIC_MARKER = "README.txt"
 
 
@@ -104,6 +105,16 @@ def train_config(kind: str, backbone: str | None = None, **overrides) -> TrainCo
     if backbone == TINY:
         config = replace(config, encoder_lr=config.lr)
     return replace(config, **{name: value for name, value in overrides.items() if value is not None})
+
+
+def whole_clip_batches(train: TrainConfig, frames: int) -> TrainConfig:
+    """The face model's default batch for training on whole clips of ``frames`` crops: at most WHOLE_CLIP_CROPS crops a step,
+    with gradient accumulation keeping the default number of clips per optimizer step. A batch size that is not the default stays."""
+    default = DEFAULTS["face"].batch_size
+    if train.batch_size != default or train.accumulation != 1 or frames * default <= WHOLE_CLIP_CROPS:
+        return train
+    clips = max(1, WHOLE_CLIP_CROPS // frames)
+    return replace(train, batch_size=clips, accumulation=max(1, default // clips))
 
 
 def load_manifest_for(options: DataOptions, quiet: bool = False):

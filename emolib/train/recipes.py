@@ -16,7 +16,7 @@ from ..files import atomic_write
 from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFAULT_VOICE_BACKBONE, TINY
 from ..models.nets import FaceConfig, VoiceConfig
 from .distributed import is_main_process
-from .options import DEFAULT_FREEZE, SYNTHETIC_MARKER, DataOptions, ModelOptions, is_synthetic, load_manifest_for, train_config
+from .options import DEFAULT_FREEZE, SYNTHETIC_MARKER, DataOptions, ModelOptions, is_synthetic, load_manifest_for, train_config, whole_clip_batches
 from .presets import apply_recipe, recipe_of
 
 DEMO_EPOCHS = {"voice": 12, "face": 10, "fusion": 40}
@@ -57,6 +57,8 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
         backbone = backbone or DEFAULT_FACE_BACKBONE
         weights = None if backbone == TINY or str(face_weights).lower() == NO_WEIGHTS else (face_weights or DEFAULT_FACE_WEIGHTS)
         config = FaceConfig(backbone=backbone, weights=weights, freeze=freeze, temporal=preset.temporal)
+        if preset.temporal != "mean" and freeze != "all":
+            train = whole_clip_batches(train, preset.frames)
         return train_face(manifest, out_dir, config, train, FaceSettings(frames=preset.frames), cache_dir=cache_dir, workers=workers,
                           progress=progress, restart=restart, labels=labels, init=init, about=about, recipe=preset.recipe)
     return train_fusion(manifest, out_dir, models_dir / "voice", models_dir / "face", replace(train, balance=preset.balance), cache_dir=cache_dir,

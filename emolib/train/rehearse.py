@@ -22,7 +22,7 @@ from pathlib import Path
 from ..data.splits import HICMAE, HICMAE_FOLDS
 from ..files import atomic_write
 from ..models.backbones import TINY
-from .options import DEFAULTS, SYNTHETIC_MARKER, DataOptions, ModelOptions, load_manifest_for, train_config
+from .options import DEFAULTS, SYNTHETIC_MARKER, DataOptions, ModelOptions, load_manifest_for, train_config, whole_clip_batches
 from .presets import BEST, apply_recipe
 
 REAL_CLIPS = 7442
@@ -65,6 +65,7 @@ def rehearse(work="work/rehearsal", device: str = "auto", clips: int | None = No
     report["face_crops_s"] = time.perf_counter() - started
     for kind in KINDS:
         train = replace(train_config(kind, backbones.get(kind), epochs=1, device=str(chosen)), patience=1)
+        step = whole_clip_batches(train, options.frames) if kind == "face" and options.temporal != "mean" else train  # what train_model will use
         if chosen.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(chosen)
@@ -75,9 +76,9 @@ def rehearse(work="work/rehearsal", device: str = "auto", clips: int | None = No
         row = history[-1]
         report["models"][kind] = {
             "epoch_s": seconds, "train_s": row["train_seconds"], "data_wait_share": row["data_wait_seconds"] / max(row["train_seconds"], 1e-9),
-            "train_clips": int((manifest["split"] == "train").sum()), "batch_size": train.batch_size,
+            "train_clips": int((manifest["split"] == "train").sum()), "batch_size": f"{step.batch_size} x {step.accumulation}",
             "peak_gpu_gib": torch.cuda.max_memory_allocated(chosen) / 2**30 if chosen.type == "cuda" else None,
-            "loader_clips_per_s": loader_throughput(kind, manifest, models, cache, options, train.batch_size) if kind != "fusion" else None,
+            "loader_clips_per_s": loader_throughput(kind, manifest, models, cache, options, step.batch_size) if kind != "fusion" else None,
             "val_uar": row["val_uar"],
         }
     report["projected_hours"] = projected_hours(report)
@@ -139,7 +140,7 @@ def markdown(report: dict) -> str:
     """The report as Markdown: the machine, then one row per model."""
     lines = [f"Rehearsal on {report['machine']}: {report['size']} models, recipe `{report['recipe']}`, {report['clips']} synthetic clips "
              f"of {report['actors']} actors ({report['protocol']}; splits {report['split_clips']}); face crops {report['face_crops_s']:.1f} s.", "",
-             "| model | wall s (1 epoch + set-up + validation) | training loop | waiting on data | peak GPU memory | loader alone | batch |",
+             "| model | wall s (1 epoch + set-up + validation) | training loop | waiting on data | peak GPU memory | loader alone | batch x accumulation |",
              "|---|---|---|---|---|---|---|"]
     for kind, row in report["models"].items():
         memory = f"{row['peak_gpu_gib']:.1f} GiB" if row["peak_gpu_gib"] is not None else "n/a (CPU)"
