@@ -350,6 +350,12 @@ BAD_ARGUMENTS = [
     ("train-init-from-other-kind", lambda b: ["train", "face", "--data", str(b["data"]), "--init-from", str(b["models"] / "voice"),
                                               "--out", str(b["root"] / "m2")]),
     ("annotate-empty-list", lambda b: ["annotate", str(b["empty"]), "--models", str(b["models"]), "--out", str(b["root"] / "a")]),
+    ("train-init-from-and-recipe", lambda b: ["train", "voice", "--data", str(b["data"]), "--init-from", str(b["models"] / "voice"),
+                                              "--recipe", "best", "--out", str(b["root"] / "m3")]),
+    ("train-attentive-on-cached-features", lambda b: ["train", "voice", "--data", str(b["data"]), "--backbone", "tiny", "--freeze", "all",
+                                                      "--pooling", "attentive-stats", "--out", str(b["root"] / "m4")]),
+    ("train-zero-frames", lambda b: ["train", "face", "--data", str(b["data"]), "--frames", "0", "--out", str(b["root"] / "m5")]),
+    ("evaluate-other-recipe", lambda b: ["evaluate", "--data", str(b["data"]), "--models", str(b["models"]), "--recipe", "best"]),
 ] + [(f"checkpoint-{name}", (lambda name: lambda b: ["predict", "--models", str(b["broken"][name]), "--audio", str(b["wav"]),
                                                      "--image", str(REPO / "docs" / "live_demo.png"), "--no-fast"])(name))
      for name in ("labels", "hidden", "extra-key", "missing-key", "no-preprocessing", "window", "frames", "format", "truncated")]

@@ -176,6 +176,8 @@ def _train(parser):
         best = max(history, key=lambda row: row["val_uar"]) if history else None
         if best:
             print(f"{args.kind}: best val UAR {best['val_uar']:.3f} (val acc {best['val_accuracy']:.3f}) at epoch {best['epoch']}")
+        if history and "dominant" in history[-1]:
+            print(f"OGM-GE: {history[-1]['dominant']} dominated the last epoch (voice/face score ratio {history[-1]['balance_ratio']:.2f})")
 
     return run
 

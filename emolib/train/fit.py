@@ -29,6 +29,7 @@ from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, Join
 from ..transforms import AudioSettings, FaceSettings
 from .distributed import is_main_process
 from .late import fit_late_fusion
+from .presets import recipe_of
 from .resume import RESUME_FILE
 from .trainer import HISTORY_FILE, Trainer, TrainConfig
 
@@ -136,6 +137,7 @@ def train_voice(manifest, out_dir, config: VoiceConfig, train: TrainConfig, audi
     def make_dataset(split, augment):
         return VoiceDataset(select_split(manifest, split), audio, train=augment)
 
+    recipe = recipe_of(source.checkpoint) if source is not None else recipe  # a fine-tuned checkpoint keeps its source's architecture
     return fit(model, "voice", make_dataset, train, out_dir, {"audio": asdict(audio)}, cache_dir, _extra(init, out_dir, recipe), progress,
                data_identity(manifest), restart, labels, training_record(manifest, about))
 
@@ -157,6 +159,7 @@ def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: 
     def make_dataset(split, augment):
         return FaceDataset(select_split(manifest, split), faces, face, train=augment, whole_clips=model.config.temporal != "mean")
 
+    recipe = recipe_of(source.checkpoint) if source is not None else recipe
     return fit(model, "face", make_dataset, train, out_dir, {"face": asdict(face)}, cache_dir, _extra(init, out_dir, recipe), progress,
                data_identity(manifest), restart, labels, training_record(manifest, about))
 

@@ -17,7 +17,7 @@ from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFA
 from ..models.nets import FaceConfig, VoiceConfig
 from .distributed import is_main_process
 from .options import DEFAULT_FREEZE, SYNTHETIC_MARKER, DataOptions, ModelOptions, is_synthetic, load_manifest_for, train_config, whole_clip_batches
-from .presets import apply_recipe, recipe_of
+from .presets import OPTION_NAMES, apply_recipe, recipe_of
 
 DEMO_EPOCHS = {"voice": 12, "face": 10, "fusion": 40}
 DEMO_DATA = "cremad-synth"
@@ -131,6 +131,12 @@ def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir
     from ..data.perceived import with_labels
 
     check_init(kind, options.init_from, options.backbone, options.face_weights)  # before anything is read or said about the data
+    chosen = [name for name in ("recipe", *OPTION_NAMES) if getattr(options, name) is not None]
+    if options.init_from and chosen:
+        from ..errors import ModelError
+
+        raise ModelError(f"--init-from {options.init_from} keeps that checkpoint's architecture and preprocessing; leave out "
+                         f"{', '.join('--' + name.replace('_', '-') for name in chosen)}")
     manifest, dropped = with_labels(manifest, kind, labels)
     for warning in split_warnings(manifest):  # on stdout, with the run's other output: stderr is for the one line of an error
         print(f"warning: {warning}")
