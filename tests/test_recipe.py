@@ -231,6 +231,7 @@ def test_frozen_face_attention_learns_on_cached_per_frame_embeddings_and_evaluat
     assert cached and all(features.dim() == 3 and features.shape[1:] == (3, 128) for features in cached)  # per-frame embeddings
     config = json.loads((models / "face" / "config.json").read_text())
     assert config["model"]["temporal"] == "attention" and config["recipe"] == "seed"
+    assert "| seed (3 frames, attention over frames) |" in (models / "README.md").read_text()  # the model card names the recipe
     capsys.readouterr()
     evaluate = ["evaluate", "--data", str(data), "--models", str(models / "face"), "--out", str(tmp_path / "reports"), "--cache", str(cache)]
     assert main([*evaluate, "--recipe", "best"]) == 2

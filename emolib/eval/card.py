@@ -100,14 +100,27 @@ def _labels_section(labels) -> list[str]:
 
 
 def _models_section(models: dict) -> list[str]:
-    lines = ["## Models", "", "| model | backbone | freeze | best validation UAR | fine-tuned from |", "|---|---|---|---|---|"]
+    lines = ["## Models", "", "| model | backbone | freeze | recipe | best validation UAR | fine-tuned from |", "|---|---|---|---|---|---|"]
     for kind, config in models.items():
         model = config["model"]
         backbone = model.get("backbone", f"fusion MLP over voice ({model.get('voice_dim')}) + face ({model.get('face_dim')}) embeddings")
         val = config.get("val", {}).get("uar")
         val_text = f"{val:.3f}" if val is not None else "-"
-        lines.append(f"| {kind} | {backbone} | {model.get('freeze', '-')} | {val_text} | {config.get('init_from', '-')} |")
+        lines.append(f"| {kind} | {backbone} | {model.get('freeze', '-')} | {_recipe(config)} | {val_text} | {config.get('init_from', '-')} |")
     return lines + [""]
+
+
+def _recipe(config: dict) -> str:
+    """A checkpoint's recipe and the options behind it (docs/recipe.md); checkpoints of earlier versions: seed."""
+    model, audio = config["model"], (config.get("preprocessing") or {}).get("audio") or {}
+    face = (config.get("preprocessing") or {}).get("face") or {}
+    if config["kind"] == "voice":
+        details = f"{model.get('layers', 'last')} layers, {model.get('pooling', 'mean')} pooling" + (", speech only" if audio.get("speech_only") else "")
+    elif config["kind"] == "face":
+        details = f"{face.get('frames', '?')} frames, {model.get('temporal', 'mean')} over frames"
+    else:
+        details = "joint fine-tuning" if config.get("finetuned") else "on cached embeddings"
+    return f"{config.get('recipe', 'seed')} ({details})"
 
 
 def _data_section(data: dict, report: dict | None) -> list[str]:

@@ -257,11 +257,12 @@ def train_joint(manifest, out_dir, voice, face, fusion, faces, train: TrainConfi
              "finetuned_from": {kind: file_digest(Path(folder) / WEIGHTS_FILE) for kind, folder in source.items()}}
 
     def save(metrics):
-        common = {"val": metrics, "training": asdict(train), "data": record, "recipe": recipe, "finetuned_with": "fusion"}
-        for kind, part in (("voice", voice), ("face", face)):
-            save_checkpoint(part, kind, out_dir / kind, {SETTINGS[kind]: part.checkpoint["preprocessing"][SETTINGS[kind]]}, common, labels)
+        common = {"training": asdict(train), "data": record, "recipe": recipe}
+        for kind, part in (("voice", voice), ("face", face)):  # the validation metrics are the fusion head's: recorded as such
+            save_checkpoint(part, kind, out_dir / kind, {SETTINGS[kind]: part.checkpoint["preprocessing"][SETTINGS[kind]]},
+                            {**common, "finetuned_with": "fusion", "fusion_val": metrics}, labels)
         links = {"voice_checkpoint": "voice", "face_checkpoint": "face", **encoder_lineage(out_dir / "voice", out_dir / "face")}
-        save_checkpoint(fusion, "fusion", out_dir, preprocessing, {**common, **extra, **links}, labels)
+        save_checkpoint(fusion, "fusion", out_dir, preprocessing, {"val": metrics, **common, **extra, **links}, labels)
 
     return fit(model, "fusion", make_dataset, train, out_dir, preprocessing, cache_dir, extra, progress, data_identity(manifest), restart, labels,
                record, save)
