@@ -132,6 +132,7 @@ def test_kaggle_block():
     assert voice.out == Path(notebook.KAGGLE_OUT) and str(voice.models).startswith("/kaggle/working/")
     assert voice.device == "cuda" and voice.train.device == "cuda"
     assert voice.backbone == "facebook/wav2vec2-base" and voice.freeze == "cnn"
+    assert voice.cache == Path(notebook.KAGGLE_CACHE) and voice.recipe == "best"  # crops are remade each session, outside the 20 GB
     assert voice.epochs == 2, "epochs and batch_size keep the notebook's values"
     face = notebook.resolve_parameters(True, kind="face", backbone="tiny")
     assert (face.backbone, face.face_weights, face.freeze) == ("resnet50", "IMAGENET1K_V2", "none")

@@ -93,7 +93,7 @@ def test_cpu_path_trains_heads_on_cached_features(small_data, tmp_path, capsys):
     assert load_model(tmp_path / "models" / "voice").config.freeze == "all"
 
 
-def test_cross_validation_reports_mean_and_std(small_data, tmp_path):
+def test_cross_validation_reports_mean_and_std(small_data, tmp_path, capsys):
     args = ["evaluate", "--data", str(small_data), "--models", str(tmp_path / "models"), "--out", str(tmp_path / "reports"),
             "--folds", "3", "--backbone", "tiny", "--freeze", "all", "--epochs", "1", "--cache", str(tmp_path / "cache")]
     assert main(args) == 0
@@ -103,6 +103,15 @@ def test_cross_validation_reports_mean_and_std(small_data, tmp_path):
     assert len(fusion["uar_folds"]) == 3 and fusion["uar_std"] >= 0
     tested = [set(json.loads((tmp_path / "reports" / f"fold{k}" / "metrics.json").read_text())["actors"]) for k in range(3)]
     assert not (tested[0] & tested[1]) and not (tested[1] & tested[2]) and len(set.union(*tested)) == 6
+    assert not list((tmp_path / "models").glob("folds/*/*/resume.safetensors"))  # finished folds keep checkpoints and metrics only
+    stamps = {path: path.stat().st_mtime_ns for path in (tmp_path / "models").glob("folds/*/*/model.safetensors")}
+    capsys.readouterr()
+    assert main(args) == 0  # a rerun reads the finished folds back
+    assert capsys.readouterr().out.count("done before") == 3
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    assert json.loads((tmp_path / "reports" / "cv_metrics.json").read_text())["models"] == summary["models"]
+    assert main([*args, "--lr", "0.01"]) == 0  # another run: redone, not read back
+    assert "done before" not in capsys.readouterr().out
 
 
 def test_training_without_data_is_one_line_error(tmp_path, capsys):

@@ -287,3 +287,16 @@ def test_doctor_says_what_a_long_run_needs(tmp_path, capsys, monkeypatch):
     weights.write_bytes(b"x")
     assert main(["doctor", "--data", str(data), "--backbone", str(voice), "--face-weights", str(weights), "--cache", str(tmp_path / "cache")]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "ready for a long run"
+
+
+def test_doctor_sizes_the_crops_by_frames_and_keeps_them_out_of_kaggles_20_gb():
+    from emolib.cli.doctor import Report, disk
+
+    report = Report()
+    disk(report, "/kaggle/working/emolib/cache", 7442, 16)
+    disk(report, "/kaggle/temp/emolib-cache", 7442, 16)
+    disk(report, "/kaggle/working/emolib/cache", 7442, 3)
+    lines = [" ".join(map(str, line)) for line in report.lines]
+    needed = [float(line.split("need about ")[1].split(" GiB")[0]) for line in lines if "need about" in line]
+    assert "16 frames per clip" in lines[0] and needed[0] > 16 > 4 > needed[-1]  # 7,442 clips x 16 crops of 224 px: over 16 GiB; 3 frames: ~3.7
+    assert [("keeps 20 GB" in line) for line in lines] == [False, True, False, False]  # only the 16-frame cache in /kaggle/working

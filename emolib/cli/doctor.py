@@ -17,6 +17,8 @@ FACE_TRAIN_GFLOP = 12.3  # ResNet-50, one 224 px crop, forward + backward
 EFFICIENCY = 0.4  # the share of the measured matrix-multiply rate a training step reaches
 CROP_BYTES = 224 * 224 * 3  # one cached face crop (uncompressed .npz)
 FRAMES = 3
+BEST_FRAMES = 16  # the best recipe's frames per clip (train.presets)
+KAGGLE_WORKING, KAGGLE_WORKING_BYTES = "/kaggle/working", 20 * 1024**3
 CHECKPOINT_BYTES = 600 * 1024**2  # voice + face + fusion checkpoints and their fast files, full size
 EPOCHS = 10
 MAX_UNREADABLE = 0.01  # more unreadable files than this share fails the check: a damaged or partial copy
@@ -32,13 +34,14 @@ def _doctor(parser):
     parser.add_argument("--face-weights", default=None, help="face ResNet-50 weights to check (default IMAGENET1K_V2)")
     parser.add_argument("--cache", default=None, help="cache folder (default $EMOLIB_CACHE or ~/.cache/emolib)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--frames", type=int, default=BEST_FRAMES, help="face frames per clip the crops will have (default 16: the best recipe; seed 3)")
 
     def run(args):
         report = Report()
         environment(report, args.device)
         backbones(report, args.backbone, args.face_weights)
         clips = data(report, args.data, args.video_dir)
-        disk(report, args.cache, clips)
+        disk(report, args.cache, clips, args.frames)
         estimate(report, args.device, clips)
         report.print()
         return 1 if report.failed else 0
@@ -150,15 +153,20 @@ def data(report: Report, root, video_dir) -> int:
     return len(manifest)
 
 
-def disk(report: Report, cache, clips: int) -> None:
+def disk(report: Report, cache, clips: int, frames: int = FRAMES) -> None:
+    """Free space for the face crops of ``frames`` frames per clip and the checkpoints; on Kaggle, where the crops go."""
     from ..files import cache_root
 
     folder = Path(cache or cache_root())
     probe = next((parent for parent in [folder, *folder.parents] if parent.exists()), Path("/"))
     free = shutil.disk_usage(probe).free
-    needed = clips * FRAMES * CROP_BYTES + CHECKPOINT_BYTES
+    needed = clips * frames * CROP_BYTES + CHECKPOINT_BYTES
     status = "ok" if free > needed else "FAIL"
-    report.add(status, "disk", f"{free / 1024**3:.1f} GiB free for {folder}; face crops and checkpoints need about {needed / 1024**3:.1f} GiB")
+    report.add(status, "disk", f"{free / 1024**3:.1f} GiB free for {folder}; face crops ({frames} frames per clip) and checkpoints need "
+                               f"about {needed / 1024**3:.1f} GiB")
+    if str(folder).startswith(KAGGLE_WORKING) and clips * frames * CROP_BYTES > KAGGLE_WORKING_BYTES / 2:
+        report.add("warn", "disk", f"{folder} is in {KAGGLE_WORKING}, which keeps 20 GB in all: put the cache outside it (--cache "
+                                   f"/kaggle/temp/emolib-cache; the notebooks do) and let the crops be remade each session")
 
 
 def estimate(report: Report, device: str, clips: int) -> None:

@@ -18,6 +18,8 @@ KAGGLE_FACE_WEIGHTS = "IMAGENET1K_V2"
 KAGGLE_FREEZE = {"voice": "cnn", "face": "none"}
 KINDS = ("voice", "face", "fusion")
 KAGGLE_MEDIA = "/kaggle/working/cremad"
+KAGGLE_CACHE = "/kaggle/temp/emolib-cache"  # face crops and features: remade each session (16-frame crops of CREMA-D are ~18 GB,
+# more than the 20 GB /kaggle/working keeps with everything else; the session's disk holds about 73 GB)
 KAGGLE_RECIPE = "best"  # the Kaggle path trains the recipe the evidence supports (docs/recipe.md)
 LOCAL_RECIPE = "seed"  # the local demo's: `make demo` trains the seed recipe, and notebooks 02-04 reuse its models
 BENCHMARK_DATA = "hicmae-synth"  # notebook 07's local data: a small synthetic CREMA-D
@@ -47,7 +49,7 @@ def resolve_parameters(kaggle: bool = False, kind: str | None = None, data=None,
     are ``recipes.DEMO_EPOCHS[kind]`` for the ``tiny`` backbone (the count of ``make demo``, so
     its finished models are reused) and ``options.DEFAULTS`` otherwise; batch size from ``options.DEFAULTS``; freeze ``none`` for tiny (as the demo) and
     ``options.DEFAULT_FREEZE`` otherwise. Returns a namespace with kaggle, kind, data, out,
-    manifest, models, reports, cache, backbone, face_weights, freeze, epochs, batch_size, device,
+    manifest, models, reports, cache (KAGGLE_CACHE on Kaggle: not kept between sessions), backbone, face_weights, freeze, epochs, batch_size, device,
     train (None without a kind), synthetic, recipe (None: KAGGLE_RECIPE on Kaggle, LOCAL_RECIPE locally), plus any
     ``extra`` values unchanged.
     """
@@ -71,7 +73,7 @@ def resolve_parameters(kaggle: bool = False, kind: str | None = None, data=None,
     out = Path(out).expanduser().resolve()
     return SimpleNamespace(
         kaggle=bool(kaggle), kind=kind, data=Path(data).expanduser().resolve() if data is not None else None, out=out,
-        manifest=out / "manifest.csv", models=out / "models", reports=out / "reports", cache=out / "cache",
+        manifest=out / "manifest.csv", models=out / "models", reports=out / "reports", cache=Path(KAGGLE_CACHE) if kaggle else out / "cache",
         backbone=backbone, face_weights=None if tiny else face_weights, freeze=freeze,
         epochs=epochs, batch_size=batch_size, device=device,
         train=train_config(kind, backbone, epochs=epochs, batch_size=batch_size, device=device) if kind else None,

@@ -18,6 +18,7 @@ from ..models.nets import FaceConfig, VoiceConfig
 from .distributed import is_main_process
 from .options import DEFAULT_FREEZE, SYNTHETIC_MARKER, DataOptions, ModelOptions, is_synthetic, load_manifest_for, train_config, whole_clip_batches
 from .presets import OPTION_NAMES, apply_recipe, recipe_of
+from .resume import RESUME_FILE
 
 DEMO_EPOCHS = {"voice": 12, "face": 10, "fusion": 40}
 DEMO_DATA = "cremad-synth"
@@ -207,7 +208,8 @@ def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: 
     ``folds`` folds of the default protocol, or the 5 folds of ``data.protocol="hicmae"``; ``fold_ids`` runs only those
     (0-based). A hicmae fold whose test actors are not in the data is skipped and reported. Resumable: a fold whose
     ``fold.json`` records this very run (data, protocol, options, recipe) and whose checkpoints are still the ones it
-    evaluated is read back, not redone (``--restart`` redoes it); a fold cut off mid-way resumes its training.
+    evaluated is read back, not redone (``--restart`` redoes it); a fold cut off mid-way resumes its training. A finished
+    fold's resume states are deleted (on Kaggle, ten folds of them would not fit in /kaggle/working's 20 GB).
     """
     from ..errors import DataError
     from ..eval.evaluation import evaluate_models
@@ -238,6 +240,8 @@ def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: 
         reports.append(evaluate_models(manifest, fold_models, fold_out, "test", cache_dir, options.device,
                                        is_synthetic(data.data), context=fold_data.context(), labels=data.labels))
         atomic_write(fold_out / FOLD_FILE, json.dumps({"run": run, "checkpoints": checkpoint_digests(fold_models)}, indent=2))
+        for kind in KINDS:  # a finished fold is read back from fold.json: its resume states (3x the weights) only take space
+            (fold_models / kind / RESUME_FILE).unlink(missing_ok=True)
     if not reports:
         raise DataError(f"{data.data}: no fold of the {data.protocol} protocol has its test actors in this data")
     summary = {**summarize_folds(reports), "protocol": data.protocol, "skipped_folds": skipped, "recipe": apply_recipe(options).recipe}
