@@ -128,14 +128,18 @@ def test_ogm_ge_slows_the_dominant_modality_and_reports_it():
     labels = torch.tensor([0, 1, 0, 1, 0, 1])
     torch.nn.functional.cross_entropy(model(**batch), labels).backward()
     before = model.mlp[0].weight.grad.clone()
-    balancer = GradientBalancer(model)
-    balancer._scores = lambda *_: {"voice": 3.0, "face": 1.0}  # voice twice as sure as face... three times
+    balancer = GradientBalancer(model, noise=False)  # OGM alone: the scaling, exactly
+    balancer._scores = lambda *_: {"voice": 3.0, "face": 1.0}  # voice three times as sure as face
     coefficients = balancer.step(batch, labels)
-    assert coefficients == {"voice": pytest.approx(1 - np.tanh(ALPHA * 2)), "face": 1.0}
+    assert coefficients == {"voice": pytest.approx(1 - np.tanh(ALPHA * 3)), "face": 1.0}
     after = model.mlp[0].weight.grad
-    assert torch.equal(after[:, 4:], before[:, 4:])  # face columns and the presence flags untouched
-    assert not torch.allclose(after[:, :4], before[:, :4])
+    assert torch.allclose(after[:, :4], before[:, :4] * coefficients["voice"]) and torch.equal(after[:, 4:], before[:, 4:])
     assert balancer.epoch_summary() == {"balance_ratio": 3.0, "dominant": "voice"}
+    noisy = GradientBalancer(model)  # OGM-GE: noise of each gradient's own spread on both modalities
+    noisy._scores = lambda *_: {"voice": 1.0, "face": 4.0}
+    kept = model.mlp[0].weight.grad.clone()
+    assert noisy.step(batch, labels)["face"] == pytest.approx(1 - np.tanh(ALPHA * 4))
+    assert not torch.allclose(model.mlp[0].weight.grad[:, :4], kept[:, :4]) and torch.equal(model.mlp[0].weight.grad[:, 7:], kept[:, 7:])
     real = GradientBalancer(model)._scores(batch, labels)
     assert set(real) == {"voice", "face"} and all(0 < value <= 6 for value in real.values())
 
