@@ -110,8 +110,14 @@ def test_cross_validation_reports_mean_and_std(small_data, tmp_path, capsys):
     assert capsys.readouterr().out.count("done before") == 3
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
     assert json.loads((tmp_path / "reports" / "cv_metrics.json").read_text())["models"] == summary["models"]
-    assert main([*args, "--lr", "0.01"]) == 0  # another run: redone, not read back
-    assert "done before" not in capsys.readouterr().out
+    from emolib.train.recipes import FOLD_FILE, finished_fold
+
+    fold_out, fold_models = tmp_path / "reports" / "fold0", tmp_path / "models" / "folds" / "fold0"
+    run = json.loads((fold_out / FOLD_FILE).read_text())["run"]
+    assert finished_fold(fold_out, fold_models, run) is not None
+    assert finished_fold(fold_out, fold_models, {**run, "model": {**run["model"], "lr": 0.01}}) is None  # another run: redone
+    (fold_models / "voice" / "model.safetensors").write_bytes(b"retrained")
+    assert finished_fold(fold_out, fold_models, run) is None  # checkpoints changed since: redone
 
 
 def test_training_without_data_is_one_line_error(tmp_path, capsys):
