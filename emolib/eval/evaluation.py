@@ -24,6 +24,7 @@ from ..files import atomic_write
 from ..labels import map_labels
 from ..errors import DataError, ModelError
 from ..models.checkpoint import MODEL_KINDS, checkpoint_labels, find_models, load_model, read_checkpoint_config
+from ..models.pooling import late_fusion_logits
 from ..transforms import AudioSettings, FaceSettings
 from .metrics import summary_metrics
 from .provenance import refuse_seen, seen_speakers
@@ -117,13 +118,16 @@ def late_predictions(table: pd.DataFrame, fusion) -> pd.DataFrame | None:
         return None
     labels = list(checkpoint_labels(fusion))
     paired = table[table["fusion_pred"].notna()]
-    voice = np.log(np.clip(paired[[f"voice_{label}" for label in labels]].to_numpy(dtype=float), LOG_FLOOR, None))
-    face = paired[[f"face_{label}" for label in labels]].to_numpy(dtype=float)
-    present = ~np.isnan(face).any(axis=1, keepdims=True)
-    face = np.log(np.clip(np.nan_to_num(face, nan=1.0), LOG_FLOOR, None))
-    weights = late["weights"]
-    logits = weights[0] * voice + weights[1] * face * present + np.asarray(late["bias"])
-    return probability_table(paired["stem"], LATE, softmax(logits), labels)
+    voice, face = (torch.from_numpy(paired[[f"{kind}_{label}" for label in labels]].to_numpy(dtype=np.float64)) for kind in ("voice", "face"))
+    present = torch.stack([torch.ones(len(paired), dtype=torch.float64), (~face.isnan().any(dim=1)).double()], dim=1)
+    logits = late_fusion_logits(_log_probabilities(voice), _log_probabilities(face), present,
+                                torch.tensor(late["weights"], dtype=torch.float64), torch.tensor(late["bias"], dtype=torch.float64))
+    return probability_table(paired["stem"], LATE, softmax(logits.numpy()), labels)
+
+
+def _log_probabilities(probabilities: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities (their own log-softmax, so ``late_fusion_logits`` takes them as logits); a missing row (NaN) gives 0."""
+    return probabilities.nan_to_num(1.0).clamp(min=LOG_FLOOR).log()
 
 
 def model_kinds(predictions: pd.DataFrame) -> list[str]:

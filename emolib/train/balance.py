@@ -13,15 +13,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
-
 ALPHA = 0.8  # strength of the modulation: the authors recommend 0.8 for CREMA-D (0.1 for VGGSound)
-MODALITIES = ("voice", "face")
 
 
 class GradientBalancer:
     """OGM-GE for a model with ``modality_parameters()`` ({modality: [(parameter, column slice or None)]}) and
-    ``forward(voice, face, present)``. ``step(batch, labels)`` runs after the backward pass and before the optimizer."""
+    ``modality_scores(batch, labels)`` (``FusionModel``, ``JointFusion``). ``step(batch, labels)`` runs after the backward pass and before the optimizer."""
 
     def __init__(self, model, alpha: float = ALPHA, reduce=None, seed: int = 0, noise: bool = True):
         self.model, self.alpha, self.ratios, self.reduce, self.seed, self.steps = model, alpha, [], reduce, seed, 0
@@ -48,18 +45,8 @@ class GradientBalancer:
     def _scores(self, batch: dict, labels: torch.Tensor) -> dict:
         was_training = self.model.training
         self.model.eval()
-        scores = {}
         with torch.no_grad():
-            if hasattr(self.model, "modality_scores"):  # the joint model scores from raw inputs
-                scores = self.model.modality_scores(batch, labels)
-            else:
-                present = batch.get("present")
-                present = torch.ones(labels.shape[0], 2, device=labels.device) if present is None else present
-                for index, modality in enumerate(MODALITIES):
-                    alone = torch.zeros_like(present)
-                    alone[:, index] = present[:, index]
-                    logits = self.model(batch["voice"], batch["face"], alone).float()
-                    scores[modality] = torch.softmax(logits, dim=1).gather(1, labels.view(-1, 1)).sum()
+            scores = self.model.modality_scores(batch, labels)
         self.model.train(was_training)
         total = torch.stack([scores["voice"], scores["face"]])
         total = self.reduce(total) if self.reduce is not None else total

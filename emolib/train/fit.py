@@ -18,17 +18,19 @@ import torch.nn as nn
 from ..cremad import EMOTIONS
 from ..data.datasets import FaceDataset, FeatureDataset, PairedDataset, VoiceDataset, data_identity, training_record, select_split
 from ..data.face_cache import face_index
-from ..data.features import cached_features, paired_features
+from ..data.features import SETTINGS_KEYS, cached_features, paired_features
 from ..errors import DataError, ModelError
 from ..fast.features import feature_extractor
 from ..files import file_digest, remove_stale_temporaries
 from ..locks import folder_lock
 from ..labels import encode_labels, label_order
 from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, checkpoint_labels, encoder_lineage, init_from, load_model, save_checkpoint
-from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, JointFusion, VoiceConfig, VoiceModel
+from ..models.joint import JointFusion
+from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
 from ..transforms import AudioSettings, FaceSettings
 from .distributed import is_main_process
 from .late import fit_late_fusion
+from .options import train_config
 from .presets import recipe_of
 from .resume import RESUME_FILE
 from .trainer import HISTORY_FILE, Trainer, TrainConfig
@@ -39,7 +41,6 @@ SEED_PREPROCESSING = {"speech_only": False}
 NOT_IN_FINGERPRINT = ("recipe", "late_fusion")  # recorded, but not what identifies a run: the recipe's options are in the model config and
 # preprocessing, the late-fusion weights follow from the data and the encoders (so runs of earlier versions still resume)
 FAST_FOLDER = "fast"
-SETTINGS = {"voice": "audio", "face": "face"}  # each model's preprocessing key
 
 
 class HeadOnly(nn.Module):
@@ -213,14 +214,18 @@ def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hid
     torch.manual_seed(train.seed)
     model = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim, hidden_dim=hidden_dim, num_labels=len(labels)))
     preprocessing = {**voice.checkpoint["preprocessing"], **face.checkpoint["preprocessing"]}
-    if finetune:
+    if finetune:  # each encoder at its own training's encoder rate unless given
         return train_joint(manifest, out_dir, voice, face, model, faces, train, preprocessing, labels, cache_dir, progress, restart, about, recipe,
-                           voice_lr or train.encoder_lr, face_lr or train.encoder_lr)
+                           voice_lr or train_config("voice", voice.config.backbone).encoder_lr,
+                           face_lr or train_config("face", face.config.backbone).encoder_lr)
     extractor = feature_extractor(train.device)
+    made = {}  # each split's embeddings once: the late-fusion fit and the training loop share the validation set
 
     def make_dataset(split, augment):
-        tensors, labels, _ = paired_features(manifest, split, voice, face, faces, cache_dir, train.device, progress, extractor)
-        return FeatureDataset(tensors, labels)
+        if split not in made:
+            tensors, split_labels, _ = paired_features(manifest, split, voice, face, faces, cache_dir, train.device, progress, extractor)
+            made[split] = FeatureDataset(tensors, split_labels)
+        return made[split]
 
     val = make_dataset("val", False)
     with torch.inference_mode():
@@ -236,7 +241,7 @@ def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hid
 def train_joint(manifest, out_dir, voice, face, fusion, faces, train: TrainConfig, preprocessing: dict, labels, cache_dir, progress, restart,
                 about, recipe, voice_lr: float, face_lr: float):
     """``emolib train fusion --finetune``: the voice and face models (their encoders at ``voice_lr`` and ``face_lr``, frozen
-    parts staying frozen) and a new fusion head trained together on paired clips (``nets.JointFusion``).
+    parts staying frozen) and a new fusion head trained together on paired clips (``joint.JointFusion``).
 
     The best epoch (validation UAR of the fusion head) is saved as three checkpoints: ``out_dir/voice`` and ``out_dir/face``
     (the fine-tuned models with their heads) and ``out_dir`` (the fusion head, linked to them by path and sha256). A
@@ -259,7 +264,7 @@ def train_joint(manifest, out_dir, voice, face, fusion, faces, train: TrainConfi
     def save(metrics):
         common = {"training": asdict(train), "data": record, "recipe": recipe}
         for kind, part in (("voice", voice), ("face", face)):  # the validation metrics are the fusion head's: recorded as such
-            save_checkpoint(part, kind, out_dir / kind, {SETTINGS[kind]: part.checkpoint["preprocessing"][SETTINGS[kind]]},
+            save_checkpoint(part, kind, out_dir / kind, {SETTINGS_KEYS[kind]: part.checkpoint["preprocessing"][SETTINGS_KEYS[kind]]},
                             {**common, "finetuned_with": "fusion", "fusion_val": metrics}, labels)
         links = {"voice_checkpoint": "voice", "face_checkpoint": "face", **encoder_lineage(out_dir / "voice", out_dir / "face")}
         save_checkpoint(fusion, "fusion", out_dir, preprocessing, {"val": metrics, **common, **extra, **links}, labels)

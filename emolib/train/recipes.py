@@ -38,6 +38,7 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
     from .fit import train_face, train_fusion, train_voice
 
     from ..devices import pick_device
+    from ..models.checkpoint import is_checkpoint, read_checkpoint_config
     from ..transforms import AudioSettings, FaceSettings
 
     models_dir = Path(models_dir)
@@ -47,8 +48,8 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
     init = check_init(kind, init_from, backbone, face_weights)
     freeze = freeze or DEFAULT_FREEZE.get(kind)
     options = recipe if isinstance(recipe, ModelOptions) else ModelOptions(recipe=recipe)
-    if kind == "fusion" and options.recipe is None and (models_dir / "voice" / "config.json").is_file():
-        options = replace(options, recipe=recipe_of(json.loads((models_dir / "voice" / "config.json").read_text())))  # the encoders' recipe
+    if kind == "fusion" and options.recipe is None and is_checkpoint(models_dir / "voice"):
+        options = replace(options, recipe=recipe_of(read_checkpoint_config(models_dir / "voice")[1]))  # the encoders' recipe
     preset = apply_recipe(replace(options, freeze=freeze))
     if kind == "voice":
         config = VoiceConfig(backbone=backbone or DEFAULT_VOICE_BACKBONE, freeze=freeze, layers=preset.layers, pooling=preset.pooling)
@@ -64,19 +65,7 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
                           progress=progress, restart=restart, labels=labels, init=init, about=about, recipe=preset.recipe)
     return train_fusion(manifest, out_dir, models_dir / "voice", models_dir / "face", replace(train, balance=preset.balance), cache_dir=cache_dir,
                         workers=workers, progress=progress, restart=restart, about=about, recipe=preset.recipe, finetune=options.finetune,
-                        voice_lr=options.voice_lr or _encoder_lr("voice", backbone_of(models_dir / "voice")),
-                        face_lr=options.face_lr or _encoder_lr("face", backbone_of(models_dir / "face")))
-
-
-def backbone_of(checkpoint) -> str | None:
-    """The backbone a checkpoint folder's model was built on (None when there is no checkpoint)."""
-    config = Path(checkpoint) / "config.json"
-    return json.loads(config.read_text())["model"].get("backbone") if config.is_file() else None
-
-
-def _encoder_lr(kind: str, backbone) -> float:
-    """The default learning rate of a ``kind`` encoder fine-tuned with the fusion head: its own training's encoder rate."""
-    return train_config(kind, backbone).encoder_lr
+                        voice_lr=options.voice_lr, face_lr=options.face_lr)
 
 
 def check_init(kind: str, init_from, backbone=None, face_weights=None):

@@ -132,7 +132,7 @@ class Trainer:
         self.state = {"epoch": 0, "step": 0, "best_uar": -1.0, "best_epoch": -1, "bad_epochs": 0, "history": []}
         self.balancer = None
         if config.balance == "ogm-ge":
-            if not hasattr(self.model, "modality_parameters"):
+            if not (hasattr(self.model, "modality_parameters") and hasattr(self.model, "modality_scores")):
                 raise ConfigError("balance ogm-ge: only the fusion model has two modalities to balance")
             self.balancer = GradientBalancer(self.model, reduce=lambda tensor: self.accelerator.reduce(tensor, "sum"), seed=config.seed)
 
