@@ -59,11 +59,16 @@ def speech_probabilities(wave: np.ndarray) -> np.ndarray:
     return np.asarray(probabilities, dtype=np.float32)
 
 
+def speech_chunks(wave: np.ndarray) -> np.ndarray:
+    """Whether each whole 32 ms chunk of a 16 kHz mono wave is speech (its probability reaches THRESHOLD)."""
+    return speech_probabilities(wave) >= THRESHOLD
+
+
 def speech_seconds(wave: np.ndarray | None) -> float:
     """Seconds of speech in a 16 kHz mono wave (0 for none)."""
     if wave is None or not np.asarray(wave).size:
         return 0.0
-    return float((speech_probabilities(wave) >= THRESHOLD).sum() * CHUNK / SAMPLE_RATE)
+    return float(speech_chunks(wave).sum() * CHUNK / SAMPLE_RATE)
 
 
 def speech_mask(wave: np.ndarray | None) -> np.ndarray:
@@ -73,7 +78,7 @@ def speech_mask(wave: np.ndarray | None) -> np.ndarray:
     mask = np.zeros(len(wave), dtype=np.float32)
     if len(wave) < CHUNK:
         return mask
-    chunks = np.repeat((speech_probabilities(wave) >= THRESHOLD).astype(np.float32), CHUNK)
+    chunks = np.repeat(speech_chunks(wave).astype(np.float32), CHUNK)
     mask[: len(chunks)] = chunks
     mask[len(chunks):] = chunks[-1]
     return mask

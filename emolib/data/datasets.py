@@ -17,7 +17,6 @@ from ..transforms import AudioSettings, FaceSettings, face_pixels, voice_inputs
 from .face_cache import load_face_crops
 
 MODEL_INPUTS = {"voice": ("input_values", "attention_mask", "speech_mask"), "face": ("pixels",), "fusion": ("voice", "face", "present")}
-JOINT_INPUTS = ("input_values", "attention_mask", "speech_mask", "pixels", "present")
 
 
 def select_split(manifest: pd.DataFrame, split: str | None) -> pd.DataFrame:

@@ -47,13 +47,18 @@ class AttentiveStats(nn.Module):
 
     def __init__(self, dim: int, hidden: int = ATTENTION_HIDDEN):
         super().__init__()
-        self.score = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.score = frame_scorer(dim, hidden)
 
     def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
         weights = attention_weights(self.score(frames).squeeze(-1), frame_mask).unsqueeze(-1)
         mean = (frames * weights).sum(dim=1)
         variance = (weights * (frames - mean.unsqueeze(1)) ** 2).sum(dim=1)
         return torch.cat([mean, variance.clamp(min=STD_FLOOR).sqrt()], dim=-1)
+
+
+def frame_scorer(dim: int, hidden: int = ATTENTION_HIDDEN) -> nn.Module:
+    """The small MLP that gives each frame an attention score: (..., dim) -> (..., 1)."""
+    return nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
 
 def attention_weights(scores: torch.Tensor, frame_mask: torch.Tensor | None) -> torch.Tensor:
@@ -97,7 +102,7 @@ class TemporalPooling(nn.Module):
                                                batch_first=True, norm_first=True)
             self.transformer = nn.TransformerEncoder(layer, TRANSFORMER_LAYERS, enable_nested_tensor=False)
         if mode in ("attention", "transformer"):
-            self.score = nn.Sequential(nn.Linear(self.out_dim, ATTENTION_HIDDEN), nn.Tanh(), nn.Linear(ATTENTION_HIDDEN, 1))
+            self.score = frame_scorer(self.out_dim)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         if self.mode == "mean":

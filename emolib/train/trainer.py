@@ -209,7 +209,7 @@ class Trainer:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             waited = time.perf_counter()
-        self.epoch_timing = {"train_s": time.perf_counter() - started, "data_wait_s": waiting, "clips": len(self.train_set)}
+        self.epoch_timing = {"train_s": time.perf_counter() - started, "data_wait_s": waiting}
         local = torch.tensor(float(np.mean(losses)) if losses else float("nan"), device=self.device)
         return float(self.accelerator.reduce(local, "mean"))  # the mean over all processes' batches
 
