@@ -118,7 +118,7 @@ def late_predictions(table: pd.DataFrame, fusion) -> pd.DataFrame | None:
         return None
     labels = list(checkpoint_labels(fusion))
     paired = table[table["fusion_pred"].notna()]
-    voice, face = (torch.from_numpy(paired[[f"{kind}_{label}" for label in labels]].to_numpy(dtype=np.float64)) for kind in ("voice", "face"))
+    voice, face = (torch.tensor(paired[[f"{kind}_{label}" for label in labels]].to_numpy(dtype=np.float64)) for kind in ("voice", "face"))
     present = torch.stack([torch.ones(len(paired), dtype=torch.float64), (~face.isnan().any(dim=1)).double()], dim=1)
     logits = late_fusion_logits(_log_probabilities(voice), _log_probabilities(face), present,
                                 torch.tensor(late["weights"], dtype=torch.float64), torch.tensor(late["bias"], dtype=torch.float64))
