@@ -92,7 +92,7 @@ def test_fast_path_matches_eager_on_tiny_models(tiny_models, tmp_path, quantize)
 
 def test_fast_path_serves_the_best_recipe_models(tmp_path):
     """Weighted layers + attentive statistics export with the voice graph; the face session gives per-frame embeddings that the
-    model's attention pooling combines; a speech-only voice model runs eagerly (its graph has no speech mask input)."""
+    model's attention pooling combines."""
     models = make_untrained_models(tmp_path / "models", voice_options={"layers": "weighted", "pooling": "attentive-stats"},
                                    face_options={"temporal": "attention"}, face_settings={"frames": 4})
     eager, fast = Predictor.from_dir(models, fast=False), Predictor.from_dir(models)
@@ -100,11 +100,72 @@ def test_fast_path_serves_the_best_recipe_models(tmp_path):
     for name, make in INPUTS.items():
         audio, rate, image = make()
         assert_same_prediction(eager.predict(audio, rate, image), fast.predict(audio, rate, image), name)
-    speech = make_untrained_models(tmp_path / "speech", audio_options={"speech_only": True})
-    quick = Predictor.from_dir(speech)
-    assert quick.fast.voice is None and quick.fast.face is not None
+
+
+def test_speech_only_voice_runs_fast_with_its_speech_mask(tmp_path):
+    """A speech-only voice model (the best recipe's) exports with a third input, the speech mask: the session follows the mask
+    it is given as eager does (two masks, two embeddings), predictions match eager, a feed without the mask is refused, and
+    its file is keyed apart from the same weights' graph without the mask."""
+    import numpy as np
+    import torch
+
+    from emolib.errors import ModelError
+    from emolib.fast.export import voice_arrays
+
+    models = make_untrained_models(tmp_path / "speech", voice_options={"pooling": "attentive-stats"},
+                                   audio_options={"speech_only": True})
+    eager, fast = Predictor.from_dir(models, fast=False), Predictor.from_dir(models)
+    session = fast.fast.voice
+    assert session is not None and [node.name for node in session.session.get_inputs()][-1] == "speech_mask"
     audio, rate, image = INPUTS["both"]()
-    assert_same_prediction(Predictor.from_dir(speech, fast=False).predict(audio, rate, image), quick.predict(audio, rate, image))
+    assert_same_prediction(eager.predict(audio, rate, image), fast.predict(audio, rate, image))
+    arrays = voice_arrays(speechlike(seconds=3.0), eager.audio_settings)
+    samples = arrays["attention_mask"].shape[1]
+    first, second = np.zeros((1, samples), np.int64), np.zeros((1, samples), np.int64)
+    first[:, : samples // 3], second[:, samples // 2 :] = 1, 1
+    embeddings = []
+    for mask in (first, second):
+        feed = {**arrays, "speech_mask": mask}
+        with torch.inference_mode():
+            expected = eager.voice.features(**{name: torch.from_numpy(value) for name, value in feed.items()}).numpy()
+        got = session.voice_features(feed)
+        assert np.allclose(got, expected, atol=1e-4), np.abs(got - expected).max()
+        embeddings.append(got)
+    assert np.abs(embeddings[0] - embeddings[1]).max() > 1e-2  # the mask reaches the pooling, not a constant traced in
+    with pytest.raises(ModelError, match="speech_mask"):
+        session.voice_features({name: value for name, value in arrays.items() if name != "speech_mask"})
+    assert fast_cache.shape_settings("voice", eager.audio_settings)["speech_mask"] is True
+    assert "speech_mask" not in fast_cache.shape_settings("voice", Predictor.from_dir(make_untrained_models(tmp_path / "plain")).audio_settings)
+
+
+def test_frozen_speech_only_features_come_from_the_fast_session(tmp_path):
+    """Frozen extraction (CPU training with --freeze all, the fusion model's inputs) of a speech-only voice model runs its
+    fast session with each clip's speech mask, and gives eager's features: a clip with a pause, and one that is all speech."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from emolib.data.datasets import VoiceDataset
+    from emolib.fast.features import FastExtractor
+    from emolib.models.checkpoint import load_model
+    from emolib.transforms import AudioSettings
+
+    models = make_untrained_models(tmp_path / "speech", audio_options={"speech_only": True})
+    voice = load_model(models / "voice")
+    settings = AudioSettings.of(voice)
+    assert settings.speech_only
+    paused = np.concatenate([speechlike(seconds=1.2, seed=1), np.zeros(16000, np.float32), speechlike(seconds=1.2, seed=2)])
+    paths = [write_wav(tmp_path / "paused.wav", paused), write_wav(tmp_path / "speech.wav", speechlike(seconds=3.0, seed=3))]
+    dataset = VoiceDataset(pd.DataFrame({"audio_path": [str(path) for path in paths], "label": [0, 1]}), settings)
+    extractor = FastExtractor()
+    assert extractor.identity(voice, dataset, "voice") == "fast-fp32"
+    features, labels = extractor.extract(voice, dataset, "voice", progress=False)
+    assert labels.tolist() == [0, 1]
+    assert 0 < int(dataset[0]["speech_mask"].sum()) < int(dataset[0]["attention_mask"].sum())  # the pause is left out
+    with torch.inference_mode():
+        expected = torch.cat([voice.features(**{name: value[None] for name, value in dataset[index].items() if name != "label"})
+                              for index in range(len(dataset))])
+    assert torch.allclose(features, expected, atol=1e-4), (features - expected).abs().max()
 
 
 def test_fast_path_matches_eager_on_the_trained_demo(trained_demo, tmp_path):

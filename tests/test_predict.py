@@ -379,3 +379,14 @@ def test_predict_matches_evaluation(trained_demo, capsys):
         for kind in ("voice", "face", "fusion"):
             expected = [row[f"{kind}_{e}"] for e in EMOTIONS]
             assert [result[kind][e] for e in EMOTIONS] == pytest.approx(expected, abs=1e-4), (row.stem, kind)
+
+
+def test_the_suite_keeps_out_of_the_users_cache():
+    """Fast files of in-memory models and bench inputs go to the cache root; during the suite that is the run's own
+    temporary folder (conftest), never the user's ~/.cache/emolib (a full run once left 258 MB there)."""
+    import tempfile
+
+    from emolib.files import DEFAULT_CACHE_ROOT, cache_root
+
+    assert cache_root() != DEFAULT_CACHE_ROOT
+    assert Path(tempfile.gettempdir()).resolve() in cache_root().resolve().parents

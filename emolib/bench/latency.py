@@ -134,7 +134,7 @@ def flop_budget(predictor) -> dict:
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
             hooks.append(module.register_forward_hook(counter(lambda m: "face")))
     audio, frame = live_inputs(0)
-    values, mask = voice_arrays(audio, predictor.audio_settings)
+    values = voice_arrays(audio, predictor.audio_settings)["input_values"]
     crops, _, _ = crop_clip([frame], predictor.face_settings)
     from ..transforms import face_pixels
 
@@ -187,8 +187,7 @@ def profiles(fast) -> dict:
     audio, frame = live_inputs(0)
     result = {}
     if fast.fast is not None and fast.fast.voice is not None:
-        values, mask = voice_arrays(audio, fast.audio_settings)
-        result["voice"] = operator_profile(fast.fast.voice, {"input_values": values, "attention_mask": mask})
+        result["voice"] = operator_profile(fast.fast.voice, voice_arrays(audio, fast.audio_settings))
     if fast.fast is not None and fast.fast.face is not None:
         crops, _, _ = crop_clip([frame], fast.face_settings)
         result["face"] = operator_profile(fast.fast.face, {"pixels": face_pixels(crops, fast.face_settings).numpy()})

@@ -142,7 +142,10 @@ def passes(check: dict, variant: str) -> bool:
 def shape_settings(kind: str, settings) -> dict:
     """The preprocessing that fixes the exported input shape (part of the cache key)."""
     if kind == "voice":
-        return {"samples": int(round(settings.window_seconds * settings.sample_rate))}
+        shape = {"samples": int(round(settings.window_seconds * settings.sample_rate))}
+        if getattr(settings, "speech_only", False):
+            shape["speech_mask"] = True  # a third graph input; left out otherwise so earlier cache keys still hold
+        return shape
     return {"image_size": settings.image_size}
 
 

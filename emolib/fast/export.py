@@ -5,8 +5,9 @@ writes the ONNX file, checks it and records the outcome, and the runtime side lo
 
 What runs where, and why (measured on a shared 2-core AVX2 EPYC without VNNI; BENCHMARKS.md):
 
-- voice: ``VoiceModel.features`` (wav2vec2 encoder + masked mean pooling) exported for the
-  checkpoint's fixed window (the Predictor always feeds exactly that 4 s window). For large
+- voice: ``VoiceModel.features`` (wav2vec2 encoder + the model's layers and pooling) exported for the
+  checkpoint's fixed window (the Predictor always feeds exactly that 4 s window); a speech-only model's
+  graph takes the window's speech mask as a third input (Silero runs outside the graph). For large
   encoders the 72 linear layers of the transformer (attention projections and feed-forward)
   get int8 weights and dynamic int8 activations (``quantize_dynamic``, ~1.6x their fp32 time).
   Kept fp32, on purpose:
@@ -54,7 +55,7 @@ import numpy as np
 
 from ..files import file_digest, umask_mode
 from .cache import OPSET, RECIPE_VERSION, passes, remove_stale, say, shape_settings, write_record
-from .session import FastModel
+from .session import VOICE_INPUTS, FastModel
 
 # the transformer's linear layers: attention q/k/v/out projections and the feed-forward pair (any wav2vec2-family naming)
 VOICE_INT8_NODES = re.compile(r"/encoder/.*layers\.\d+/.*(proj|dense|fc\d?|linear)[^/]*/(MatMul|Gemm)")
@@ -83,16 +84,21 @@ def _quiet():
 # ---------------------------------------------------------------- inputs
 
 
-def voice_arrays(wave: np.ndarray, settings) -> tuple[np.ndarray, np.ndarray]:
-    """(input_values (1, N) float32, attention_mask (1, N) int64) through transforms.voice_inputs."""
+def voice_arrays(wave: np.ndarray, settings) -> dict[str, np.ndarray]:
+    """transforms.voice_inputs of ``wave`` as arrays with a batch axis: input_values (1, N) float32, attention_mask (1, N)
+    int64 and, for a speech-only model, speech_mask (1, N) int64."""
     from ..transforms import voice_inputs
 
-    inputs = voice_inputs(wave, settings)
-    return inputs["input_values"].numpy()[None], inputs["attention_mask"].numpy()[None]
+    return {name: value.numpy()[None] for name, value in voice_inputs(wave, settings).items()}
 
 
-def _voice_module(model):
-    """The exported voice graph: (input_values, attention_mask) -> pooled features, as VoiceModel.features."""
+def voice_input_names(settings) -> list[str]:
+    """The voice graph's inputs: the speech mask only when the model pools over speech frames."""
+    return [name for name in VOICE_INPUTS if name != "speech_mask" or getattr(settings, "speech_only", False)]
+
+
+def _voice_module(model, names: list[str]):
+    """The exported voice graph: ``names``' tensors -> pooled features, as VoiceModel.features."""
     import torch
 
     class VoiceFeatures(torch.nn.Module):
@@ -100,8 +106,8 @@ def _voice_module(model):
             super().__init__()
             self.voice = voice
 
-        def forward(self, input_values, attention_mask):
-            return self.voice.features(input_values, attention_mask)
+        def forward(self, *tensors):
+            return self.voice.features(**dict(zip(names, tensors)))
 
     return VoiceFeatures(model).eval()
 
@@ -138,10 +144,11 @@ def export_voice(model, settings, path: Path, variant: str, workdir: Path, probe
     import torch
 
     samples = int(round(settings.window_seconds * settings.sample_rate))
-    values = torch.zeros(1, samples)
-    mask = torch.ones(1, samples, dtype=torch.long)
+    names = voice_input_names(settings)
+    dummy = {"input_values": torch.zeros(1, samples), "attention_mask": torch.ones(1, samples, dtype=torch.long),
+             "speech_mask": torch.ones(1, samples, dtype=torch.long)}
     fp32 = workdir / "voice-fp32.onnx"
-    _export(_voice_module(model), (values, mask), fp32, ["input_values", "attention_mask"], ["features"])
+    _export(_voice_module(model, names), tuple(dummy[name] for name in names), fp32, names, ["features"])
     if variant == "fp32":
         os.replace(fp32, path)
         return
@@ -209,10 +216,10 @@ def _check(kind: str, model, fast: FastModel, settings, probes) -> dict:
     if kind == "voice":
         pairs = []
         for wave in probes.speech_windows():
-            values, mask = voice_arrays(wave, settings)
+            arrays = voice_arrays(wave, settings)
             with torch.inference_mode():
-                eager = model.features(torch.from_numpy(values), torch.from_numpy(mask)).float().numpy()
-            pairs.append((eager, fast.voice_features(values, mask)))
+                eager = model.features(**{name: torch.from_numpy(value) for name, value in arrays.items()}).float().numpy()
+            pairs.append((eager, fast.voice_features(arrays)))
     else:
         crops = probes.check_faces
         pairs = []

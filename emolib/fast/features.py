@@ -14,7 +14,7 @@ import torch
 
 from ..devices import pick_device
 from .runtime import load_fast_model
-from .session import available
+from .session import VOICE_INPUTS, available
 
 EAGER = "eager"
 
@@ -44,7 +44,7 @@ class FastExtractor:
         for index in tqdm(range(len(dataset)), desc=f"{kind} features (fast)", leave=False, disable=not progress):
             item = dataset[index]
             if kind == "voice":
-                features.append(session.voice_features(item["input_values"].numpy()[None], item["attention_mask"].numpy()[None])[0])
+                features.append(session.voice_features({name: value.numpy()[None] for name, value in item.items() if name in VOICE_INPUTS})[0])
             else:
                 features.append(session.face_embeddings(item["pixels"].numpy()))
             labels.append(int(item["label"]))

@@ -27,9 +27,6 @@ def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads:
     packaged set). None means the export did not reproduce the eager model (reason logged);
     callers then use eager.
     """
-    if kind == "voice" and getattr(settings, "speech_only", False):
-        say(log, "voice: speech-only pooling runs eagerly (its exported graph has no speech mask input)")
-        return None
     variant = pick_variant(model, quantize)
     weights = weights_digest(model)
     folders = cache_folders(model)

@@ -12,6 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ModelError
+
+# what transforms.voice_inputs gives, in the exported graph's order (speech_mask only for speech-only models)
+VOICE_INPUTS = ("input_values", "attention_mask", "speech_mask")
+
 
 def available() -> tuple[bool, str]:
     """(True, "") when onnxruntime and onnx import, else (False, why)."""
@@ -69,8 +74,15 @@ class FastModel:
     def __repr__(self) -> str:
         return f"FastModel({self.kind}, {self.variant}, {self.path})"
 
-    def voice_features(self, input_values: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"input_values": input_values, "attention_mask": attention_mask})[0]
+    def voice_features(self, inputs) -> np.ndarray:
+        """Pooled features (B, D) of ``inputs``: a mapping with ``transforms.voice_inputs``' arrays, batched (B, N); other keys
+        (a dataset item's label) are ignored. The voice inputs given must be the graph's: a speech mask for a graph without one
+        (or none for one with it) is refused rather than dropped."""
+        given = {name: np.asarray(inputs[name]) for name in VOICE_INPUTS if name in inputs}
+        wanted = [node.name for node in self.session.get_inputs()]
+        if sorted(given) != sorted(wanted):
+            raise ModelError(f"fast voice graph {self.path} takes {', '.join(wanted)}; given {', '.join(given)}")
+        return self.session.run(None, given)[0]
 
     def face_embeddings(self, pixels: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.float32)})[0]

@@ -164,7 +164,7 @@ class Predictor:
 
         inputs = voice_inputs(wave, self.audio_settings)
         if self.fast is not None and self.fast.voice is not None:
-            return torch.from_numpy(self.fast.voice.voice_features(inputs["input_values"].numpy()[None], inputs["attention_mask"].numpy()[None]))
+            return torch.from_numpy(self.fast.voice.voice_features({name: value.numpy()[None] for name, value in inputs.items()}))
         with torch.inference_mode():
             return self.voice.features(**{name: value[None].to(self.device) for name, value in inputs.items()}).float()
 
