@@ -318,3 +318,37 @@ def test_bench_measurements_on_tiny_models(tiny_models, tmp_path):
     }
     text = bench_report.markdown(results)
     assert "| eager fp32 (`--no-fast`) |" in text and "## Targets" in text and "voice fp32" in text
+
+
+def test_bench_recipe_section_on_tiny_models(tmp_path):
+    """`emolib bench --recipe best`'s path with tiny encoders: models built as the best recipe makes them (and rebuilt, not
+    reused, for another recipe), both voice and face on the fast path, and a section of its own that a later run replaces
+    while the rest of the file stays."""
+    import json
+
+    from emolib.bench import recipe as recipe_section, run as bench_run
+    from emolib.bench.inputs import full_size_models
+
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\nkept text\n")
+    first = bench_run.run_recipe_bench(out, "best", tmp_path / "work", runs=2, command="emolib bench --recipe best", size="tiny")
+    assert first["fast"] == {"voice": "fp32", "face": "fp32"}  # the speech-only voice graph included
+    assert first["live"]["max_prob_diff"] <= TOLERANCE and first["live"]["same_label"]
+    models = tmp_path / "work" / "full-size-best" / "tiny"
+    voice, face = (json.loads((models / kind / CONFIG_FILE).read_text()) for kind in ("voice", "face"))
+    assert (voice["model"]["layers"], voice["model"]["pooling"], voice["preprocessing"]["audio"]["speech_only"]) == ("weighted", "attentive-stats", True)
+    assert (face["model"]["temporal"], face["preprocessing"]["face"]["frames"], voice["recipe"]) == ("attention", 16, "best")
+    bench_run.run_recipe_bench(out, "best", tmp_path / "work", runs=2, command="emolib bench --recipe best", size="tiny")
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\nkept text") and text.count(recipe_section.START) == 1 and text.count(recipe_section.END) == 1
+    assert "attentive-stats pooling, over speech only" in text and "| **ratio eager / fast (p50)** |" in text
+    assert "| voice fp32 |" in text and "| passed, used |" in text  # the build records, check and outcome
+    seed = full_size_models(models.parent, "tiny", "seed")  # the same folder asked for as another recipe: rebuilt
+    assert json.loads((seed / "voice" / CONFIG_FILE).read_text())["model"]["layers"] == "last"
+
+
+def test_bench_recipe_option_is_registered():
+    args = build_parser().parse_args(["bench", "--recipe", "best"])
+    assert args.recipe == "best"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--recipe", "fastest"])

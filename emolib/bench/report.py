@@ -19,6 +19,33 @@ def _target(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
+def latency_lines(live: dict) -> list[str]:
+    """The live-latency tables of ``latency.live_latency``'s figures: eager vs fast, their output difference, the parts."""
+    return [
+        "| path | p50 | p90 |", "|---|---|---|",
+        f"| eager fp32 (`--no-fast`) | {_ms(live['eager']['p50'])} | {_ms(live['eager']['p90'])} |",
+        f"| fast path (default) | {_ms(live['fast']['p50'])} | {_ms(live['fast']['p90'])} |",
+        f"| **ratio eager / fast (p50)** | **{live['speedup_p50']:.2f}x** | |", "",
+        f"Largest difference of the fused probabilities, fast vs eager: **{live['max_prob_diff']:.4f}** "
+        f"(same top emotion in every run: {'yes' if live['same_label'] else 'no'}). The heads are random-init, so also the "
+        f"embeddings: minimum cosine similarity fast vs eager, voice {live['voice_min_cosine']:.5f}, face {live['face_min_cosine']:.5f}.", "",
+        "Where the time goes (p50 of each part, measured separately in the same loop):", "",
+        "| part | p50 | p90 |", "|---|---|---|",
+    ] + [f"| {name} | {_ms(value['p50'])} | {_ms(value['p90'])} |" for name, value in live["parts"].items()]
+
+
+def build_lines(builds: dict) -> list[str]:
+    """The fast files' build records (``run.fast_build_records``): size, build time, the check against eager, used or not."""
+    lines = ["Fast files built once per checkpoint (check = fast vs eager on probe inputs at build time; a file that fails it "
+             "is not used, the next variant is tried):", "",
+             "| file | size | build time | min cosine | max prob. diff | passed, used |", "|---|---|---|---|---|---|"]
+    for name, record in builds.items():
+        check = record["check"] or {}
+        lines.append(f"| {name} | {record['file_mb']} MB | {record['build_seconds']} s | {check.get('min_cosine', float('nan')):.5f} | "
+                     f"{check.get('max_prob_diff', float('nan')):.4f} | {'yes' if record.get('ok') else 'no'} |")
+    return lines
+
+
 def markdown(results: dict) -> str:
     """The BENCHMARKS.md text for ``results`` (as ``run_bench`` collects them): tables, targets and what bounds the latency."""
     live, env = results["live"], results["machine"]
@@ -44,27 +71,13 @@ def markdown(results: dict) -> str:
         "## Live prediction latency (full-size, random-init)", "",
         "`Predictor.predict(audio, 16000, frame)` for wav2vec2-base (built from `Wav2Vec2Config()` defaults) + ResNet-50 "
         f"(`weights=None`) + fusion MLP; {live['inputs']}; {live['eager']['n']} runs each after {live['warmup']} warm-up runs.", "",
-        "| path | p50 | p90 |", "|---|---|---|",
-        f"| eager fp32 (`--no-fast`) | {_ms(live['eager']['p50'])} | {_ms(live['eager']['p90'])} |",
-        f"| fast path (default) | {_ms(live['fast']['p50'])} | {_ms(live['fast']['p90'])} |",
-        f"| **ratio eager / fast (p50)** | **{live['speedup_p50']:.2f}x** | |", "",
-        f"Largest difference of the fused probabilities, fast vs eager: **{live['max_prob_diff']:.4f}** "
-        f"(same top emotion in every run: {'yes' if live['same_label'] else 'no'}). The heads are random-init, so also the "
-        f"embeddings: minimum cosine similarity fast vs eager, voice {live['voice_min_cosine']:.5f}, face {live['face_min_cosine']:.5f}.", "",
-        "Where the time goes (p50 of each part, measured separately in the same loop):", "",
-        "| part | p50 | p90 |", "|---|---|---|",
     ]
-    lines += [f"| {name} | {_ms(value['p50'])} | {_ms(value['p90'])} |" for name, value in live["parts"].items()]
+    lines += latency_lines(live)
     for kind, ranked in results.get("profiles", {}).items():
         lines += ["", f"ONNX Runtime operator profile of the fast {kind} model (ms per run, 3 runs):", "",
                   "| operator | ms |", "|---|---|"] + [f"| {name} | {value:.1f} |" for name, value in ranked]
     if results.get("builds"):
-        lines += ["", "Fast files built once per checkpoint (check = fast vs eager on probe inputs at build time):", "",
-                  "| file | size | build time | min cosine | max prob. diff |", "|---|---|---|---|---|"]
-        for name, record in results["builds"].items():
-            check = record["check"] or {}
-            lines.append(f"| {name} | {record['file_mb']} MB | {record['build_seconds']} s | {check.get('min_cosine', float('nan')):.5f} | "
-                         f"{check.get('max_prob_diff', float('nan')):.4f} |")
+        lines += [""] + build_lines(results["builds"])
     if results.get("uar"):
         uar = results["uar"]
         lines += ["", f"## Accuracy on the synthetic test split (trained checkpoints from `{results['models_dir']}`)", "",

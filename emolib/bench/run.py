@@ -39,7 +39,7 @@ def fast_build_records(models_dir) -> dict:
     for kind in ("voice", "face"):
         for path in sorted((Path(models_dir) / kind / "fast").glob(f"{kind}-*.json")):
             record = json.loads(path.read_text())
-            records[f"{kind} {record.get('variant')}"] = {"check": record.get("check"), "build_seconds": record.get("build_seconds"),
+            records[f"{kind} {record.get('variant')}"] = {"check": record.get("check"), "build_seconds": record.get("build_seconds"), "ok": record.get("ok"),
                                                           "file_mb": round(path.with_suffix(".onnx").stat().st_size / 1e6, 1)}
     return records
 
@@ -129,10 +129,10 @@ def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=
 
 def keep_sections(out, text: str) -> str:
     """``text`` followed by the sections ``out`` already has from ``emolib bench --faces`` and ``--annotate``."""
-    from . import faces, scaling, streaming
+    from . import faces, recipe, scaling, streaming
 
     old = Path(out).read_text() if Path(out).is_file() else ""
-    for start, end in ((faces.START, faces.END), (scaling.START, scaling.END), (streaming.START, streaming.END)):
+    for start, end in ((faces.START, faces.END), (scaling.START, scaling.END), (streaming.START, streaming.END), (recipe.START, recipe.END)):
         if start in old and end in old:
             text = text.rstrip() + "\n\n" + old[old.index(start): old.index(end) + len(end)] + "\n"
     return text
@@ -198,3 +198,23 @@ def run_stream_bench(out="BENCHMARKS.md", data=None, work=None, command: str = "
     fast = ", ".join(f"{kind} {variant}" for kind, variant in predictor.fast.describe().items()) if predictor.fast else "eager"
     atomic_write(out, streaming.update_section(out, streaming.markdown(rows, command, machine(), fast)))
     return rows
+
+
+def run_recipe_bench(out="BENCHMARKS.md", recipe: str = "best", work=None, runs: int = 20, threads: int | None = None,
+                     command: str | None = None, size: str = "full") -> dict:
+    """Live latency (``latency.live_latency``) of full-size random-init models made as ``recipe`` makes them, eager vs fast,
+    written to its section of ``out`` (``bench.recipe``)."""
+    from ..files import atomic_write
+    from ..infer.predictor import Predictor
+    from . import recipe as recipe_section
+
+    work = Path(work) if work else default_work()
+    models = full_size_models(work / f"full-size-{recipe}", size, recipe)
+    eager, fast = Predictor.from_dir(models, fast=False), Predictor.from_dir(models, threads=threads)
+    live = live_latency(eager, fast, runs)
+    described = ", ".join(f"{kind} {variant}" for kind, variant in fast.fast.describe().items()) if fast.fast else "eager"
+    section = recipe_section.markdown(recipe, live, described, command or f"emolib bench --recipe {recipe}", machine(),
+                                      fast_build_records(models))
+    atomic_write(Path(out), recipe_section.update_section(out, section))
+    return {"live": live, "fast": fast.fast.describe() if fast.fast else {}}
+

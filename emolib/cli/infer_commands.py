@@ -12,6 +12,7 @@ import sys
 import time
 
 from ..audio import WINDOW_SECONDS
+from ..train.presets import RECIPES
 from .registry import command
 from .types import non_negative_float, non_negative_int, positive_float, positive_int
 
@@ -245,11 +246,21 @@ def _bench(parser):
                         help="only measure `emolib annotate` throughput with 1 and 2 model actors (needs --models; its section of --out)")
     parser.add_argument("--stream", action="store_true",
                         help="only measure the live stream in real time at hop 1 s and 0.5 s with the full-size models (its section of --out)")
+    parser.add_argument("--recipe", choices=RECIPES, default=None,
+                        help="only measure live latency, eager vs fast, of full-size models built as this training recipe makes them "
+                             "(e.g. best: weighted layers, attentive statistics, speech-only voice; 16-frame face with attention; its section of --out)")
 
     def run(args):
         import shlex
 
-        from ..bench.run import run_annotate_bench, run_bench, run_face_bench, run_stream_bench
+        from ..bench.run import run_annotate_bench, run_bench, run_face_bench, run_recipe_bench, run_stream_bench
+
+        if args.recipe:
+            command = f"emolib bench --recipe {args.recipe} --runs {args.runs} --out {shlex.quote(args.out)}" \
+                + (f" --threads {args.threads}" if args.threads else "")
+            run_recipe_bench(args.out, args.recipe, args.work, args.runs, args.threads, command)
+            print(f"benchmarks: {args.out}")
+            return
 
         if args.stream:
             run_stream_bench(args.out, args.data, args.work, command=f"emolib bench --stream --out {shlex.quote(args.out)}"
