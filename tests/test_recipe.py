@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from transformers import WavLMConfig
@@ -219,6 +220,14 @@ def test_joint_fine_tuning_saves_its_encoders_which_then_serve_the_folder(traine
     assert history[0]["dominant"] in ("voice", "face") and history[0]["train_seconds"] > 0
     predictor = Predictor.from_dir(models)
     assert predictor.voice.checkpoint_dir == (models / "fusion" / "voice").resolve()
+    # the late-fusion baseline, fitted after training on the fine-tuned encoders' validation logits, and reported beside the fusion model
+    late = config["late_fusion"]
+    assert late["fitted_on"] == "val" and late["clips"] > 0 and len(late["weights"]) == 2 and late["weights"] != [1.0, 1.0]
+    reports = tmp_path / "reports"
+    assert main(["evaluate", "--data", str(trained_demo / "cremad-synth"), "--models", str(models), "--out", str(reports),
+                 "--cache", str(trained_demo / "cache")]) == 0
+    predictions = pd.read_csv(reports / "predictions.csv")
+    assert predictions["late_pred"].notna().sum() == predictions["fusion_pred"].notna().sum() > 0
 
 
 def test_frozen_face_attention_learns_on_cached_per_frame_embeddings_and_evaluate_checks_the_recipe(trained_demo, tmp_path, capsys):

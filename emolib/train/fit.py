@@ -29,7 +29,7 @@ from ..models.joint import JointFusion
 from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
 from ..transforms import AudioSettings, FaceSettings
 from .distributed import is_main_process
-from .late import fit_late_fusion
+from .late import fit_on_validation, record_after_finetuning
 from .options import train_config
 from .presets import recipe_of
 from .resume import RESUME_FILE
@@ -228,9 +228,7 @@ def train_fusion(manifest, out_dir, voice_dir, face_dir, train: TrainConfig, hid
         return made[split]
 
     val = make_dataset("val", False)
-    with torch.inference_mode():
-        voice_logits, face_logits = voice.cpu().classify(val.tensors["voice"]), face.cpu().classify(val.tensors["face"])
-    late = fit_late_fusion(voice_logits, face_logits, val.tensors["present"], val.labels)
+    late = fit_on_validation(voice, face, val.tensors, val.labels)
     extra = {"voice_checkpoint": os.path.relpath(voice_dir, out_dir), "face_checkpoint": os.path.relpath(face_dir, out_dir),
              **encoder_lineage(voice_dir, face_dir), "recipe": recipe, "late_fusion": late}
 
@@ -269,5 +267,8 @@ def train_joint(manifest, out_dir, voice, face, fusion, faces, train: TrainConfi
         links = {"voice_checkpoint": "voice", "face_checkpoint": "face", **encoder_lineage(out_dir / "voice", out_dir / "face")}
         save_checkpoint(fusion, "fusion", out_dir, preprocessing, {"val": metrics, **common, **extra, **links}, labels)
 
-    return fit(model, "fusion", make_dataset, train, out_dir, preprocessing, cache_dir, extra, progress, data_identity(manifest), restart, labels,
-               record, save)
+    history = fit(model, "fusion", make_dataset, train, out_dir, preprocessing, cache_dir, extra, progress, data_identity(manifest), restart,
+                  labels, record, save)
+    if is_main_process():  # the late-fusion baseline of the encoders as saved (they moved in training)
+        record_after_finetuning(out_dir, manifest, faces, cache_dir, train.device, progress)
+    return history
