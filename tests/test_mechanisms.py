@@ -7,7 +7,7 @@
    last-layer states) and the emotion cue in the middle layers, a head on the last layer stays at chance while the
    learned layer weights (trained on the frozen cache of per-layer pooled states) find the cue.
 
-Labels are the synthetic corpus's three cue groups of each modality (data.synth.corpus: FACE_PAIRS, VOICE_PAIRS),
+Labels are the synthetic corpus's three cue groups of each modality (data.synth.emotions: FACE_PAIRS, VOICE_PAIRS),
 which each modality can tell apart; chance is 1/3.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ from torch.utils.data import Dataset
 from emolib.cremad import parse_name
 from emolib.data.datasets import FeatureDataset, VoiceDataset
 from emolib.data.features import cached_features
-from emolib.data.synth.corpus import FACE_PAIRS, VOICE_PAIRS, make_actor, make_synthetic_cremad, plan_clips, synthesize_clip
+from emolib.data.synth.corpus import make_actor, make_synthetic_cremad, plan_clips, synthesize_clip
+from emolib.data.synth.emotions import FACE_PAIRS, VOICE_PAIRS
 from emolib.data.synth.face import head_box
 from emolib.models.nets import FaceConfig, FaceModel, VoiceConfig, VoiceModel
 from emolib.train.fit import HeadOnly

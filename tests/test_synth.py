@@ -11,14 +11,8 @@ import soundfile
 
 from emolib.cremad import EMOTIONS, LEVELS, load_demographics, parse_name
 from emolib.errors import DataError
-from emolib.data.synth.corpus import (
-    FACE_PAIRS,
-    FIRST_ACTOR,
-    VOICE_PAIRS,
-    make_synthetic_cremad,
-    plan_clips,
-    synthesize_clip,
-)
+from emolib.data.synth.corpus import FIRST_ACTOR, make_synthetic_cremad, plan_clips, synthesize_clip
+from emolib.data.synth.emotions import FACE_PAIRS, VOICE_PAIRS
 from emolib.data.synth.face import head_box
 
 ACTORS = 3

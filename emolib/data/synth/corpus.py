@@ -34,7 +34,7 @@ Design, so that models trained on it behave like real ones:
    ideal observer tells the two apart in only about 70 % of the clips. Every emotion has
    its own (voice pair, face pair), so fusion can tell all six apart while each single
    modality gets its three pairs and little more: about 55-70 % accuracy for one
-   modality, 85 % or more for both (chance is 1/6).
+   modality, 85 % or more for both (chance is 1/6). The pairs and cues: ``synth.emotions``.
 
 A clip draws its randomness from ``(seed, stem)`` and an actor from ``(seed, actor)``, so a
 clip depends neither on the other clips, nor on their order, nor on the number of workers,
@@ -47,7 +47,7 @@ import os
 import shutil
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -55,8 +55,9 @@ import numpy as np
 
 from ...cremad import EMOTIONS, SENTENCES, parse_name
 from ...errors import DataError
+from .emotions import apex_curve, face_expression, voice_cues
 from .face import FPS, Expression, FaceLook, iter_frames, random_face_look, write_flv
-from .voice import SAMPLE_RATE, VoiceCues, VoiceTraits, random_voice_traits, sentence_vowels, synthesize_speech
+from .voice import SAMPLE_RATE, VoiceTraits, random_voice_traits, sentence_vowels, synthesize_speech
 
 DEFAULT_ACTORS = 22
 CLIPS_PER_EMOTION = 5
@@ -68,31 +69,11 @@ REAL_DURATION_S = (1.3, 5.0)  # realistic mode: CREMA-D's sentence lengths
 MP3_BITRATE, MP3_RATE = "64k", 22050
 LEVEL_INTENSITY = {"LO": 0.7, "MD": 0.85, "HI": 1.0}
 XX_INTENSITY = (0.7, 1.0)
-APEX_FRACTION = 0.15  # temporal mode: the share of a clip's frames at the expression's apex
-RAMP_FRACTION = 0.1  # ... and in its onset, and in its offset
-CUE_SPREAD = 0.2
-WITHIN_PAIR_SPREAD = 1.7
 LEVELED_SENTENCE = "IEO"
 RACES = ("Caucasian", "African American", "Asian", "Unknown")
 RACE_WEIGHTS = (0.6, 0.25, 0.1, 0.05)
 AGES = (20, 74)
 
-VOICE_PAIRS = (("ANG", "HAP"), ("DIS", "NEU"), ("FEA", "SAD"))
-FACE_PAIRS = (("ANG", "DIS"), ("HAP", "SAD"), ("NEU", "FEA"))
-NEUTRAL_VOICE = VoiceCues()
-VOICE_GROUPS = (
-    VoiceCues(pitch=1.4, gain_db=7.0, rate=5.5, tilt=0.8, breath=0.03, jitter=0.008),
-    VoiceCues(pitch=1.0, gain_db=0.0, rate=3.8, tilt=1.3, breath=0.1, jitter=0.005),
-    VoiceCues(pitch=1.15, gain_db=-6.0, rate=2.7, tilt=1.9, breath=0.5, jitter=0.03),
-)
-VOICE_WITHIN_PAIR = VoiceCues(pitch=0.03, gain_db=0.0, rate=0.0, tilt=0.0, breath=0.0, jitter=0.0, glide=0.15)
-NEUTRAL_FACE = Expression()
-FACE_GROUPS = (
-    Expression(brow_raise=-1.0, brow_tilt=1.2, eye_open=0.55, mouth_open=0.0, mouth_curve=-0.3, mouth_width=0.9),
-    Expression(brow_raise=1.0, brow_tilt=-0.5, eye_open=0.95, mouth_open=0.85, mouth_curve=0.0, mouth_width=1.15),
-    Expression(brow_raise=0.1, brow_tilt=0.0, eye_open=1.05, mouth_open=0.05, mouth_curve=0.0, mouth_width=1.0),
-)
-FACE_WITHIN_PAIR = Expression(brow_raise=0.0, brow_tilt=0.0, eye_open=0.1, mouth_open=0.0, mouth_curve=0.45, mouth_width=0.06)
 
 
 @dataclass(frozen=True)
@@ -196,20 +177,6 @@ def synthesize_clip(stem: str, seed: int = 0, video: bool = True, temporal: bool
     return Clip(stem, audio, [frame.copy() for frame in frames])
 
 
-def voice_cues(emotion: str, intensity: float, rng: np.random.Generator) -> VoiceCues:
-    """Voice cues of ``emotion``: its voice pair's, plus the weak within-pair cue, scaled by a jittered intensity."""
-    group, sign = _pair_position(emotion, VOICE_PAIRS)
-    return _blend(NEUTRAL_VOICE, VOICE_GROUPS[group], VOICE_WITHIN_PAIR, sign, intensity, rng)
-
-
-def face_expression(emotion: str, intensity: float, resting: Expression, rng: np.random.Generator) -> Expression:
-    """Facial expression of ``emotion`` on a face whose resting expression is ``resting``."""
-    group, sign = _pair_position(emotion, FACE_PAIRS)
-    shown = _blend(NEUTRAL_FACE, FACE_GROUPS[group], FACE_WITHIN_PAIR, sign, intensity, rng)
-    values = {name: getattr(shown, name) + getattr(resting, name) - getattr(NEUTRAL_FACE, name) for name in _fields(shown)}
-    return Expression(**values)
-
-
 def write_demographics(path, cast: list[Actor]) -> None:
     """Write the actors as a CREMA-D VideoDemographics.csv."""
     lines = ['"ActorID","Age","Sex","Race","Ethnicity"']
@@ -221,18 +188,6 @@ def clip_rng(seed: int, *parts) -> np.random.Generator:
     """A random generator that depends only on the seed and the parts (an actor id, a stem, a purpose)."""
     digest = hashlib.sha256("/".join(str(part) for part in parts).encode()).digest()
     return np.random.default_rng([seed, *np.frombuffer(digest[:16], np.uint32).tolist()])
-
-
-def apex_curve(frames: int, rng: np.random.Generator) -> np.ndarray:
-    """The temporal mode's expression strength per frame: 0 (resting face), a linear onset, the apex (1) over
-    APEX_FRACTION of the frames, a linear offset, 0 again; the whole event at a random place in the clip."""
-    apex = max(1, int(round(APEX_FRACTION * frames)))
-    ramp = max(1, int(round(RAMP_FRACTION * frames)))
-    event = np.concatenate([np.arange(1, ramp + 1) / (ramp + 1), np.ones(apex), np.arange(ramp, 0, -1) / (ramp + 1)])
-    curve = np.zeros(max(frames, len(event)))
-    start = int(rng.integers(0, len(curve) - len(event) + 1))
-    curve[start : start + len(event)] = event
-    return curve[:frames]
 
 
 def _clip_streams(stem, seed, video, temporal=False, realistic=False):
@@ -280,32 +235,11 @@ def _mux_mp3(flv: Path, wav: Path) -> None:
     muxed.replace(flv)
 
 
-def _blend(neutral, group, within, sign, intensity, rng):
-    position = sign + WITHIN_PAIR_SPREAD * rng.normal()
-    values = {}
-    for name in _fields(neutral):
-        strength = intensity * rng.uniform(1 - CUE_SPREAD, 1 + CUE_SPREAD)
-        base = getattr(neutral, name)
-        values[name] = base + strength * (getattr(group, name) - base) + intensity * position * getattr(within, name)
-    return type(neutral)(**values)
-
-
-def _pair_position(emotion: str, pairs) -> tuple[int, int]:
-    for group, pair in enumerate(pairs):
-        if emotion in pair:
-            return group, (-1, 1)[pair.index(emotion)]
-    raise ValueError(f"unknown emotion {emotion!r}")
-
-
 def _sentence_levels(emotion: str) -> list[tuple[str, str]]:
     if emotion == "NEU":
         return [(sentence, "XX") for sentence in SENTENCES]
     leveled = [(LEVELED_SENTENCE, level) for level in LEVEL_INTENSITY]
     return leveled + [(sentence, "XX") for sentence in SENTENCES if sentence != LEVELED_SENTENCE]
-
-
-def _fields(instance) -> list[str]:
-    return [field.name for field in fields(instance)]
 
 
 def _readme(seed: int, cast: list[Actor], clips: int, clips_per_emotion: int, video: bool, temporal: bool = False) -> str:
