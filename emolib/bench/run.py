@@ -195,8 +195,7 @@ def run_stream_bench(out="BENCHMARKS.md", data=None, work=None, command: str = "
     audio, frame = live_inputs(0)
     predictor.predict(audio, 16000, frame)  # the fast path is built or loaded before anything is timed
     rows = [streaming.measure(predictor, video, hop) for hop in streaming.HOPS]
-    fast = ", ".join(f"{kind} {variant}" for kind, variant in predictor.fast.describe().items()) if predictor.fast else "eager"
-    atomic_write(out, streaming.update_section(out, streaming.markdown(rows, command, machine(), fast)))
+    atomic_write(out, streaming.update_section(out, streaming.markdown(rows, command, machine(), fast_variants(predictor))))
     return rows
 
 
@@ -212,9 +211,13 @@ def run_recipe_bench(out="BENCHMARKS.md", recipe: str = "best", work=None, runs:
     models = full_size_models(work / f"full-size-{recipe}", size, recipe)
     eager, fast = Predictor.from_dir(models, fast=False), Predictor.from_dir(models, threads=threads)
     live = live_latency(eager, fast, runs)
-    described = ", ".join(f"{kind} {variant}" for kind, variant in fast.fast.describe().items()) if fast.fast else "eager"
-    section = recipe_section.markdown(recipe, live, described, command or f"emolib bench --recipe {recipe}", machine(),
+    section = recipe_section.markdown(recipe, live, fast_variants(fast), command or f"emolib bench --recipe {recipe}", machine(),
                                       fast_build_records(models))
     atomic_write(Path(out), recipe_section.update_section(out, section))
     return {"live": live, "fast": fast.fast.describe() if fast.fast else {}}
+
+
+def fast_variants(predictor) -> str:
+    """What ``predictor`` runs each encoder with, e.g. "voice int8, face fp32", or "eager"."""
+    return ", ".join(f"{kind} {variant}" for kind, variant in predictor.fast.describe().items()) if predictor.fast else "eager"
 

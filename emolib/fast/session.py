@@ -70,6 +70,7 @@ class FastModel:
         self.kind, self.path, self.record = kind, Path(path), record
         self.variant = record.get("variant", "fp32")
         self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        self.inputs = [node.name for node in self.session.get_inputs()]  # what a feed must give (read once, not per prediction)
 
     def __repr__(self) -> str:
         return f"FastModel({self.kind}, {self.variant}, {self.path})"
@@ -79,9 +80,8 @@ class FastModel:
         (a dataset item's label) are ignored. The voice inputs given must be the graph's: a speech mask for a graph without one
         (or none for one with it) is refused rather than dropped."""
         given = {name: np.asarray(inputs[name]) for name in VOICE_INPUTS if name in inputs}
-        wanted = [node.name for node in self.session.get_inputs()]
-        if sorted(given) != sorted(wanted):
-            raise ModelError(f"fast voice graph {self.path} takes {', '.join(wanted)}; given {', '.join(given)}")
+        if sorted(given) != sorted(self.inputs):
+            raise ModelError(f"fast voice graph {self.path} takes {', '.join(self.inputs)}; given {', '.join(given)}")
         return self.session.run(None, given)[0]
 
     def face_embeddings(self, pixels: np.ndarray) -> np.ndarray:
