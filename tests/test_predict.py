@@ -338,7 +338,7 @@ def test_timeline_windows_csv_and_png(untrained_models, media_dir, tmp_path, cap
 
 def test_timeline_window_frames_come_from_the_window(predictor, media_dir):
     """Frames are sampled inside each window (read back from the frame numbers drawn on them)."""
-    from emolib.infer.timeline import window_frame_indices
+    from emolib.media import window_frame_indices
     from emolib.video import read_frames_at
 
     from media import frame_number

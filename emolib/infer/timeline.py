@@ -1,15 +1,17 @@
 """Emotions over time in a long video: sliding windows (4 s, hop 1 s) through the Predictor.
 
-Each window gets the audio samples inside it and ``settings.frames`` video frames sampled inside
-it (frame i at (i + 0.5) / frames of the window, the spacing ``video.read_frames`` uses for a
-whole clip), so a 4 s window is predicted like a 4 s clip. ``timeline.csv`` has one row per
+Each window gets the audio samples that play inside it and ``settings.frames`` video frames sampled
+inside it (frame i at (i + 0.5) / frames of the part of the window where the video plays, the spacing
+``video.read_frames`` uses for a whole clip), so a 4 s window is predicted like a 4 s clip. Times are
+the file's own (``media.timed_media``): a stream that starts late is placed where it plays, and a
+window past the end of the video (or of the sound) has no face (or voice) input, and says so. ``timeline.csv`` has one row per
 window and face (``face_id`` 0: the window's main face, fused with the voice; 1, 2, ...: the other
 faces, face model only, ranked by frames present and size within the window; empty: no face); ``timeline.png`` plots the final probabilities as a stacked area and each model's
 top emotion as markers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,8 @@ from ..audio import SAMPLE_RATE, WINDOW_SECONDS
 from ..errors import VideoError, check_input_file
 from ..files import atomic_write
 from ..labels import display_name
-from ..media import input_audio, stream_kinds
-from ..video import read_frames_at, video_info
+from ..media import timed_media
+from ..video import read_frames_at
 from .display import label_colours
 from .prediction import PredictionError
 from .predictor import Predictor
@@ -37,16 +39,10 @@ def window_starts(duration: float, window: float = WINDOW_SECONDS, hop: float = 
     return [round(index * hop, 6) for index in range(count)]
 
 
-def window_frame_indices(start: float, end: float, fps: float, total: int, count: int) -> list[int]:
-    """``count`` frame indices evenly spread over [start, end), frame i at (i + 0.5) / count of it."""
-    first = start * fps
-    span = max(end - start, 1.0 / fps) * fps
-    return [min(total - 1, max(0, int(first + (i + 0.5) * span / count))) for i in range(count)]
-
-
 @dataclass
 class TimelineInputs:
-    """A media file decoded for its windows: start times, each window's audio samples (16 kHz) and frames, and notes."""
+    """A media file decoded for its windows: start times, each window's audio samples (16 kHz) and frames, the file's notes, each
+    window's own notes (a stream that does not play in it), and the file's seconds."""
 
     starts: list
     ends: list
@@ -54,27 +50,24 @@ class TimelineInputs:
     images: list
     notes: list
     seconds: float
+    window_notes: list = field(default_factory=list)
 
 
 def timeline_inputs(video, audio=None, window: float = WINDOW_SECONDS, hop: float = 1.0, frames: int = 0) -> TimelineInputs:
-    """Decode ``video`` (and ``audio``, which overrides its track) into windows of ``window`` s every ``hop`` s,
-    each with its audio and ``frames`` frames sampled inside it (0: no frames). No model is needed here."""
+    """Decode ``video`` (and ``audio``, which overrides its track) into windows of ``window`` s every ``hop`` s on the file's own
+    clock (``media.timed_media``: a stream that starts late is placed where it plays), each with the audio and ``frames`` frames
+    that play inside it (0: no frames). No model is needed here."""
     video = Path(video)
     check_input_file(video, VideoError)
-    audio_only = stream_kinds(video) == {"audio"}
-    total, fps = (0, 1.0) if audio_only else video_info(video)
-    wave, notes = input_audio(audio, video)
-    if audio_only:
-        notes.append(f"{video}: no video stream (audio only)")
-    duration = max(total / fps, len(wave) / SAMPLE_RATE if wave is not None else 0.0)
-    starts = window_starts(duration, window, hop)
-    count = frames if total else 0
-    plans = [window_frame_indices(start, min(start + window, total / fps), fps, total, count) if count else [] for start in starts]
-    decoded = read_frames_at(video, [index for plan in plans for index in plan]) if count else {}
-    ends = [min(start + window, duration) for start in starts]
-    clips = [wave[int(round(start * SAMPLE_RATE)) : int(round(end * SAMPLE_RATE))] if wave is not None else None for start, end in zip(starts, ends)]
+    media = timed_media(video, audio)
+    starts = window_starts(media.duration, window, hop)
+    ends = [min(start + window, media.duration) for start in starts]
+    plans = [media.frame_indices(start, end, frames) for start, end in zip(starts, ends)]
+    decoded = read_frames_at(video, [index for plan in plans for index in plan]) if any(plans) else {}
+    clips = [media.audio_between(start, end) for start, end in zip(starts, ends)]
     images = [[decoded[index] for index in plan if index in decoded] or None for plan in plans]
-    return TimelineInputs(starts, ends, clips, images, notes, duration)
+    window_notes = [media.window_notes(start, end) for start, end in zip(starts, ends)]
+    return TimelineInputs(starts, ends, clips, images, media.notes, media.duration, window_notes)
 
 
 def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool = True):
@@ -83,14 +76,15 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
     from tqdm.auto import tqdm
 
     rows = []
-    for start, end, clip, images in tqdm(list(zip(inputs.starts, inputs.ends, inputs.clips, inputs.images)), desc="timeline", unit="window",
-                                         disable=not progress):
+    for index, (start, end, clip, images) in enumerate(tqdm(list(zip(inputs.starts, inputs.ends, inputs.clips, inputs.images)), desc="timeline",
+                                                            unit="window", disable=not progress)):
         row = {"start": start, "end": round(end, 6)}
+        notes = inputs.notes + (inputs.window_notes[index] if index < len(inputs.window_notes) else [])
         try:
             prediction = predictor.predict(clip if clip is not None and clip.size else None, SAMPLE_RATE, images,
                                            audio_name=f"audio {start:g}-{end:g} s", image_name=f"frames {start:g}-{end:g} s")
         except PredictionError as error:
-            rows.append({**row, "label": "", "source": "", "modalities": "", "face_found": False, "notes": str(error)})
+            rows.append({**row, "label": "", "source": "", "modalities": "", "face_found": False, "notes": "; ".join(notes + [str(error)])})
             continue
         row.update(label=prediction.emotion, source=prediction.source, modalities="+".join(prediction.modalities),
                    face_found=bool(prediction.face_found), audio_rms=prediction.audio_rms, speech_seconds=prediction.speech_seconds)
@@ -101,7 +95,7 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
             probabilities = getattr(prediction, kind) or {}
             row.update({f"{kind}_{label}": probabilities.get(label, np.nan) for label in predictor.labels})
         row.update({f"{PROBABILITY_PREFIX}{label}": prediction.probabilities[label] for label in predictor.labels})
-        row["notes"] = "; ".join(inputs.notes + prediction.notes)
+        row["notes"] = "; ".join(notes + prediction.notes)
         row["face_id"] = 0 if prediction.faces else None
         rows.append(row)
         rows += [other_face_row(start, end, face, predictor.labels) for face in prediction.faces[1:]]

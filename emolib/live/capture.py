@@ -39,8 +39,9 @@ class Capture(NamedTuple):
 class FileCapture:
     """Replays files: a frame from ``video`` (or ``image``) and audio from ``audio`` (or the video's track).
 
-    ``capture(seconds)`` returns the audio from ``offset`` for at most ``seconds`` (16 kHz, as
-    ``audio.load_audio`` gives) and the video frame in the middle of that span.
+    ``capture(seconds)`` returns the audio that plays from ``offset`` for at most ``seconds`` (16 kHz, as
+    ``audio.load_audio`` gives) and the video frame in the middle of that span, on the file's clock
+    (``media.timed_media``); no frame when the video does not play then.
     """
 
     name = "file"
@@ -59,31 +60,33 @@ class FileCapture:
 
     def capture(self, seconds: float = WINDOW_SECONDS, progress=None) -> Capture:
         from ..audio import SAMPLE_RATE
-        from ..media import input_audio
+        from ..media import input_audio, timed_media
 
-        wave = input_audio(self.audio, self.video)[0] if (self.audio or self.video) else None
-        span = seconds
-        if wave is not None:
-            start = int(round(self.offset * SAMPLE_RATE))
-            wave = wave[start : start + int(round(seconds * SAMPLE_RATE))]
-            span = len(wave) / SAMPLE_RATE
+        end = self.offset + seconds
         frame = None
+        if self.video is not None:  # on the file's clock: a track that starts late plays where it plays
+            media = timed_media(self.video, self.audio)
+            end = min(end, max(media.duration, self.offset))
+            wave = media.audio_between(self.offset, end)
+            indices = media.frame_indices(self.offset, end, 1) if self.image is None else []
+            if indices:
+                frame = self._frame(indices[0])
+        else:
+            wave = input_audio(self.audio)[0] if self.audio is not None else None
+            if wave is not None:
+                wave = wave[int(round(self.offset * SAMPLE_RATE)): int(round(end * SAMPLE_RATE))]
         if self.image is not None:
             from ..video import read_image
 
             frame = read_image(self.image)
-        elif self.video is not None:
-            frame = self._frame_at(self.offset + span / 2)
         if progress is not None:
             progress(seconds, seconds)
         return Capture(frame, wave, SAMPLE_RATE)
 
-    def _frame_at(self, seconds: float) -> np.ndarray:
+    def _frame(self, index: int) -> np.ndarray:
         from ..errors import VideoError
-        from ..video import read_frames_at, video_info
+        from ..video import read_frames_at
 
-        total, fps = video_info(self.video)
-        index = min(total - 1, max(0, int(seconds * fps)))
         frames = read_frames_at(self.video, [index])
         if index not in frames:
             raise VideoError(f"{self.video}: frame {index} cannot be decoded")

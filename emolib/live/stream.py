@@ -97,6 +97,8 @@ class StreamEngine:
         self.smoother = Smoother(smoothing, margin)
         self.audio = np.zeros(0, dtype=np.float32)
         self.audio_offset = 0  # stream sample index of self.audio[0]
+        self.received = 0  # samples pushed so far
+        self.video_span: tuple[float, float] | None = None  # (first, end) stream seconds of a file's video; None: a camera, unbounded
         self.frames: list[tuple[float, np.ndarray]] = []
         self.skipped = 0
         self.updates: list[Update] = []
@@ -106,8 +108,16 @@ class StreamEngine:
         """Stream time: the seconds of audio received."""
         return (self.audio_offset + len(self.audio)) / SAMPLE_RATE
 
+    def start_audio_at(self, seconds: float) -> None:
+        """The first sample pushed plays at ``seconds`` of stream time (a file whose sound starts late); before any is pushed."""
+        if self.received:
+            raise EmolibError("start_audio_at: audio was already pushed")
+        self.audio_offset = int(round(seconds * SAMPLE_RATE))
+
     def push_audio(self, samples: np.ndarray) -> None:
-        self.audio = np.concatenate([self.audio, np.asarray(samples, dtype=np.float32).reshape(-1)])
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self.received += len(samples)
+        self.audio = np.concatenate([self.audio, samples])
         keep = int(round((self.window + 2 * self.hop) * SAMPLE_RATE))
         if len(self.audio) > keep:
             self.audio_offset += len(self.audio) - keep
@@ -125,12 +135,14 @@ class StreamEngine:
         first, last = int(round(start * SAMPLE_RATE)) - self.audio_offset, int(round(end * SAMPLE_RATE)) - self.audio_offset
         clip = self.audio[max(0, first): max(0, last)]
         images = None
-        if self.frame_count and self.frames:
+        if self.frame_count and self.frames:  # the timeline's frames: spread over the part of the window where the video plays
+            first, last = (max(start, self.video_span[0]), min(end, self.video_span[1])) if self.video_span else (start, end)
             times = np.array([at for at, _ in self.frames])
-            span = max(end - start, EPSILON)
-            targets = [start + (index + 0.5) * span / self.frame_count for index in range(self.frame_count)]
+            span = max(last - first, EPSILON)
+            targets = [first + (index + 0.5) * span / self.frame_count for index in range(self.frame_count)] if last > first else []
             picks = [int(np.searchsorted(times, target + EPSILON, side="right")) - 1 for target in targets]
-            images = [self.frames[pick][1] for pick in picks if pick >= 0] or None
+            fresh = start - EPSILON if self.video_span is None else -np.inf  # a camera's frame from before the window is stale
+            images = [self.frames[pick][1] for pick in picks if pick >= 0 and self.frames[pick][0] >= fresh] or None
         return (clip if clip.size else None), images
 
     def predict_window(self, end: float, start: float | None = None, inputs=None) -> Update:
@@ -213,32 +225,28 @@ class Runner:
 
 def stream_file(engine: StreamEngine, video, audio=None, realtime: bool = True, on_update=None) -> list[Update]:
     """Play a video (or sound) file through ``engine``: its audio and frames arrive as the stream time passes, one update per hop
-    (``update_times``: the timeline's windows). ``realtime`` paces the feeding by the wall clock and predicts in a worker
-    thread (skipping hops it cannot keep up with); otherwise every window is predicted in turn, as fast as possible."""
-    from ..infer.timeline import window_frame_indices
-    from ..media import input_audio, stream_kinds
-    from ..video import read_frames_at, video_info
+    (``update_times``: the timeline's windows), each stream where it plays on the file's clock (``media.timed_media``).
+    ``realtime`` paces the feeding by the wall clock and predicts in a worker thread (skipping hops it cannot keep up with);
+    otherwise every window is predicted in turn, as fast as possible."""
+    from ..media import timed_media
+    from ..video import read_frames_at
 
-    audio_only = stream_kinds(video) == {"audio"}
-    total, fps = (0, 1.0) if audio_only else video_info(video)
-    wave, _ = input_audio(audio, video)
-    wave = np.zeros(0, dtype=np.float32) if wave is None else wave
-    duration = max(total / fps, len(wave) / SAMPLE_RATE)
-    plan = update_times(duration, engine.window, engine.hop)
-    wanted = {index for start, end in plan for index in window_frame_indices(start, end, fps, total, engine.frame_count)} \
-        if total and engine.frame_count else set()  # the frames the timeline's windows take: only those are decoded
+    media = timed_media(video, audio)
+    wave = np.zeros(0, dtype=np.float32) if media.wave is None else media.wave
+    plan = update_times(media.duration, engine.window, engine.hop)
+    wanted = {index for start, end in plan for index in media.frame_indices(start, end, engine.frame_count)}  # the timeline's frames
     frames = read_frames_at(video, wanted) if wanted else {}
+    engine.video_span = (media.video_start, media.video_end) if media.frames else None
+    engine.start_audio_at(media.audio_start)
     runner = Runner(engine, on_update) if realtime else None
-    fed_samples, fed_frames, began = 0, 0, time.perf_counter()
+    fed_frames, began = 0, time.perf_counter()
     arrivals = sorted(frames)
     for start, end in plan:
         if realtime:
             time.sleep(max(0.0, began + end - time.perf_counter()))
-        last = int(round(end * SAMPLE_RATE))
-        engine.push_audio(wave[fed_samples:last])
-        fed_samples = max(fed_samples, last)
-        while fed_frames < len(arrivals) and arrivals[fed_frames] / fps < end + EPSILON:
-            engine.push_frame(frames[arrivals[fed_frames]], arrivals[fed_frames] / fps)
+        engine.push_audio(wave[engine.received: max(engine.received, int(round((end - media.audio_start) * SAMPLE_RATE)))])
+        while fed_frames < len(arrivals) and media.video_start + arrivals[fed_frames] / media.fps < end + EPSILON:
+            engine.push_frame(frames[arrivals[fed_frames]], media.video_start + arrivals[fed_frames] / media.fps)
             fed_frames += 1
         if runner is not None:
             runner.tick(end, start)
