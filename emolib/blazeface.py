@@ -139,13 +139,32 @@ def weighted_nms(scores, boxes, keypoints, threshold: float):
     return merged
 
 
-def detect(image: np.ndarray, model: str = "short", threshold: float | None = None, nms_iou: float = 0.3) -> list[Face]:
-    """Every face BlazeFace ``model`` finds in an RGB uint8 image, best first; boxes clipped to the image, keypoints as found."""
+def candidates(image: np.ndarray, model: str, threshold: float | None = None):
+    """(scores, boxes, keypoints) of ``model``'s anchors above ``threshold`` (None: MediaPipe's for it), in the letterbox square's
+    [0, 1] coordinates (the same square for both models), and the letterbox (side, x pad, y pad)."""
     _, anchor_centres = load(model)
     size, default_threshold = MODELS[model][1], MODELS[model][4]
     scores, regressions, side, left, top = raw_outputs(image, model)
-    found = weighted_nms(*decode(scores, regressions, anchor_centres, size, default_threshold if threshold is None else threshold), nms_iou)
-    height, width = image.shape[:2]
+    return decode(scores, regressions, anchor_centres, size, default_threshold if threshold is None else threshold), (side, left, top)
+
+
+def detect(image: np.ndarray, model: str = "short", threshold: float | None = None, nms_iou: float = 0.3) -> list[Face]:
+    """Every face BlazeFace ``model`` finds in an RGB uint8 image, best first; boxes clipped to the image, keypoints as found.
+
+    ``model`` "both" runs the short- and the full-range model and merges their detections with one weighted NMS (a face both
+    find becomes the score-weighted mean of their boxes): near faces and small, distant ones alike, as in a group photo."""
+    if model == "both":
+        found = [candidates(image, name, threshold) for name in ("short", "full")]
+        merged = tuple(np.concatenate([arrays[index] for arrays, _ in found]) for index in range(3))
+        return faces_in_image(weighted_nms(*merged, nms_iou), found[0][1], image.shape)
+    arrays, letterbox_ = candidates(image, model, threshold)
+    return faces_in_image(weighted_nms(*arrays, nms_iou), letterbox_, image.shape)
+
+
+def faces_in_image(found, letterbox_, shape) -> list[Face]:
+    """``weighted_nms``'s detections (square coordinates) as ``Face`` records in image pixels, boxes clipped to the image."""
+    side, left, top = letterbox_
+    height, width = shape[:2]
     faces = []
     for score, box, points in found:
         x0, y0, x1, y1 = box * side - np.array([left, top, left, top])

@@ -26,7 +26,7 @@ FACE_SIZE = 224
 FACE_MARGIN = 0.25
 FALLBACK_FRACTION = 0.8
 KINDS = ("blazeface", "haar")
-BLAZEFACE_MODELS = ("auto", "short", "full")
+BLAZEFACE_MODELS = ("both", "auto", "short", "full")
 NMS_IOU = 0.3
 SMALL_FACE = 0.12  # auto: a largest face narrower than this share of the image's longer side is retried with the full-range model
 FACE_WIDTH_IN_EYES = 2.2  # an aligned crop's face width, in eye distances (so that margin means what it means for a box)
@@ -40,10 +40,12 @@ class Detector:
     """Face detection settings.
 
     ``kind="blazeface"`` (the default for new models): MediaPipe's BlazeFace (``emolib.blazeface``),
-    every face with 6 keypoints; ``model`` "short" (faces within about 2 m), "full" (small and
-    distant faces) or "auto" (short, then full when it finds nothing or only faces narrower than
-    ``small_face`` of the image's longer side); ``score`` the detection threshold (None: MediaPipe's,
-    0.5 short / 0.6 full); ``nms_iou`` the weighted-NMS overlap.
+    every face with 6 keypoints; ``model`` "both" (the default of new models: the short- and the
+    full-range model, their detections merged by one weighted NMS, so a near face does not hide the
+    distant ones of a group photo), "short" (faces within about 2 m), "full" (small and distant
+    faces) or "auto" (what models made before "both" keep: short, then full only when short finds
+    nothing or only faces narrower than ``small_face`` of the image's longer side); ``score`` the
+    detection threshold (None: MediaPipe's, 0.5 short / 0.6 full); ``nms_iou`` the weighted-NMS overlap.
 
     ``kind="haar"``: OpenCV's cascades on a grey, equalised copy ``width`` pixels wide at most
     (smaller images are enlarged to ``min_width``); when the frontal cascade finds nothing the image
@@ -61,7 +63,7 @@ class Detector:
     pad: float = DETECT_PAD
     profile: str | None = PROFILE_CASCADE
     kind: str = "blazeface"
-    model: str = "auto"
+    model: str = "both"
     score: float | None = None
     nms_iou: float = NMS_IOU
     small_face: float = SMALL_FACE

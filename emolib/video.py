@@ -50,10 +50,17 @@ def frame_indices(total: int, count: int = DEFAULT_FRAMES) -> list[int]:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3); see ``as_rgb`` for grey, alpha and 16-bit input.
+    """Read an image file as RGB uint8 (H, W, 3); see ``as_rgb`` for grey, alpha and 16-bit input. An image larger than
+    ``MAX_IMAGE_SIDE`` is a downscaled working copy: ``read_image_scaled`` says by how much.
 
     JPEGs follow their EXIF orientation; other formats are decoded unchanged (alpha and depth kept).
     """
+    return read_image_scaled(path)[0]
+
+
+def read_image_scaled(path: str | Path) -> tuple[np.ndarray, tuple[float, float]]:
+    """(``read_image``'s RGB working copy, (x, y) scale): the scale maps the copy's pixels to the file's own, (1.0, 1.0) unless
+    the image was larger than ``MAX_IMAGE_SIDE``; boxes found on the copy are reported times it."""
     import cv2
 
     path = Path(path)
@@ -63,13 +70,15 @@ def read_image(path: str | Path) -> np.ndarray:
     image = cv2.imdecode(data, flags)
     if image is None or image.size == 0:
         raise VideoError(f"{path}: not a readable image")
+    height, width = image.shape[:2]
     image = _fit_within(image, MAX_IMAGE_SIDE)
+    scale = (width / image.shape[1], height / image.shape[0])
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     elif image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
     try:
-        return as_rgb(image)
+        return as_rgb(image), scale
     except VideoError as error:
         raise VideoError(f"{path}: {error}") from None
 

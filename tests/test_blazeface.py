@@ -155,3 +155,46 @@ def test_timeline_has_a_row_per_window_and_face_and_the_figure_shows_every_box(t
     patches = figure.axes[0].patches
     assert len(patches) == 2 and {patch.get_edgecolor()[:3] for patch in patches} == {(0.0, 1.0, 0.4), (1.0, 2 / 3, 0.0)}
     assert "2 faces found" in figure.axes[0].get_title()
+
+
+def test_both_ranges_find_every_face_of_a_group_photo():
+    """A near face used to hide the people behind it: `auto` stopped at the short-range model's one face."""
+    from emolib.bench.faces import faces_found, near_and_far_photo
+
+    canvas, regions = near_and_far_photo()
+    assert faces_found([face.box for face in detect(canvas, Detector(model="auto"))], regions) == (1, 0)
+    assert faces_found([face.box for face in detect(canvas, Detector())], regions) == (4, 0)  # all but the cameraman in profile
+    assert Detector().model == "both"
+
+
+def test_boxes_of_a_large_image_are_in_its_own_pixels(tmp_path, capsys):
+    """An 8000x8000 photo is read as a 4096 px working copy; its boxes are reported (and drawn) in the photo's own pixels."""
+    from test_predict import make_untrained_models
+
+    models = make_untrained_models(tmp_path / "models")
+    big = cv2.resize(astronaut(), (8000, 8000), interpolation=cv2.INTER_LINEAR)
+    image = tmp_path / "big.jpg"
+    cv2.imwrite(str(image), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    assert main(["predict", "--models", str(models), "--image", str(image), "--json", "--no-fast"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    x, y, w, h = result["face_box"]
+    scale = 8000 / 512  # the astronaut's face, centred near (225, 128) and about 100 px wide in the 512 px original
+    assert abs(x + w / 2 - 225 * scale) < 10 * scale and abs(y + h / 2 - 128 * scale) < 10 * scale and 80 * scale < w < 120 * scale
+    assert result["faces"][0]["box"] == result["face_box"] and result["image_scale"] == pytest.approx([8000 / 4096] * 2)
+    strip = tmp_path / "strip.png"
+    cv2.imwrite(str(strip), np.full((50, 6000, 3), 128, dtype=np.uint8))
+    assert main(["predict", "--models", str(models), "--image", str(strip), "--whole-image", "--json", "--no-fast"]) == 0
+    assert json.loads(capsys.readouterr().out)["face_box"] == [0, 0, 6000, 50]
+
+
+def test_a_drawn_box_lands_on_the_face_of_a_working_copy():
+    from emolib.infer.display import plot_prediction
+    from emolib.infer.prediction import Prediction
+
+    small = np.zeros((100, 200, 3), dtype=np.uint8)
+    prediction = Prediction("HAP", {"HAP": 1.0}, "face", ["face"], face={"HAP": 1.0}, face_found=True, face_box=(200, 100, 40, 40),
+                            faces=[{"id": 0, "box": [200, 100, 40, 40], "label": "HAP", "main": True}], image_scale=[2.0, 2.0])
+    figure = plot_prediction(prediction, small)
+    axes = figure.axes[0]
+    assert axes.images[0].get_extent() == [0, 400, 200, 0]  # the 200x100 copy is stretched over the 400x200 input's pixels
+    assert axes.patches[0].get_xy() == (200, 100)

@@ -59,7 +59,11 @@ def plot_prediction(prediction: Prediction, frame=None, audio=None, sample_rate:
 
     figure, (image_ax, wave_ax, bar_ax) = plt.subplots(1, 3, figsize=(12, 3.2), gridspec_kw={"width_ratios": [1, 1.3, 1.5]})
     if frame is not None:
-        image_ax.imshow(frame)
+        if prediction.image_scale:  # boxes are in the input's own pixels: stretch the smaller working copy to them
+            sx, sy = prediction.image_scale
+            image_ax.imshow(frame, extent=(0, frame.shape[1] * sx, frame.shape[0] * sy, 0))
+        else:
+            image_ax.imshow(frame)
         boxes = [(face["box"], face["label"], face["main"]) for face in prediction.faces]
         if not boxes and prediction.face_box is not None:
             boxes = [(prediction.face_box, prediction.emotion, True)]

@@ -10,7 +10,7 @@ import numpy as np
 from ..audio import MIN_SECONDS, SAMPLE_RATE, WINDOW_SECONDS, fixed_window, is_silent, to_model_rate
 from ..errors import AudioError, VideoError
 from ..media import input_audio, stream_kinds
-from ..video import as_rgb, read_frames, read_image
+from ..video import as_rgb, read_frames, read_image_scaled
 
 
 def prepare_audio(audio, sample_rate, settings=None, name: str = "audio array"):
@@ -71,16 +71,18 @@ def prepare_frames(image, name: str = "image"):
 
 
 def load_inputs(predictor, audio=None, image=None, video=None):
-    """(display frame, frames, wave, sample_rate, notes) read from files for ``predictor.predict``.
+    """(display frame, frames, wave, sample_rate, notes, image scale) read from files for ``predictor.predict``.
 
     A video gives ``settings.frames`` frames (``video.read_frames``, as the training crop cache);
     the sound is ``media.input_audio(audio, video)``, read only when the predictor has a voice model.
+    The image scale maps the frames' pixels to the file's own (a very large image is read as a smaller working copy).
     """
     if image is not None and video is not None:
         raise VideoError(f"{image}: give an image or a video, not both")
-    notes, frames = [], None
+    notes, frames, scale = [], None, None
     if image is not None and predictor.face is not None:
-        frames = [read_image(image)]
+        picture, scale = read_image_scaled(image)
+        frames = [picture]
     elif image is not None:
         notes.append(f"no face model in {predictor.models_dir}: {image} ignored")
     if video is not None and predictor.face is not None:
@@ -93,4 +95,4 @@ def load_inputs(predictor, audio=None, image=None, video=None):
         wave, audio_notes = input_audio(audio, video)
         notes += audio_notes
     display = frames[len(frames) // 2] if frames else None
-    return display, frames, wave, SAMPLE_RATE, notes
+    return display, frames, wave, SAMPLE_RATE, notes, scale

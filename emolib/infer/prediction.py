@@ -21,7 +21,8 @@ class Prediction:
     "fusion", "average", "voice" or "face");
     ``voice``, ``face`` and ``fusion`` hold each model's probabilities when it ran (None otherwise);
     ``modalities`` are the inputs that were used; ``face_box`` (x, y, w, h) is in the pixels of
-    frame ``face_frame`` of the input; ``faces`` lists every face found, the main one first
+    frame ``face_frame`` of the input (its own pixels: ``image_scale`` (x, y), when set, is how many of them one pixel of
+    the frames the models saw covers); ``faces`` lists every face found, the main one first
     (``infer.people``: id, box, found_in_frames, probabilities, label, main, source); ``notes`` explain every fallback.
     """
 
@@ -42,6 +43,7 @@ class Prediction:
     audio_seconds: float | None = None
     audio_rms: float | None = None
     speech_seconds: float | None = None
+    image_scale: list | None = None
     notes: list = field(default_factory=list)
 
     @property
@@ -61,6 +63,17 @@ class Prediction:
     @property
     def confidence(self) -> float:
         return float(self.probabilities[self.emotion])
+
+    def in_input_pixels(self, scale) -> "Prediction":
+        """This prediction with its boxes times ``scale`` (x, y): from a working copy's pixels to the input's own."""
+        sx, sy = (float(value) for value in scale)
+        if (sx, sy) == (1.0, 1.0):
+            return self
+        grow = lambda box: [int(round(box[0] * sx)), int(round(box[1] * sy)), int(round(box[2] * sx)), int(round(box[3] * sy))]  # noqa: E731
+        self.face_box = tuple(grow(self.face_box)) if self.face_box is not None else None
+        self.faces = [{**face, "box": grow(face["box"])} for face in self.faces]
+        self.image_scale = [sx, sy]
+        return self
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict (plain floats, ints, lists; a non-finite number becomes None)."""

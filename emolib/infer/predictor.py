@@ -200,10 +200,12 @@ class Predictor:
     # ---------------------------------------------------------------- predict
 
     def predict(self, audio=None, sample_rate=None, image=None, audio_name: str = "audio array", image_name: str = "image",
-                whole_image: bool = False) -> Prediction:
+                whole_image: bool = False, image_scale=None) -> Prediction:
         """Predict from an audio array (any rate, mono or (frames, channels)) and/or an RGB image or frames.
 
-        ``whole_image`` treats each image as an already-cropped face (no detection, no margin).
+        ``whole_image`` treats each image as an already-cropped face (no detection, no margin). ``image_scale`` (x, y): the
+        frames are a working copy of an input that many times larger (``video.read_image_scaled``); boxes are reported in the
+        input's own pixels.
 
         ``image`` is an RGB (H, W, 3) array, a list of frames, or an (F, H, W, 3) array; the
         frames' embeddings are averaged like a training clip's. Raises PredictionError when
@@ -267,7 +269,8 @@ class Predictor:
         emotion = max(final, key=final.get)
         if have_face:
             result["faces"] = [main_face(faces, final, source)] + result["faces"]
-        return Prediction(emotion=emotion, probabilities=final, source=source, modalities=modalities, notes=notes, **result)
+        prediction = Prediction(emotion=emotion, probabilities=final, source=source, modalities=modalities, notes=notes, **result)
+        return prediction.in_input_pixels(image_scale) if image_scale is not None and frames is not None else prediction
 
     def _nothing_message(self, audio_notes, frames, result, image_name) -> str:
         reasons = [note for note in audio_notes if note != "no audio"] or (["no audio"] if self.voice is not None else [])
@@ -287,9 +290,10 @@ class Predictor:
         A video gives the face frames (``read_frames(video, settings.frames)``, as in training)
         and, unless ``audio`` is given, its audio track (``media.input_audio``).
         """
-        _, frames, wave, sample_rate, notes = load_inputs(self, audio, image, video)
+        _, frames, wave, sample_rate, notes, scale = load_inputs(self, audio, image, video)
         audio_name = str(audio or video or "audio")
         image_name = str(image or video or "image")
-        prediction = self.predict(wave, sample_rate, frames, audio_name=audio_name, image_name=image_name, whole_image=whole_image)
+        prediction = self.predict(wave, sample_rate, frames, audio_name=audio_name, image_name=image_name, whole_image=whole_image,
+                                  image_scale=scale)
         prediction.notes = notes + prediction.notes
         return prediction

@@ -53,6 +53,7 @@ class FileCapture:
         self.image = Path(image) if image is not None else None
         self.audio = Path(audio) if audio is not None else None
         self.offset = float(offset)
+        self.frame_scale = (1.0, 1.0)  # the last frame's pixels -> the file's own (a very large image is read smaller)
 
     def __repr__(self) -> str:
         parts = [f"{key}={str(value)!r}" for key, value in (("video", self.video), ("image", self.image), ("audio", self.audio)) if value]
@@ -76,9 +77,9 @@ class FileCapture:
             if wave is not None:
                 wave = wave[int(round(self.offset * SAMPLE_RATE)): int(round(end * SAMPLE_RATE))]
         if self.image is not None:
-            from ..video import read_image
+            from ..video import read_image_scaled
 
-            frame = read_image(self.image)
+            frame, self.frame_scale = read_image_scaled(self.image)
         if progress is not None:
             progress(seconds, seconds)
         return Capture(frame, wave, SAMPLE_RATE)

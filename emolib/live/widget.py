@@ -161,15 +161,16 @@ class LiveDemo(anywidget.AnyWidget):
         except Exception as error:  # a driver or decoder failure: show it, do not swallow it
             self._fail(f"capture failed: {type(error).__name__}: {error}", log=True)
             return None
-        return self.process(frame, audio, rate)
+        return self.process(frame, audio, rate, getattr(self.capturer, "frame_scale", None))
 
     def _progress(self, elapsed: float, seconds: float) -> None:
         self.send({"type": "progress", "elapsed": float(elapsed), "seconds": float(seconds)})
 
     # ---------------------------------------------------------------- predict
 
-    def process(self, frame, audio, sample_rate):
-        """Report what arrived, save it (``save_dir``), predict, and show the result. Returns the Prediction or None."""
+    def process(self, frame, audio, sample_rate, image_scale=None):
+        """Report what arrived, save it (``save_dir``), predict, and show the result (boxes in the input's own pixels:
+        ``image_scale``, see ``Predictor.predict``). Returns the Prediction or None."""
         from ..infer.display import figure_png, plot_prediction
 
         self.received = capture_stats(frame, audio, sample_rate)
@@ -179,7 +180,8 @@ class LiveDemo(anywidget.AnyWidget):
         try:
             if self.predictor is None:
                 raise CaptureError("no predictor: create the widget with LiveDemo(Predictor.from_dir(models))")
-            prediction = self.predictor.predict(audio, sample_rate, frame, audio_name="recorded audio", image_name="the frame")
+            prediction = self.predictor.predict(audio, sample_rate, frame, audio_name="recorded audio", image_name="the frame",
+                                                image_scale=image_scale)
         except EmolibError as error:
             problem = str(error)
         except Exception as error:
