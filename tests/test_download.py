@@ -44,6 +44,7 @@ class Server:
 
     def __init__(self, files: dict):
         self.files, self.modes, self.log, self.served = files, {}, [], Counter()
+        self.release = threading.Event()  # ends the silent and dripping answers when the test is over
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,6 +68,24 @@ class Server:
                     return self.answer(200, pointer, "text/plain")
                 if mode == "wrong":
                     data = data[:-10] + b"0123456789"
+                if mode == "silent":  # accepts the connection, never answers
+                    server.release.wait(30)
+                    return
+                if mode == "retry-after":
+                    self.send_response(503)
+                    self.send_header("Retry-After", "60")  # within the deadline: the retry waits
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if mode == "416" and self.headers.get("Range"):
+                    return self.answer(416, b"", "text/plain")
+                if mode == "bad-gzip":  # says gzip, sends bytes no gzip decoder reads
+                    self.send_response(200)
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") and mode != "no-range" else 0
                 body = data[start:]
                 self.send_response(206 if start else 200)
@@ -75,6 +94,14 @@ class Server:
                 if start:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 self.end_headers()
+                if mode == "drip":  # a slow transfer: a few bytes a second
+                    for index in range(0, len(body), 16):
+                        if server.release.is_set():
+                            return
+                        self.wfile.write(body[index: index + 16])
+                        self.wfile.flush()
+                        server.release.wait(0.2)
+                    return
                 if mode == "cut-once" and server.served[path] == 1:
                     self.wfile.write(body[: len(body) // 2])
                     self.wfile.flush()
@@ -94,6 +121,7 @@ class Server:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -288,3 +316,98 @@ def test_notebook_download_fetches_and_verifies_once(release_tree, servers, tmp_
     served = len(first.log)
     notebook.fetch_cremad(None, tmp_path / "cremad", progress=False)
     assert len(first.log) == served
+
+
+# ---------------------------------------------------------------- servers that hang, refuse or garble
+
+
+def test_an_undecodable_encoding_is_that_source_failing_not_the_run(release_tree, servers, tmp_path):
+    files, listing = release_tree
+    first, second = servers
+    first.modes.update({path: "bad-gzip" for path in files})
+    result = download(tmp_path / "cremad", sources=sources(first, second), workers=2, progress=False, listing=listing)
+    assert result["fetched"] == len(files) and genuine(tmp_path / "cremad", files)
+    assert result["source_skips"]["its Content-Encoding cannot be decoded"] == len(files)
+
+
+def test_a_silent_server_is_left_after_its_read_timeout_and_named(release_tree, servers, tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setattr(dl, "READ_TIMEOUT", 0.5)
+    files, listing = release_tree
+    first, second = servers
+    first.modes.update({path: "silent" for path in files})
+    started = time.monotonic()
+    result = download(tmp_path / "cremad", sources=sources(first, second), workers=2, progress=False, listing=listing)
+    assert result["fetched"] == len(files) and genuine(tmp_path / "cremad", files)
+    assert time.monotonic() - started < 10  # two stalls of two tries of 0.5 s, then the source is left out
+    assert result["stalled"][first.url] == dl.STALLS
+    assert result["source_skips"][f"stalled {dl.STALLS} times: left out"] == len(files) - dl.STALLS
+    line = dl.summary(result)
+    assert f"stalled: {first.url} (2 files, then left out)" in line
+
+
+def test_a_file_may_not_outlast_its_deadline(release_tree, servers, tmp_path, monkeypatch):
+    monkeypatch.setattr(dl, "DEADLINE", 1.0)
+    files, listing = release_tree
+    first, second = servers
+    path = "AudioWAV/1001_DFA_ANG_XX.wav"
+    first.modes[path] = "drip"
+    result = download(tmp_path / "cremad", sources=sources(first, second), workers=2, progress=False, listing=listing)
+    assert result["failed"] == 0 and genuine(tmp_path / "cremad", files) and result["stalled"][first.url] == 1
+    assert any("stalled (over the 1.0 s a file may take)" in reason for reason in result["source_skips"])
+
+
+def test_a_416_for_a_partial_file_starts_it_from_zero(release_tree, servers, tmp_path):
+    files, listing = release_tree
+    first, _ = servers
+    path = "VideoFlash/1003_WSI_FEA_XX.flv"
+    root = tmp_path / "cremad"
+    part = root / dl.PARTIAL_DIR / f"{path}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"x" * 1000)  # not even the file's first bytes: a server may rightly refuse to continue it
+    first.modes[path] = "416"
+    result = download(root, sources=sources(first), progress=False, listing=listing)
+    assert result["failed"] == 0 and genuine(root, files)
+    assert [value for logged, value in first.log if logged == path] == ["bytes=1000-", None]
+
+
+@pytest.mark.parametrize("mode", ["drip", "retry-after"])
+def test_ctrl_c_stops_within_a_second_and_keeps_the_partial_files(release_tree, servers, tmp_path, mode):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    files, listing = release_tree
+    first, _ = servers
+    first.modes.update({path: mode for path in files})
+    root = tmp_path / "cremad"
+    script = (f"import sys; from emolib.data import release; release.asset_path = lambda name: {str(listing)!r}; "
+              f"from emolib.cli.main import main; sys.exit(main(['download', 'cremad', '--to', {str(root)!r}, '--no-builtin-sources', "
+              f"'--source', {first.url!r}]))")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 30
+    while len(first.log) < 4 and time.monotonic() < deadline:  # every worker is in a transfer
+        time.sleep(0.05)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    interrupted = time.monotonic()
+    _, err = process.communicate(timeout=20)
+    assert time.monotonic() - interrupted < 2.5, "Ctrl-C took too long"
+    assert process.returncode == 130 and "partial files are kept" in err and "Traceback" not in err
+    if mode == "drip":
+        assert list((root / dl.PARTIAL_DIR).rglob("*.part"))
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_destination_that_cannot_be_written_is_named_before_anything_runs(tmp_path, capsys, dry_run):
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    for target, words in ((taken, "not a folder"), (taken / "below", "is not a folder")):
+        argv = ["download", "cremad", "--to", str(target), "--no-builtin-sources", "--source", "http://127.0.0.1:9"]
+        assert main(argv + (["--dry-run"] if dry_run else [])) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--to {target}: " in err and words in err and ".part" not in err

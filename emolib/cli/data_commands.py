@@ -19,11 +19,14 @@ def _download(parser):
     parser.add_argument("--dry-run", action="store_true", help="print what would be fetched and its size, fetch nothing")
 
     def run(args):
-        from ..data.download import download, dry_run_lines, licence_lines, sources_for, summary
+        import sys
+
+        from ..data.download import PARTIAL_DIR, check_destination, download, dry_run_lines, licence_lines, sources_for, summary
         from ..data.release import parse_parts
 
         parts = parse_parts(args.parts)
         sources = sources_for(args.source, builtin=not args.no_builtin_sources)
+        check_destination(args.to)  # a dry run checks it too: it promises what the real run will do
         for line in licence_lines(args.to):
             print(line)
         if args.dry_run:
@@ -31,7 +34,12 @@ def _download(parser):
             for line in dry_run_lines(args.to, parts):
                 print(line)
             return 0
-        result = download(args.to, parts, sources, args.workers)
+        try:
+            result = download(args.to, parts, sources, args.workers)
+        except KeyboardInterrupt:
+            print(f"emolib download: interrupted; partial files are kept in {args.to}/{PARTIAL_DIR}: run the same command again "
+                  "to continue", file=sys.stderr)
+            return 130
         print(summary(result))
         if result["failed"]:
             shown = ", ".join(sorted(result["failed_files"])[:EXAMPLES_SHOWN])
