@@ -36,3 +36,24 @@ def check_input_file(path, error: type[EmolibError]) -> None:
         raise error(f"{path}: not a file")
     if path.stat().st_size == 0:
         raise error(f"{path}: empty file (0 bytes)")
+
+
+def check_output_folder(path, what: str, error: type[EmolibError] = EmolibError):
+    """``path`` (a Path), checked before any work to be a folder this process can write into, or one it can make: a probe folder
+    is made and removed in its nearest existing parent, nothing else is written. ``error`` naming ``what`` (e.g. "--out DIR")
+    when it is a file, or cannot be written."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise error(f"{what}: not a folder (a file is there)")
+    existing = next((parent for parent in (path, *path.parents) if parent.exists()), Path("."))
+    if not existing.is_dir():
+        raise error(f"{what}: cannot write there ({existing} is not a folder)")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".emolib-probe-", dir=existing))
+    except OSError as problem:
+        raise error(f"{what}: cannot write there ({problem.strerror or problem})") from None
+    return path

@@ -152,3 +152,33 @@ def test_list_files_bad_or_naming_missing_files(archive, tmp_path, capsys):
 
     errors = read_errors(out)
     assert list(errors["file"].map(lambda path: Path(path).name)) == ["gone.mp4"] and errors["error"].str.contains("gone.mp4").all()
+
+
+def test_broken_symlinks_in_a_folder_each_end_in_an_error_row(archive, tmp_path, capsys):
+    from emolib.infer.annotate import read_errors
+
+    _, models = archive
+    folder = tmp_path / "links"
+    folder.mkdir()
+    (folder / "dangling.mp4").symlink_to(tmp_path / "moved-away.mp4")
+    (folder / "loop.mp4").symlink_to(folder / "loop.mp4")
+    assert {path.name for path in list_inputs(folder)} == {"dangling.mp4", "loop.mp4"}
+    assert {path.name for path in list_inputs(str(folder / "*.mp4"))} == {"dangling.mp4", "loop.mp4"}
+    out = tmp_path / "annotations"
+    assert main(["annotate", str(folder), "--models", str(models), "--out", str(out)]) == 0
+    assert "2 files: 0 annotated" in capsys.readouterr().out
+    errors = read_errors(out).sort_values("file")
+    assert list(errors["file"].map(lambda path: Path(path).name)) == ["dangling.mp4", "loop.mp4"]
+    assert errors["error"].str.contains("cannot read the file").all()
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_work(archive, tmp_path, capsys):
+    import time
+
+    root, models = archive
+    taken = tmp_path / "annotations.parquet"
+    taken.write_text("a file")
+    started = time.monotonic()
+    assert main(["annotate", str(root / "videos"), "--models", str(models), "--out", str(taken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {taken}: not a folder" in err and time.monotonic() - started < 5

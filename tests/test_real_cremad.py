@@ -250,10 +250,11 @@ def test_face_bench_writes_its_section_and_keeps_the_rest(tmp_path):
 
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("# Benchmarks\n\nlatency table\n")
-    rows = [{"set": "s", "images": 1, "faces": True, "frontal_only": 0, "haar": 1, "blazeface": 1, "frontal_only_ms": 1.0, "haar_ms": 2.0,
-             "blazeface_ms": 0.5}]
+    rows = [{"set": "s", "images": 1, "faces": True, "frontal_only": 0, "haar": 1, "blazeface_auto": 1, "blazeface": 2, "frontal_only_ms": 1.0,
+             "haar_ms": 2.0, "blazeface_auto_ms": 0.5, "blazeface_ms": 0.9}]
     text = update_section(path, markdown(rows, "emolib bench --faces"))
-    assert text.startswith("# Benchmarks\n\nlatency table") and START in text and "| s | 1 | 0 | 1 | 1 | 1.0 | 2.0 | 0.5 |" in text
+    assert text.startswith("# Benchmarks\n\nlatency table") and START in text and "| s | 1 | 0 | 1 | 1 | 2 | 1.0 | 2.0 | 0.5 | 0.9 |" in text
+    assert "found: BlazeFace auto | found: BlazeFace both" in text
     path.write_text(text)
     again = update_section(path, markdown(rows, "emolib bench --faces"))
     assert again.count(START) == again.count(END) == 1

@@ -356,9 +356,47 @@ BAD_ARGUMENTS = [
                                                       "--pooling", "attentive-stats", "--out", str(b["root"] / "m4")]),
     ("train-zero-frames", lambda b: ["train", "face", "--data", str(b["data"]), "--frames", "0", "--out", str(b["root"] / "m5")]),
     ("evaluate-other-recipe", lambda b: ["evaluate", "--data", str(b["data"]), "--models", str(b["models"]), "--recipe", "best"]),
+    # options a command would ignore, or cannot honour: refused in one line naming them
+    ("evaluate-other-frames", lambda b: ["evaluate", "--data", str(b["data"]), "--models", str(b["models"]), "--frames", "16"]),
+    ("evaluate-other-pooling", lambda b: ["evaluate", "--data", str(b["data"]), "--models", str(b["models"]), "--pooling", "stats"]),
+    ("evaluate-other-temporal", lambda b: ["evaluate", "--data", str(b["data"]), "--models", str(b["models"]), "--temporal", "attention"]),
+    ("evaluate-other-speech-only", lambda b: ["evaluate", "--data", str(b["data"]), "--models", str(b["models"]), "--speech-only"]),
+    ("evaluate-training-option", lambda b: ["evaluate", "--data", str(b["data"]), "--models", str(b["models"]), "--epochs", "3"]),
+    ("evaluate-option-of-a-missing-model", lambda b: ["evaluate", "--data", str(b["data"]), "--models", str(b["models"] / "voice"),
+                                                      "--frames", "3"]),
+    ("train-finetune-freeze-all", lambda b: ["train", "fusion", "--data", str(b["data"]), "--finetune", "--freeze", "all", "--out", str(b["models"])]),
+    ("train-face-layers", lambda b: ["train", "face", "--data", str(b["data"]), "--layers", "weighted", "--out", str(b["root"] / "m6")]),
+    ("train-face-speech-only", lambda b: ["train", "face", "--data", str(b["data"]), "--speech-only", "--out", str(b["root"] / "m6")]),
+    ("train-voice-temporal", lambda b: ["train", "voice", "--data", str(b["data"]), "--temporal", "attention", "--out", str(b["root"] / "m6")]),
+    ("train-voice-balance", lambda b: ["train", "voice", "--data", str(b["data"]), "--balance", "ogm-ge", "--out", str(b["root"] / "m6")]),
+    ("train-fusion-frames", lambda b: ["train", "fusion", "--data", str(b["data"]), "--frames", "16", "--out", str(b["models"])]),
+    ("train-voice-lr-without-finetune", lambda b: ["train", "fusion", "--data", str(b["data"]), "--voice-lr", "1e-4", "--out", str(b["models"])]),
+    ("train-transformer-one-frame", lambda b: ["train", "face", "--data", str(b["data"]), "--temporal", "transformer", "--frames", "1",
+                                               "--out", str(b["root"] / "m6")]),
+    ("train-best-one-frame", lambda b: ["train", "face", "--data", str(b["data"]), "--recipe", "best", "--frames", "1", "--out", str(b["root"] / "m6")]),
+    ("train-frames-10000", lambda b: ["train", "face", "--data", str(b["data"]), "--frames", "10000", "--out", str(b["root"] / "m6")]),
+    ("doctor-frames-0", lambda b: ["doctor", "--frames", "0"]),
+    ("doctor-frames-negative", lambda b: ["doctor", "--frames", "-5"]),
+    ("doctor-frames-too-many", lambda b: ["doctor", "--frames", "10000"]),
+    ("doctor-cache-file", lambda b: ["doctor", "--cache", str(b["wav"])]),
+    ("rehearse-three-clips", lambda b: ["rehearse", "--clips", "3", "--device", "cpu", "--work", str(b["root"] / "r")]),
+    ("annotate-out-file", lambda b: ["annotate", str(b["folder"]), "--models", str(b["models"]), "--out", str(b["wav"])]),
+    ("download-dry-run-to-file", lambda b: ["download", "cremad", "--to", str(b["wav"]), "--dry-run"]),
 ] + [(f"checkpoint-{name}", (lambda name: lambda b: ["predict", "--models", str(b["broken"][name]), "--audio", str(b["wav"]),
                                                      "--image", str(REPO / "docs" / "live_demo.png"), "--no-fast"])(name))
      for name in ("labels", "hidden", "extra-key", "missing-key", "no-preprocessing", "window", "frames", "format", "truncated")]
+SAID = {  # what the line says, for the option cases: the option and why
+    "evaluate-other-frames": "trained with --frames 3, not --frames 16", "evaluate-other-pooling": "trained with --pooling mean, not --pooling stats",
+    "evaluate-other-temporal": "trained with --temporal mean", "evaluate-other-speech-only": "trained with --no-speech-only, not --speech-only",
+    "evaluate-training-option": "--epochs: training options", "evaluate-option-of-a-missing-model": "has no face model",
+    "train-finetune-freeze-all": "leave out --freeze all", "train-face-layers": "--layers is for the voice model",
+    "train-face-speech-only": "--speech-only is for the voice model", "train-voice-temporal": "--temporal is for the face model",
+    "train-voice-balance": "--balance is for the fusion model", "train-fusion-frames": "--frames is for the face model",
+    "train-voice-lr-without-finetune": "add --finetune", "train-transformer-one-frame": "--temporal transformer pools over a clip's frames",
+    "train-best-one-frame": "(from --recipe best)", "train-frames-10000": "at most 64 frames", "doctor-frames-0": "--frames",
+    "doctor-frames-negative": "--frames", "doctor-frames-too-many": "at most 64", "doctor-cache-file": "not a folder",
+    "rehearse-three-clips": "at least 24 clips", "annotate-out-file": "not a folder", "download-dry-run-to-file": "not a folder",
+}
 
 
 @pytest.mark.parametrize("name, argv", BAD_ARGUMENTS, ids=[name for name, _ in BAD_ARGUMENTS])
@@ -370,6 +408,7 @@ def test_every_bad_argument_is_one_line_and_exit_2(name, argv, bad_inputs, capsy
     assert stopped.value.code == 2, captured.err
     assert "Traceback" not in captured.err and captured.err.strip().count("\n") == 0, captured.err
     assert captured.err.startswith("emolib"), captured.err
+    assert SAID.get(name, "") in captured.err, captured.err
     if name == "timeline-dir":
         assert not (bad_inputs["root"] / "t1").exists()
 

@@ -10,7 +10,9 @@ import shutil
 import time
 from pathlib import Path
 
+from ..train.checks import MAX_FRAMES
 from .registry import command
+from .types import positive_int
 
 VOICE_TRAIN_GFLOP = 175.0  # wav2vec2-base, one 4 s clip, forward + backward (about 3x the 58 GFLOP forward)
 FACE_TRAIN_GFLOP = 12.3  # ResNet-50, one 224 px crop, forward + backward
@@ -34,9 +36,16 @@ def _doctor(parser):
     parser.add_argument("--face-weights", default=None, help="face ResNet-50 weights to check (default IMAGENET1K_V2)")
     parser.add_argument("--cache", default=None, help="cache folder (default $EMOLIB_CACHE or ~/.cache/emolib)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--frames", type=int, default=BEST_FRAMES, help="face frames per clip the crops will have (default 16: the best recipe; seed 3)")
+    parser.add_argument("--frames", type=positive_int, default=BEST_FRAMES,
+                        help=f"face frames per clip the crops will have (default 16: the best recipe; seed 3; at most {MAX_FRAMES})")
 
     def run(args):
+        from ..errors import EmolibError
+
+        if args.frames > MAX_FRAMES:
+            raise EmolibError(f"--frames {args.frames}: at most {MAX_FRAMES} frames per clip (what training accepts)")
+        if args.cache and Path(args.cache).exists() and not Path(args.cache).is_dir():
+            raise EmolibError(f"--cache {args.cache}: not a folder (a file is there); the cache is a folder of face crops and features")
         report = Report()
         environment(report, args.device)
         backbones(report, args.backbone, args.face_weights)

@@ -125,7 +125,7 @@ def _add_training_arguments(parser) -> None:
     recipe.add_argument("--pooling", choices=POOLING_CHOICES, default=None, help="voice: mean, mean+std (stats) or attentive statistics pooling")
     recipe.add_argument("--speech-only", action=argparse.BooleanOptionalAction, default=None,
                         help="voice: pool over the frames Silero VAD marks as speech (needs the silero-vad package)")
-    recipe.add_argument("--frames", type=positive_int, default=None, help="face: frames per clip, sampled evenly (seed 3, best 16)")
+    recipe.add_argument("--frames", type=positive_int, default=None, help="face: frames per clip, sampled evenly (seed 3, best 16; at most 64)")
     recipe.add_argument("--temporal", choices=TEMPORAL_CHOICES, default=None,
                         help="face: pool the frames' embeddings by their mean, attention, or a 2-layer transformer with attention pooling")
     recipe.add_argument("--balance", choices=BALANCE_CHOICES, default=None, help="fusion: none, or OGM-GE gradient modulation of the stronger modality")
@@ -164,11 +164,11 @@ def _train(parser):
     parser.add_argument("--face-lr", type=positive_float, default=None, help="fusion --finetune: the face encoder's learning rate (default: its own)")
 
     def run(args):
+        from ..train.checks import check_train_options
         from ..train.options import load_manifest_for
         from ..train.recipes import train_with
 
-        if args.kind != "fusion" and (args.finetune or args.voice_lr or args.face_lr):
-            raise EmolibError("--finetune, --voice-lr and --face-lr apply to `emolib train fusion` (joint fine-tuning of both encoders)")
+        check_train_options(args.kind, model_options(args))  # before the data is read (train_with checks again for library callers)
         data = data_options(args)
         manifest = load_manifest_for(data)
         history = train_with(args.kind, manifest, args.out, model_options(args), args.cache, labels=args.labels, label_order=args.label_order,
@@ -198,11 +198,13 @@ def _evaluate(parser):
                              "--protocol than training); every report then says so and the model card is not updated")
 
     def run(args):
+        from ..train.checks import check_evaluate_options
         from ..train.recipes import cross_validate, evaluate_split
 
         if args.folds or (args.protocol == HICMAE and args.fold is None):
             cross_validate(data_options(args), args.folds or HICMAE_FOLDS, args.models, args.out, model_options(args), args.cache)
         else:
+            check_evaluate_options(args.models, model_options(args))
             evaluate_split(data_options(args), args.models, args.out, args.split, args.cache, args.device, args.label_map, args.by,
                            args.allow_seen_speakers, args.recipe)
 
@@ -229,7 +231,8 @@ def _demo(parser):
 @command("rehearse", "dress rehearsal of the Kaggle run: synthetic CREMA-D at real proportions, one epoch of each model, timings and memory")
 def _rehearse(parser):
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--clips", type=positive_int, default=None, help="synthetic clips (default 546 with full-size models, 96 with tiny)")
+    parser.add_argument("--clips", type=positive_int, default=None, help="synthetic clips (default 546 with full-size models, 96 with tiny; "
+                                                                       "at least 48: the projection scales one epoch of them to CREMA-D)")
     parser.add_argument("--recipe", choices=RECIPES, default="best")
     parser.add_argument("--size", choices=("full", "tiny"), default=None, help="full-size random-init models (default on a GPU) or tiny (on a CPU)")
     parser.add_argument("--work", default="work/rehearsal", help="folder for the data, models and rehearsal.json")

@@ -19,9 +19,7 @@ Ctrl-C stops within about a second, keeping every ``.part`` file for the next ru
 """
 from __future__ import annotations
 
-import os
 import queue
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -32,7 +30,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from ..errors import DataError
+from ..errors import DataError, check_output_folder
 from ..files import file_digest, publish
 from .release import DEFAULT_PARTS, PARTS, release_files
 from .scan import LFS_POINTER_PREFIX
@@ -293,19 +291,8 @@ def licence_lines(root) -> list[str]:
 
 
 def check_destination(root) -> Path:
-    """``root``, checked to be a folder this process can write into, or one it can make (a probe folder is made and removed in
-    its nearest existing parent; nothing else is written); DataError naming ``root`` when it is not."""
-    root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise DataError(f"--to {root}: not a folder (a file is there)")
-    existing = next((parent for parent in (root, *root.parents) if parent.exists()), Path("."))
-    if not existing.is_dir():
-        raise DataError(f"--to {root}: cannot write there ({existing} is not a folder)")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".emolib-probe-", dir=existing))
-    except OSError as error:
-        raise DataError(f"--to {root}: cannot write there ({error.strerror or error})") from None
-    return root
+    """``root``, checked to be a folder this process can write into or make (``errors.check_output_folder``)."""
+    return check_output_folder(root, f"--to {root}", DataError)
 
 
 def download(root, parts=DEFAULT_PARTS, sources=None, workers: int = DEFAULT_WORKERS, progress: bool = True, listing=None) -> dict:

@@ -21,7 +21,7 @@ import io
 from pathlib import Path
 
 from ..audio import WINDOW_SECONDS
-from ..errors import EmolibError
+from ..errors import EmolibError, check_output_folder
 from .archive import (ERRORS_DIR, WINDOWS_DIR, content_key, error_bytes, existing_results, list_inputs, parquet_bytes, path_part, read_errors,
                       read_windows, relabel, result_key, run_settings, settings_key, window_schema, write_result)
 
@@ -138,7 +138,7 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     from ..models.checkpoint import find_models, read_checkpoint_config
     from ..transforms import FaceSettings
 
-    out = Path(out)
+    out = check_output_folder(out, f"--out {out}")  # before any file is read: a bad --out fails now, not after the work
     files = list_inputs(source)
     found = find_models(models_dir)
     settings = run_settings(found, window, hop, min_speech)

@@ -32,18 +32,24 @@ ERROR_SCHEMA_FIELDS = (("file", "string"), ("error", "string"), ("key", "string"
 def list_inputs(source) -> list[Path]:
     """Media files named by ``source``: a folder (recursive), a glob pattern, or a .csv/.parquet list (column ``path`` or the first).
 
-    A listed file that does not exist is kept (it gets an error row); an empty, unreadable or malformed list is one EmolibError.
+    A listed file that does not exist is kept (it gets an error row), and so is every media name a folder or glob finds that is
+    not a readable file (a dangling symlink, a symlink loop); an empty, unreadable or malformed list is one EmolibError.
     """
     path = Path(source)
     if path.is_dir():
-        files = [item for item in path.rglob("*") if item.is_file() and item.suffix.lower() in MEDIA_SUFFIXES]
+        files = [item for item in path.rglob("*") if _media_entry(item)]
     elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
         files = [item if item.is_absolute() else path.parent / item for item in map(Path, _listed(path))]
     else:
-        files = [Path(item) for item in glob.glob(str(source), recursive=True) if Path(item).is_file()]
+        files = [Path(item) for item in glob.glob(str(source), recursive=True) if _media_entry(Path(item))]
     if not files:
         raise EmolibError(f"{source}: no media files found (give a folder, a glob, or a CSV/Parquet list with a 'path' column)")
     return sorted({file.absolute() for file in files})
+
+
+def _media_entry(item: Path) -> bool:
+    """A file, or a symlink that should be one (dangling, or a loop: it ends in an error row), with a media suffix."""
+    return item.suffix.lower() in MEDIA_SUFFIXES and (item.is_symlink() or item.is_file())
 
 
 def _listed(path: Path) -> list[str]:

@@ -17,6 +17,7 @@ from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFA
 from ..models.nets import FaceConfig, VoiceConfig
 from .distributed import is_main_process
 from .options import DEFAULT_FREEZE, SYNTHETIC_MARKER, DataOptions, ModelOptions, is_synthetic, load_manifest_for, train_config, whole_clip_batches
+from .checks import check_frames, check_train_options, options_for
 from .presets import OPTION_NAMES, apply_recipe, recipe_of
 from .resume import RESUME_FILE
 
@@ -120,7 +121,8 @@ def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir
 
     from ..data.perceived import with_labels
 
-    check_init(kind, options.init_from, options.backbone, options.face_weights)  # before anything is read or said about the data
+    check_train_options(kind, options)  # before anything is read or said about the data
+    check_init(kind, options.init_from, options.backbone, options.face_weights)
     chosen = [name for name in ("recipe", *OPTION_NAMES) if getattr(options, name) is not None]
     if options.init_from and chosen:
         from ..errors import ModelError
@@ -203,6 +205,7 @@ def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: 
     from ..errors import DataError
     from ..eval.evaluation import evaluate_models
 
+    check_frames(options)
     folds = HICMAE_FOLDS if data.protocol == HICMAE else folds
     reports, skipped = [], []
     for fold in (range(folds) if fold_ids is None else fold_ids):
@@ -223,8 +226,8 @@ def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: 
             print(f"skipped: {error}")
             skipped.append({"fold": fold, "reason": str(error)})
             continue
-        for kind in KINDS:
-            train_with(kind, manifest, fold_models, options, cache_dir, labels="intended" if data.labels == "both" else data.labels,
+        for kind in KINDS:  # each model gets its own options (a fold trains all three)
+            train_with(kind, manifest, fold_models, options_for(kind, options), cache_dir, labels="intended" if data.labels == "both" else data.labels,
                        label_order=data.label_order, about=fold_data.about())
         reports.append(evaluate_models(manifest, fold_models, fold_out, "test", cache_dir, options.device,
                                        is_synthetic(data.data), context=fold_data.context(), labels=data.labels))

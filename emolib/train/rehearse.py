@@ -20,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..data.splits import HICMAE, HICMAE_FOLDS
+from ..errors import EmolibError
 from ..files import atomic_write
 from ..models.backbones import TINY
 from .options import DEFAULTS, SYNTHETIC_MARKER, DataOptions, ModelOptions, load_manifest_for, train_config, whole_clip_batches
@@ -28,6 +29,8 @@ from .presets import BEST, apply_recipe
 REAL_CLIPS = 7442
 REAL_ACTORS = 91
 DEFAULT_CLIPS = {"full": 546, "tiny": 96}  # full: one clip of each emotion per actor
+MIN_CLIPS = 24  # fewer leave a handful of training clips in fold 1: too few to scale to 7,442
+ROUGH_BELOW = 200  # training clips under which the projection is marked rough (an epoch's fixed costs weigh more)
 WAIT_LIMIT = 0.2  # data-bound (the GPU waited on data) when the loop spent more than this share of an epoch waiting for batches
 KINDS = ("voice", "face", "fusion")
 RANDOM_VOICE = "wav2vec2-base-random-init"
@@ -51,6 +54,9 @@ def rehearse(work="work/rehearsal", device: str = "auto", clips: int | None = No
     chosen = pick_device(device)
     size = size or ("full" if chosen.type == "cuda" else "tiny")
     clips = clips or DEFAULT_CLIPS[size]
+    if clips < MIN_CLIPS:
+        raise EmolibError(f"--clips {clips}: a projection needs at least {MIN_CLIPS} clips (it scales one epoch of fold 1's training clips "
+                          f"to CREMA-D's {REAL_CLIPS:,}; the default is {DEFAULT_CLIPS[size]})")
     work = Path(work)
     data = rehearsal_data(work / f"cremad-{clips}", clips, progress)
     options = apply_recipe(ModelOptions(recipe=recipe, device=str(chosen)))
@@ -148,6 +154,9 @@ def markdown(report: dict) -> str:
         waited = f"{row['data_wait_share']:.0%}" + (" (data-bound)" if row["data_wait_share"] > WAIT_LIMIT else "")
         lines.append(f"| {kind} | {row['epoch_s']:.1f} | {row['train_s']:.1f} s for {row['train_clips']} clips | {waited} | {memory} | {loader} | "
                      f"{row['batch_size']} |")
+    trained = max(row["train_clips"] for row in report["models"].values())
+    rough = f" Rough: scaled from {trained} training clips (under {ROUGH_BELOW}, an epoch's fixed costs weigh more than at full size)." \
+        if trained < ROUGH_BELOW else ""
     lines += ["", f"Projected full 5-fold HiCMAE run on CREMA-D ({REAL_CLIPS} clips, default epochs, no early stop): "
-                  f"{report['projected_hours']:.1f} h on this machine."]
+                  f"{report['projected_hours']:.1f} h on this machine, from one epoch of {trained} training clips.{rough}"]
     return "\n".join(lines)
