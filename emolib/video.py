@@ -15,17 +15,20 @@ from .errors import VideoError, check_input_file
 DEFAULT_FRAMES = 3
 JPEG_MAGIC = b"\xff\xd8\xff"
 ROW_BLOCK = 256
+SEQUENTIAL_FRAMES = 900  # clips up to this many frames (30 s) are read in one pass: seeking re-decodes from a keyframe each time,
+# which for CREMA-D's VP6 (one keyframe per clip) made 16 frames of a 61-frame clip cost 6x one sequential pass
 MAX_IMAGE_SIDE = 4096  # larger images are downscaled on reading: faces need far fewer pixels, memory stays bounded
 
 
 def read_frames(path: str | Path, count: int = DEFAULT_FRAMES) -> list[np.ndarray]:
     """Read ``count`` evenly spaced RGB uint8 frames, frame i at (i + 0.5) / count of the clip.
 
-    Seeks straight to the wanted frames when the container reports a frame count, and falls
-    back to one sequential pass (grab every frame, decode to pixels only the wanted ones) when
-    the count is missing or seeking fails, e.g. metadata promising more frames than the file
-    holds. Clips shorter than ``count`` frames repeat frames, so the result always has ``count``
-    entries. Raises VideoError naming the file when it is missing or has no readable frames.
+    When the container reports a frame count, a clip of up to ``SEQUENTIAL_FRAMES`` is read in one
+    sequential pass (grab every frame, decode to pixels only the wanted ones) and a longer one seeks
+    straight to the wanted frames; without a count, or when the count is wrong (metadata promising
+    more frames than the file holds), the frames are counted in a first pass. Clips shorter than
+    ``count`` frames repeat frames, so the result always has ``count`` entries. Raises VideoError
+    naming the file when it is missing or has no readable frames.
     """
     import cv2
 
@@ -36,7 +39,13 @@ def read_frames(path: str | Path, count: int = DEFAULT_FRAMES) -> list[np.ndarra
     capture = _open(path)
     try:
         total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        frames = _read_by_seeking(capture, frame_indices(total, count)) if total > 0 else None
+        frames = None
+        if 0 < total <= SEQUENTIAL_FRAMES:
+            wanted = frame_indices(total, count)
+            picked = _pick_in_one_pass(capture, wanted)
+            frames = [picked[index] for index in wanted] if len(picked) == len(set(wanted)) else None
+        elif total > 0:
+            frames = _read_by_seeking(capture, frame_indices(total, count))
     finally:
         capture.release()
     if frames is None:
@@ -181,6 +190,20 @@ def _read_by_seeking(capture, indices: list[int]) -> list[np.ndarray] | None:
     return frames
 
 
+def _pick_in_one_pass(capture, wanted) -> dict[int, np.ndarray]:
+    """{index: BGR frame} of the ``wanted`` indices, grabbing frames in order from where ``capture`` is (the start)."""
+    wanted = sorted(set(wanted))
+    picked, index, position = {}, 0, 0
+    while position < len(wanted) and capture.grab():
+        if index == wanted[position]:
+            ok, frame = capture.retrieve()
+            if ok:  # a frame that does not decode is left out; the caller sees it missing
+                picked[index] = frame
+            position += 1
+        index += 1
+    return picked
+
+
 def _read_sequentially(path: Path, count: int) -> list[np.ndarray]:
     capture = _open(path)
     try:
@@ -192,16 +215,9 @@ def _read_sequentially(path: Path, count: int) -> list[np.ndarray]:
     if total == 0:
         raise VideoError(f"{path}: no readable video frames")
     wanted = frame_indices(total, count)
-    picked = {}
     capture = _open(path)
     try:
-        for index in range(wanted[-1] + 1):
-            if not capture.grab():
-                break
-            if index in wanted:
-                ok, frame = capture.retrieve()
-                if ok:
-                    picked[index] = frame
+        picked = _pick_in_one_pass(capture, wanted)
     finally:
         capture.release()
     if len(picked) < len(set(wanted)):
@@ -254,19 +270,10 @@ def read_frames_at(path, indices) -> dict[int, np.ndarray]:
     """RGB frames at the given indices, in one sequential pass (only those frames are kept)."""
     import cv2
 
-    wanted = sorted(set(int(i) for i in indices))
-    frames: dict[int, np.ndarray] = {}
     with quiet_opencv():
         capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
-        index, position = 0, 0
-        while position < len(wanted) and capture.grab():
-            if index == wanted[position]:
-                ok, frame = capture.retrieve()
-                if ok:
-                    frames[index] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                position += 1
-            index += 1
+        picked = _pick_in_one_pass(capture, [int(i) for i in indices])
     finally:
         capture.release()
-    return frames
+    return {index: cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) for index, frame in picked.items()}
