@@ -33,9 +33,10 @@ def _add_model_arguments(parser) -> None:
 
 
 def _add_speech_argument(parser) -> None:
-    parser.add_argument("--min-speech", type=non_negative_float, default=0.0, metavar="SECONDS",
-                        help="seconds of speech (Silero VAD; pip install silero-vad) an input or window needs for the voice model; "
-                             "less counts as no audio (default 0: off)")
+    parser.add_argument("--min-speech", type=non_negative_float, default=None, metavar="SECONDS",
+                        help="seconds of speech (Silero VAD) an input or window needs for the voice model; less counts as no audio "
+                             "(default: the voice model's own rule, 0.25 s for a model trained on speech, off for older or synthetic "
+                             "ones; 0 turns it off)")
 
 
 def _predictor(args):

@@ -119,6 +119,23 @@ class VoiceDataset(Dataset):
         return {**item, "label": torch.tensor(int(self.rows.at[index, "label"]))}
 
 
+def speech_sample(manifest: pd.DataFrame, count: int) -> list[np.ndarray]:
+    """Up to ``count`` training clips' 16 kHz waves, evenly spread over the train split (the sample a new voice model's default
+    speech rule is chosen on, ``speech.default_rule``); unreadable files are left out."""
+    from ..errors import AudioError
+
+    rows = select_split(manifest, "train")
+    paths = list(rows.loc[rows["audio_path"].astype(str) != "", "audio_path"])
+    picks = sorted(set(np.linspace(0, len(paths) - 1, min(count, len(paths))).round().astype(int))) if paths else []
+    waves = []
+    for index in picks:
+        try:
+            waves.append(load_sound(paths[index]))
+        except AudioError:
+            continue
+    return waves
+
+
 class FaceDataset(Dataset):
     """Clips with a face in their cached crops -> ``pixels`` (F, 3, S, S). When ``train``: one random jittered frame
     (a model that means its frames), or every frame jittered with ``whole_clips`` (a model with temporal attention)."""

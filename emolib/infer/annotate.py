@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..audio import WINDOW_SECONDS
 from ..errors import EmolibError, check_output_folder
+from ..speech import stored_rule
 from .archive import (ERRORS_DIR, WINDOWS_DIR, content_key, error_bytes, existing_results, list_inputs, parquet_bytes, path_part, read_errors,
                       read_windows, relabel, result_key, run_settings, settings_key, window_schema, write_result)
 
@@ -40,12 +41,12 @@ def require_scale() -> None:
         raise EmolibError(f"emolib annotate needs Ray Data and pyarrow ({error.name} is missing): {INSTALL}") from None
 
 
-def decode(row: dict, window: float, hop: float, frames: int) -> dict:
-    """Ray task: one file's windows (audio clips and frames) packed as bytes, or its error."""
+def decode(row: dict, window: float, hop: float, frames: int, speech_threshold: float | None = None) -> dict:
+    """Ray task: one file's windows (audio clips and frames, and their speech when the rule is on) packed as bytes, or its error."""
     from .timeline import timeline_inputs
 
     try:
-        inputs = timeline_inputs(row["path"], None, window, hop, frames)
+        inputs = timeline_inputs(row["path"], None, window, hop, frames, speech_threshold)
     except (EmolibError, OSError) as error:
         return {**row, "inputs": b"", "error": str(error)}
     return {**row, "inputs": pack(inputs), "error": ""}
@@ -58,7 +59,7 @@ def pack(inputs) -> bytes:
     import numpy as np
 
     arrays = {"header": np.frombuffer(json.dumps({"starts": inputs.starts, "ends": inputs.ends, "notes": inputs.notes,
-                                                  "seconds": inputs.seconds, "window_notes": inputs.window_notes}).encode(), dtype=np.uint8)}
+                                                  "seconds": inputs.seconds, "window_notes": inputs.window_notes, "speech": inputs.speech}).encode(), dtype=np.uint8)}
     for index, (clip, images) in enumerate(zip(inputs.clips, inputs.images)):
         if clip is not None:
             arrays[f"clip{index}"] = clip
@@ -85,13 +86,14 @@ def unpack(data: bytes):
         for index in range(count):
             names = sorted((name for name in archive.files if name.startswith(f"image{index}_")), key=lambda name: int(name.split("_")[1]))
             images.append([archive[name] for name in names] or None)
-    return TimelineInputs(header["starts"], header["ends"], clips, images, header["notes"], header["seconds"], header["window_notes"])
+    return TimelineInputs(header["starts"], header["ends"], clips, images, header["notes"], header["seconds"], header["window_notes"],
+                          header["speech"])
 
 
 class Annotator:
     """Ray actor: loads the Predictor once, then predicts every window of each decoded file."""
 
-    def __init__(self, models_dir: str, models: str, settings: str, device: str = "cpu", threads: int = 1, min_speech: float = 0.0):
+    def __init__(self, models_dir: str, models: str, settings: str, device: str = "cpu", threads: int = 1, min_speech: float | None = None):
         import torch
 
         from .predictor import Predictor
@@ -123,7 +125,7 @@ class Annotator:
 
 
 def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_SECONDS, hop: float = 1.0, ray_address: str | None = None,
-             gpus_per_worker: float = 0.0, cpus_per_worker: float = 0.5, progress: bool = True, min_speech: float = 0.0) -> dict:
+             gpus_per_worker: float = 0.0, cpus_per_worker: float = 0.5, progress: bool = True, min_speech: float | None = None) -> dict:
     """Annotate every file of ``source`` with the models of ``models_dir`` into the dataset folder ``out``.
 
     Returns counts: files found, skipped (already done with these settings), annotated, failed,
@@ -141,7 +143,10 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     out = check_output_folder(out, f"--out {out}")  # before any file is read: a bad --out fails now, not after the work
     files = list_inputs(source)
     found = find_models(models_dir)
+    rule = stored_rule(read_checkpoint_config(found["voice"])[1]) if "voice" in found else stored_rule(None)
+    min_speech = rule["min_seconds"] if min_speech is None else float(min_speech)  # the voice model's own rule unless given
     settings = run_settings(found, window, hop, min_speech)
+    speech_threshold = rule["threshold"] if "voice" in found and min_speech > 0 else None
     settings_id = settings_key(settings)
     frames = FaceSettings.from_stored(read_checkpoint_config(found["face"])[1]["preprocessing"]["face"]).frames if "face" in found else 0
     existing = existing_results(out)
@@ -168,19 +173,20 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     try:
         label = "; ".join(f"{kind}={Path(models_dir).name}/{kind}@{digest[:12]}" for kind, digest in settings["models"].items())
         return _run(ray, groups, counts, out, models_dir, label, settings, settings_id, frames, workers, cpus_per_worker, gpus_per_worker,
-                    progress)
+                    progress, speech_threshold)
     finally:
         if started_ray:
             ray.shutdown()  # leave no Ray processes behind in the caller's process (a notebook, a test run)
 
 
 def _run(ray, groups, counts, out, models_dir, models, settings, settings_id, frames, workers, cpus_per_worker, gpus_per_worker,
-         progress) -> dict:
+         progress, speech_threshold=None) -> dict:
     """The Ray Data job of ``annotate``: one decode task and one prediction per distinct content, then each path's result."""
     from tqdm.auto import tqdm
 
     todo = [{"path": str(paths[0][0]), "key": content} for content, paths in groups.items()]
-    dataset = ray.data.from_items(todo).map(decode, fn_kwargs={"window": settings["window"], "hop": settings["hop"], "frames": frames},
+    dataset = ray.data.from_items(todo).map(decode, fn_kwargs={"window": settings["window"], "hop": settings["hop"], "frames": frames,
+                                                                             "speech_threshold": speech_threshold},
                                             num_cpus=cpus_per_worker / 2)
     dataset = dataset.map_batches(Annotator, fn_constructor_kwargs={"models_dir": str(models_dir), "models": models,
                                                                      "settings": settings_id, "device": "cuda" if gpus_per_worker else "cpu",

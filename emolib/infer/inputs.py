@@ -36,17 +36,19 @@ def prepare_audio(audio, sample_rate, settings=None, name: str = "audio array"):
     return wave, [], seconds, rms
 
 
-def speech_rule(wave, min_speech: float, name: str = "audio array", heard: bool = True):
+def speech_rule(wave, min_speech: float, name: str = "audio array", heard: bool = True, seconds: float | None = None,
+                threshold: float | None = None):
     """(wave or None, notes, seconds of speech or None): ``speech.has_speech`` applied to a wave ``prepare_audio`` kept; with
-    ``min_speech`` 0 the rule is off and nothing is measured. Audio ``prepare_audio`` found silent or too short (``heard`` but no
-    wave) has 0 s of speech."""
+    ``min_speech`` 0 the rule is off and nothing is measured. ``seconds``: the window's speech, already measured over its whole
+    file or stream (``speech.seconds_in``); else measured on ``wave`` with Silero's segment logic at ``threshold``. Audio
+    ``prepare_audio`` found silent or too short (``heard`` but no wave) has 0 s of speech."""
     if min_speech <= 0:
         return wave, [], None
     if wave is None:
         return None, [], 0.0 if heard else None
-    from ..speech import has_speech, speech_seconds
+    from ..speech import SEGMENT_THRESHOLD, has_speech, speech_seconds
 
-    seconds = speech_seconds(wave)
+    seconds = speech_seconds(wave, threshold or SEGMENT_THRESHOLD) if seconds is None else float(seconds)
     if has_speech(seconds, min_speech):
         return wave, [], seconds
     return None, [f"{name}: no speech ({seconds:.2f} s of speech, fewer than {min_speech:g} s)"], seconds

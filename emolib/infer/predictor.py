@@ -18,7 +18,8 @@ Fallbacks (each one is reported in ``Prediction.notes``):
   training uses for face-less clips is not fed to the face model for live prediction: a wall or
   a ceiling would get a confident emotion), and the voice model decides;
 - no audio, an empty or too short recording, silence (``audio.is_silent`` on the window the
-  model would see), or with ``min_speech`` too little speech (``speech.has_speech``, Silero VAD): the face model decides;
+  model would see), or too little speech (``speech.has_speech``, Silero VAD; by default the rule the voice checkpoint stores,
+  ``min_speech`` overrides it, 0 turns it off): the face model decides;
 - both modalities usable and a fusion model loaded: the fusion model decides (presence flags
   [1, 1]); without a fusion model, the mean of the voice and face probabilities;
 - one modality usable: its own model decides (``single="model"``, the default), or the fusion
@@ -34,6 +35,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..faces import clip_has_face
+from ..speech import stored_rule
 from ..transforms import AudioSettings, FaceSettings, crop_clip
 from .inputs import load_inputs, prepare_audio, prepare_frames, speech_rule
 from .people import find_faces, main_face, other_faces
@@ -66,7 +68,7 @@ class Predictor:
     """
 
     def __init__(self, voice=None, face=None, fusion=None, device: str = "cpu", single: str = "model", models_dir=None,
-                 fast: bool = False, quantize: str = "auto", threads: int | None = None, probes=None, notes=(), min_speech: float = 0.0):
+                 fast: bool = False, quantize: str = "auto", threads: int | None = None, probes=None, notes=(), min_speech: float | None = None):
         from ..devices import pick_device
 
         if single not in SINGLE_CHOICES:
@@ -84,7 +86,13 @@ class Predictor:
         self.device = pick_device(device)
         self.voice, self.face, self.fusion = (m.to(self.device).eval() if m is not None else None for m in (voice, face, fusion))
         self.single = single
-        self.min_speech = float(min_speech)  # seconds of speech (Silero VAD) a window needs for the voice model; 0: the rule is off
+        rule = stored_rule(getattr(voice, "checkpoint", None)) if voice is not None else stored_rule(None)
+        # seconds of speech (Silero VAD) a window needs for the voice model (0: the rule is off): the voice checkpoint's default
+        # (models trained on speech store one; older ones have it off) unless ``min_speech`` is given
+        self.min_speech = rule["min_seconds"] if min_speech is None else float(min_speech)
+        self.speech_threshold = rule["threshold"]
+        self.speech_rule_source = "given" if min_speech is not None else "the voice model's default" if rule["stored"] else \
+            "off: the voice model predates stored speech rules"
         self.models_dir = models_dir
         self.notes = list(notes)
         self.audio_settings = AudioSettings.of(voice) if voice is not None else None
@@ -121,7 +129,7 @@ class Predictor:
 
     @classmethod
     def from_dir(cls, models_dir, device: str = "cpu", single: str = "model", fast: bool = True, quantize: str = "auto",
-                 threads: int | None = None, probes=None, allow_mismatched_fusion: bool = False, min_speech: float = 0.0) -> "Predictor":
+                 threads: int | None = None, probes=None, allow_mismatched_fusion: bool = False, min_speech: float | None = None) -> "Predictor":
         """Load the models ``models.checkpoint.find_models(models_dir)`` finds (voice, face, fusion; any subset).
 
         ``fast`` (default) runs the voice and face encoders through the cached ONNX Runtime fast
@@ -200,12 +208,13 @@ class Predictor:
     # ---------------------------------------------------------------- predict
 
     def predict(self, audio=None, sample_rate=None, image=None, audio_name: str = "audio array", image_name: str = "image",
-                whole_image: bool = False, image_scale=None) -> Prediction:
+                whole_image: bool = False, image_scale=None, speech_seconds: float | None = None) -> Prediction:
         """Predict from an audio array (any rate, mono or (frames, channels)) and/or an RGB image or frames.
 
         ``whole_image`` treats each image as an already-cropped face (no detection, no margin). ``image_scale`` (x, y): the
         frames are a working copy of an input that many times larger (``video.read_image_scaled``); boxes are reported in the
-        input's own pixels.
+        input's own pixels. ``speech_seconds``: the audio's speech, measured over the whole file or stream it is a window of
+        (``speech.seconds_in``; the timeline and the stream give it), else measured on ``audio``.
 
         ``image`` is an RGB (H, W, 3) array, a list of frames, or an (F, H, W, 3) array; the
         frames' embeddings are averaged like a training clip's. Raises PredictionError when
@@ -213,7 +222,8 @@ class Predictor:
         """
         notes: list[str] = list(self.notes)
         wave, audio_notes, seconds, rms = prepare_audio(audio, sample_rate, self.audio_settings, audio_name)
-        wave, speech_notes, speech = speech_rule(wave, self.min_speech, audio_name, heard=audio is not None)
+        wave, speech_notes, speech = speech_rule(wave, self.min_speech, audio_name, heard=audio is not None, seconds=speech_seconds,
+                                                 threshold=self.speech_threshold)
         audio_notes += speech_notes
         frames = prepare_frames(image, image_name)
         if wave is not None and self.voice is None:

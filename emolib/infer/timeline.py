@@ -51,12 +51,15 @@ class TimelineInputs:
     notes: list
     seconds: float
     window_notes: list = field(default_factory=list)
+    speech: list | None = None  # each window's seconds of speech, from Silero's segments over the whole file (None: not measured)
 
 
-def timeline_inputs(video, audio=None, window: float = WINDOW_SECONDS, hop: float = 1.0, frames: int = 0) -> TimelineInputs:
+def timeline_inputs(video, audio=None, window: float = WINDOW_SECONDS, hop: float = 1.0, frames: int = 0,
+                    speech_threshold: float | None = None) -> TimelineInputs:
     """Decode ``video`` (and ``audio``, which overrides its track) into windows of ``window`` s every ``hop`` s on the file's own
     clock (``media.timed_media``: a stream that starts late is placed where it plays), each with the audio and ``frames`` frames
-    that play inside it (0: no frames). No model is needed here."""
+    that play inside it (0: no frames). With ``speech_threshold``, Silero VAD runs once over the whole sound and each window gets
+    its share of the speech segments (``speech.seconds_in``). No emotion model is needed here."""
     video = Path(video)
     check_input_file(video, VideoError)
     media = timed_media(video, audio)
@@ -67,7 +70,13 @@ def timeline_inputs(video, audio=None, window: float = WINDOW_SECONDS, hop: floa
     clips = [media.audio_between(start, end) for start, end in zip(starts, ends)]
     images = [[decoded[index] for index in plan if index in decoded] or None for plan in plans]
     window_notes = [media.window_notes(start, end) for start, end in zip(starts, ends)]
-    return TimelineInputs(starts, ends, clips, images, media.notes, media.duration, window_notes)
+    speech = None
+    if speech_threshold is not None and media.wave is not None:
+        from ..speech import seconds_in, speech_segments
+
+        segments = speech_segments(media.wave, speech_threshold) + media.audio_start
+        speech = [seconds_in(segments, start, end) for start, end in zip(starts, ends)]
+    return TimelineInputs(starts, ends, clips, images, media.notes, media.duration, window_notes, speech)
 
 
 def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool = True):
@@ -82,7 +91,8 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
         notes = inputs.notes + (inputs.window_notes[index] if index < len(inputs.window_notes) else [])
         try:
             prediction = predictor.predict(clip if clip is not None and clip.size else None, SAMPLE_RATE, images,
-                                           audio_name=f"audio {start:g}-{end:g} s", image_name=f"frames {start:g}-{end:g} s")
+                                           audio_name=f"audio {start:g}-{end:g} s", image_name=f"frames {start:g}-{end:g} s",
+                                           speech_seconds=inputs.speech[index] if inputs.speech is not None else None)
         except PredictionError as error:
             rows.append({**row, "label": "", "source": "", "modalities": "", "face_found": False, "notes": "; ".join(notes + [str(error)])})
             continue
@@ -131,7 +141,12 @@ def predict_timeline(predictor: Predictor, video, audio=None, window: float | No
     """
     window = window or (predictor.audio_settings.window_seconds if predictor.audio_settings else WINDOW_SECONDS)
     frames = predictor.face_settings.frames if predictor.face_settings else 0
-    return timeline_rows(predictor, timeline_inputs(video, audio, window, hop, frames), progress)
+    return timeline_rows(predictor, timeline_inputs(video, audio, window, hop, frames, speech_threshold_of(predictor)), progress)
+
+
+def speech_threshold_of(predictor) -> float | None:
+    """Silero's segment threshold when ``predictor`` applies the no-speech rule to a voice (else None: nothing to measure)."""
+    return predictor.speech_threshold if predictor.voice is not None and predictor.min_speech > 0 else None
 
 
 def plot_timeline(table, title: str = ""):

@@ -99,6 +99,12 @@ class StreamEngine:
         self.audio_offset = 0  # stream sample index of self.audio[0]
         self.received = 0  # samples pushed so far
         self.video_span: tuple[float, float] | None = None  # (first, end) stream seconds of a file's video; None: a camera, unbounded
+        self.segments = None  # a file's speech segments in stream seconds (stream_file measures the whole file, as the timeline does)
+        self.vad = None  # else a live stream's Silero VAD, run on the audio as it arrives
+        if predictor.voice is not None and predictor.min_speech > 0:
+            from ..speech import StreamingVAD
+
+            self.vad = StreamingVAD(predictor.speech_threshold, keep=self.window + 2 * self.hop + 2.0)
         self.frames: list[tuple[float, np.ndarray]] = []
         self.skipped = 0
         self.updates: list[Update] = []
@@ -113,11 +119,15 @@ class StreamEngine:
         if self.received:
             raise EmolibError("start_audio_at: audio was already pushed")
         self.audio_offset = int(round(seconds * SAMPLE_RATE))
+        if self.vad is not None:
+            self.vad.first = self.audio_offset / SAMPLE_RATE
 
     def push_audio(self, samples: np.ndarray) -> None:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         self.received += len(samples)
         self.audio = np.concatenate([self.audio, samples])
+        if self.vad is not None and self.segments is None:
+            self.vad.push(samples)
         keep = int(round((self.window + 2 * self.hop) * SAMPLE_RATE))
         if len(self.audio) > keep:
             self.audio_offset += len(self.audio) - keep
@@ -130,7 +140,8 @@ class StreamEngine:
             self.frames.pop(0)
 
     def window_inputs(self, end: float, start: float | None = None):
-        """(audio samples, frames or None) of the window [start, end), chosen as ``emolib timeline`` chooses them."""
+        """(audio samples, frames or None, seconds of speech or None) of the window [start, end), chosen as ``emolib timeline``
+        chooses them; the speech is the window's share of the file's segments, or of the live VAD's (None: the rule is off)."""
         start = max(0.0, end - self.window) if start is None else start
         first, last = int(round(start * SAMPLE_RATE)) - self.audio_offset, int(round(end * SAMPLE_RATE)) - self.audio_offset
         clip = self.audio[max(0, first): max(0, last)]
@@ -143,7 +154,14 @@ class StreamEngine:
             picks = [int(np.searchsorted(times, target + EPSILON, side="right")) - 1 for target in targets]
             fresh = start - EPSILON if self.video_span is None else -np.inf  # a camera's frame from before the window is stale
             images = [self.frames[pick][1] for pick in picks if pick >= 0 and self.frames[pick][0] >= fresh] or None
-        return (clip if clip.size else None), images
+        speech = None
+        if self.segments is not None:
+            from ..speech import seconds_in
+
+            speech = seconds_in(self.segments, start, end)
+        elif self.vad is not None:
+            speech = self.vad.seconds_in(start, end)
+        return (clip if clip.size else None), images, speech
 
     def predict_window(self, end: float, start: float | None = None, inputs=None) -> Update:
         """Predict the window ending at ``end`` (``inputs``: its (audio, frames), taken earlier from the buffers); returns (and
@@ -151,11 +169,11 @@ class StreamEngine:
         from ..infer.prediction import PredictionError
 
         start = max(0.0, end - self.window) if start is None else start
-        clip, images = inputs if inputs is not None else self.window_inputs(end, start)
+        clip, images, speech = inputs if inputs is not None else self.window_inputs(end, start)
         began = time.perf_counter()
         try:
             prediction = self.predictor.predict(clip, SAMPLE_RATE, images, audio_name=f"audio {start:g}-{end:g} s",
-                                                image_name=f"frames {start:g}-{end:g} s")
+                                                image_name=f"frames {start:g}-{end:g} s", speech_seconds=speech)
         except PredictionError as error:
             prediction, notes = None, [str(error)]
         latency = time.perf_counter() - began
@@ -238,6 +256,10 @@ def stream_file(engine: StreamEngine, video, audio=None, realtime: bool = True, 
     frames = read_frames_at(video, wanted) if wanted else {}
     engine.video_span = (media.video_start, media.video_end) if media.frames else None
     engine.start_audio_at(media.audio_start)
+    if engine.vad is not None and media.wave is not None:  # the whole file's speech segments, as the timeline measures them
+        from ..speech import speech_segments
+
+        engine.segments = speech_segments(media.wave, engine.predictor.speech_threshold) + media.audio_start
     runner = Runner(engine, on_update) if realtime else None
     fed_frames, began = 0, time.perf_counter()
     arrivals = sorted(frames)

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..cremad import EMOTIONS
-from ..data.datasets import FaceDataset, FeatureDataset, PairedDataset, VoiceDataset, data_identity, training_record, select_split
+from ..data.datasets import FaceDataset, FeatureDataset, PairedDataset, VoiceDataset, data_identity, select_split, speech_sample, training_record
 from ..data.face_cache import face_index
 from ..data.features import SETTINGS_KEYS, cached_features, paired_features
 from ..errors import DataError, ModelError
@@ -27,6 +27,7 @@ from ..labels import encode_labels, label_order
 from ..models.checkpoint import CONFIG_FILE, WEIGHTS_FILE, checkpoint_labels, encoder_lineage, init_from, load_model, save_checkpoint
 from ..models.joint import JointFusion
 from ..models.nets import FaceConfig, FaceModel, FusionConfig, FusionModel, VoiceConfig, VoiceModel
+from ..speech import CHECK_CLIPS, default_rule
 from ..transforms import AudioSettings, FaceSettings
 from .distributed import is_main_process
 from .late import fit_on_validation, record_after_finetuning
@@ -38,7 +39,7 @@ from .trainer import HISTORY_FILE, Trainer, TrainConfig
 RUN_FILES = (RESUME_FILE, WEIGHTS_FILE, CONFIG_FILE, HISTORY_FILE)
 SEED_MODEL = {"layers": "last", "pooling": "mean", "temporal": "mean"}
 SEED_PREPROCESSING = {"speech_only": False}
-NOT_IN_FINGERPRINT = ("recipe", "late_fusion")  # recorded, but not what identifies a run: the recipe's options are in the model config and
+NOT_IN_FINGERPRINT = ("recipe", "late_fusion", "speech")  # recorded, but not what identifies a run: the recipe's options are in the model config and
 # preprocessing, the late-fusion weights follow from the data and the encoders (so runs of earlier versions still resume)
 FAST_FOLDER = "fast"
 
@@ -139,8 +140,11 @@ def train_voice(manifest, out_dir, config: VoiceConfig, train: TrainConfig, audi
         return VoiceDataset(select_split(manifest, split), audio, train=augment)
 
     recipe = recipe_of(source.checkpoint) if source is not None else recipe  # a fine-tuned checkpoint keeps its source's architecture
-    return fit(model, "voice", make_dataset, train, out_dir, {"audio": asdict(audio)}, cache_dir, _extra(init, out_dir, recipe), progress,
-               data_identity(manifest), restart, labels, training_record(manifest, about))
+    rule, why = default_rule(speech_sample(manifest, CHECK_CLIPS))  # the no-speech rule every inference path applies by default
+    if is_main_process():
+        print(f"voice: {why}")
+    return fit(model, "voice", make_dataset, train, out_dir, {"audio": asdict(audio)}, cache_dir, {**_extra(init, out_dir, recipe), "speech": rule},
+               progress, data_identity(manifest), restart, labels, training_record(manifest, about))
 
 
 def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: FaceSettings | None = None, cache_dir=None, workers: int | None = None,
