@@ -23,11 +23,17 @@ from .video import video_info
 
 def input_audio(audio=None, video=None) -> tuple[np.ndarray | None, list[str]]:
     """The sound of an input as a 16 kHz mono waveform, and notes: ``audio`` (a sound file) when
-    given, else the audio track of ``video``; (None, [why]) when the video has no audio track."""
+    given, else the audio track of ``video``; (None, [why]) when the video has no audio track.
+
+    A sound file is read one way wherever it comes in (``--audio``, or as the file of a timeline or
+    a stream): ``load_sound``. An MP3 read by PyAV would start with its decoder's 529 samples of
+    delay (12 ms at 44.1 kHz) that soundfile's reader removes."""
     if audio is not None:
         return load_sound(audio), []
     if video is None:
         return None, ["no audio"]
+    if is_sound_file(video):
+        return load_sound(video), []
     track = read_audio_track(video)
     if track is None:
         return None, [f"{video}: no audio track"]
@@ -54,6 +60,17 @@ def load_sound(path) -> np.ndarray:
     if len(wave) < MIN_SECONDS * SAMPLE_RATE:
         raise AudioError(f"{path}: clip is {len(wave) / SAMPLE_RATE:.2f} s long, shorter than the minimum of {MIN_SECONDS:.2f} s")
     return wave
+
+
+def is_sound_file(path) -> bool:
+    """Whether soundfile reads ``path`` (WAV, FLAC, OGG, MP3, ...): its header only."""
+    import soundfile
+
+    try:
+        soundfile.info(str(path))
+        return True
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError, OSError):
+        return False
 
 
 def audio_problem(path) -> str | None:

@@ -100,10 +100,19 @@ def test_audio_folder_as_data_finds_sibling_videos_and_demographics(tmp_path):
     assert result.manifest["sex"].tolist() == ["Female", "unknown", "unknown", "unknown", "unknown"]
 
 
-def test_too_few_actors_to_split_names_the_folder(tmp_path):
-    folder = touch(tmp_path / "two-actors", ["1001_DFA_ANG_XX.wav", "1002_DFA_ANG_XX.wav"])
-    with pytest.raises(DataError, match="two-actors: .*at least 3 actors, got 2"):
-        index_dataset(folder)
+def test_too_few_actors_to_split_are_indexed_and_named_where_a_split_is_needed(tmp_path):
+    from emolib.data.manifest import summarize
+    from emolib.train.options import DataOptions, load_manifest_for
+
+    folder = touch(tmp_path / "two-actors", ["1001_DFA_ANG_XX.wav", "1002_DFA_ANG_XX.wav", "1001_DFA_SAD_XX.wav", "1002_DFA_SAD_XX.wav"])
+    result = index_dataset(folder)  # a manifest needs no split
+    assert len(result.manifest) == 4 and (result.manifest["split"] == "").all()
+    assert "no splits (train/val/test splits need at least 3 actors, got 2)" in summarize(result)
+    with pytest.raises(DataError, match="two-actors: .*at least 3 actors, got 2.*--split all"):
+        load_manifest_for(DataOptions(str(folder)), quiet=True)
+    assert (load_manifest_for(DataOptions(str(folder)), quiet=True, splits=False)["split"] == "all").all()
+    with pytest.raises(DataError, match="at least 3 actors"):  # a fold that was asked for still needs its speakers
+        index_dataset(folder, fold=0, folds=3)
 
 
 def test_kaggle_flat_and_nested_audio_folders(tmp_path):

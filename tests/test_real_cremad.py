@@ -273,9 +273,9 @@ def test_doctor_says_what_a_long_run_needs(tmp_path, capsys, monkeypatch):
     code = main(["doctor", "--data", str(data), "--cache", str(tmp_path / "cache")])
     lines = capsys.readouterr().out.splitlines()
     by_name = {line[6:20].strip(): line for line in lines if line[:4].strip() in ("ok", "warn", "FAIL")}
-    assert {"versions", "GPUs", "voice backbone", "face backbone", "data", "unreadable", "disk", "estimate"} <= set(by_name)
+    assert {"versions", "GPUs", "voice backbone", "face backbone", "data", "unreadable", "video codec", "disk", "estimate"} <= set(by_name)
     assert code == 1 and by_name["voice backbone"].startswith("FAIL") and "--backbone DIR" in by_name["voice backbone"]
-    assert "18 clips of 3 actors" in by_name["data"] and by_name["unreadable"].startswith("warn  unreadable     1 of 36 files")
+    assert "18 clips of 3 speakers" in by_name["data"] and by_name["unreadable"].startswith("warn  unreadable     1 of 36 files")
     assert "GFLOP/s" in by_name["estimate"] and lines[-1].startswith("a long run would fail")
 
     voice = tmp_path / "wav2vec2"

@@ -26,6 +26,7 @@ EPOCHS = 10
 MAX_UNREADABLE = 0.01  # more unreadable files than this share fails the check: a damaged or partial copy
 HANDFUL = 5  # ... unless they are a handful (the release's known defects), which stay a warning
 KAGGLE_DOWNLOAD = "/kaggle/working/cremad"
+SAMPLE_VIDEO = "1001_DFA_NEU_XX.flv"  # a real release file, shipped in emolib/assets/sample
 
 
 @command("doctor", "preflight before a long run: versions, GPUs, backbones, data, disk, estimated run time")
@@ -49,9 +50,10 @@ def _doctor(parser):
         report = Report()
         environment(report, args.device)
         backbones(report, args.backbone, args.face_weights)
-        clips = data(report, args.data, args.video_dir)
-        disk(report, args.cache, clips, args.frames)
-        estimate(report, args.device, clips)
+        clips, videos = data(report, args.data, args.video_dir)
+        release_format(report, args.data, args.video_dir, videos)
+        disk(report, args.cache, videos, args.frames)
+        estimate(report, args.device, clips, videos)
         report.print()
         return 1 if report.failed else 0
 
@@ -63,6 +65,7 @@ class Report:
 
     def __init__(self):
         self.lines, self.failed = [], False
+        self.first_video = None  # the data's first video, for the codec check
 
     def add(self, status: str, what: str, detail: str) -> None:
         self.lines.append((status, what, detail))
@@ -92,11 +95,15 @@ def environment(report: Report, device: str) -> None:
 
 def backbones(report: Report, voice: str | None, face_weights: str | None) -> None:
     from ..errors import ModelError
-    from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFAULT_VOICE_BACKBONE, offline, torchvision_weights_file
+    from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFAULT_VOICE_BACKBONE, NO_WEIGHTS, offline, torchvision_weights_file
 
     voice = voice or DEFAULT_VOICE_BACKBONE
     report.add(*voice_status(voice))
     weights = face_weights or DEFAULT_FACE_WEIGHTS
+    if str(weights).lower() == NO_WEIGHTS:
+        report.add("ok", "face backbone", f"{DEFAULT_FACE_BACKBONE} from random init (--face-weights none: nothing to download; it "
+                                          "learns faces from the data alone)")
+        return
     if Path(weights).suffix:
         report.add("ok" if Path(weights).is_file() else "FAIL", "face backbone", f"{DEFAULT_FACE_BACKBONE} weights file {weights}"
                    + ("" if Path(weights).is_file() else ": not found"))
@@ -109,6 +116,10 @@ def backbones(report: Report, voice: str | None, face_weights: str | None) -> No
 
 def voice_status(voice: str) -> tuple[str, str, str]:
     """(status, "voice backbone", detail) for a hub name or a local folder, without downloading anything."""
+    from ..models.backbones import TINY
+
+    if voice == TINY:
+        return "ok", "voice backbone", "tiny: a small random-init encoder built here (tests and smoke runs; nothing to download)"
     if Path(voice).is_dir():
         has_weights = any((Path(voice) / name).is_file() for name in ("model.safetensors", "pytorch_model.bin"))
         ok = (Path(voice) / "config.json").is_file() and has_weights
@@ -124,8 +135,8 @@ def voice_status(voice: str) -> tuple[str, str, str]:
     return "FAIL" if offline() else "warn", "voice backbone", f"{voice}: not cached here; downloaded on first use (needs internet), or {how}"
 
 
-def data(report: Report, root, video_dir) -> int:
-    """Index the data and check every file's header; returns the number of clips."""
+def data(report: Report, root, video_dir) -> tuple[int, int]:
+    """Index the data and check every file's header; returns the numbers of clips and of clips with a video."""
     from tqdm.auto import tqdm
 
     from ..data.manifest import index_dataset
@@ -136,19 +147,26 @@ def data(report: Report, root, video_dir) -> int:
         result = index_dataset(root, video_dir=video_dir)
     except EmolibError as error:
         report.add("FAIL", "data", str(error))
-        return 0
+        return 0, 0
     manifest = result.manifest
+    layout = result.roots.get("layout", "cremad")
     audio = manifest["audio_path"].astype(str) != ""
     video = manifest["video_path"].astype(str) != ""
-    report.add("ok", "data", f"{len(manifest)} clips of {manifest['actor'].nunique()} actors ({int((audio & video).sum())} with audio "
-                             f"and video) in {result.roots['audio']}")
+    report.add("ok", "data", f"{len(manifest)} clips of {manifest['actor'].nunique()} speakers ({layout} layout; {int((audio & video).sum())} "
+                             f"with audio and video) in {result.roots['audio'] or result.roots.get('data')}")
+    if result.roots.get("split_note"):
+        report.add("warn", "splits", f"{result.roots['split_note']}: training needs 3 speakers or more; `emolib evaluate --split all` "
+                                     "evaluates it whole")
     if len(result.defects):
         report.add("warn", "defects", f"{len(result.defects)} known CREMA-D release defects (left out by default): "
                                       + ", ".join(sorted(set(result.defects["stem"]))))
-    if not video.any():
+    if not video.any() and layout == "cremad":
         report.add("warn", "videos", "none found: the face and fusion models need CREMA-D's VideoFlash (Kaggle's CREMA-D datasets hold the "
                                      f"WAVs only): `emolib download cremad --to {KAGGLE_DOWNLOAD} --parts video`, then --video-dir "
                                      f"{KAGGLE_DOWNLOAD}/VideoFlash")
+    elif not video.any():
+        report.add("ok", "videos", f"none: an audio-only corpus ({layout}); the voice model trains on it, the face and fusion models need "
+                                   "videos")
     bad = [problem for path in tqdm(manifest.loc[audio, "audio_path"], desc="audio headers", leave=False) if (problem := audio_problem(path))]
     bad += [f"{path}: no video stream" for path in tqdm(manifest.loc[video, "video_path"], desc="videos", leave=False)
             if "video" not in stream_kinds(path)]
@@ -159,11 +177,49 @@ def data(report: Report, root, video_dir) -> int:
     detail += {"ok": "", "warn": ": skipped with a warning (the release's known defects are a handful)",
                "FAIL": f": more than {MAX_UNREADABLE:.0%} of the data and more than {HANDFUL} files; a long run would train on what is left (check the copy: emolib verify)"}[status]
     report.add(status, "unreadable", detail)
-    return len(manifest)
+    report.first_video = manifest.loc[video, "video_path"].iloc[0] if video.any() else None
+    return len(manifest), int(video.sum())
+
+
+def release_format(report: Report, root, video_dir, videos: int) -> None:
+    """Whether this machine decodes CREMA-D's real videos, On2 VP6 with an MP3 track: the frames (OpenCV) and the sound (PyAV) of the
+    release file emolib ships (``assets/sample``), and of the data's first video."""
+    from importlib import resources
+
+    sample = resources.files("emolib") / "assets" / "sample" / SAMPLE_VIDEO
+    problem = decode_problem(sample, needs_sound=True)
+    if problem:
+        report.add("FAIL" if videos or not root else "warn", "video codec",
+                   f"{problem}: CREMA-D's FLVs are On2 VP6 + MP3; OpenCV's FFmpeg must read VP6 (reinstall the opencv-python wheel, "
+                   "which ships it: `pip install --force-reinstall 'opencv-python>=4.8,<5'`; a system OpenCV built without FFmpeg "
+                   "cannot) and PyAV their MP3 track (`pip install av`)")
+        return
+    first = report.first_video
+    problem = decode_problem(first, needs_sound=False) if first else None
+    if problem:
+        report.add("FAIL", "video codec", f"{problem} (the release's own format, VP6 + MP3, decodes here: is this copy damaged? emolib verify)")
+        return
+    report.add("ok", "video codec", "CREMA-D's release format (On2 VP6 video, MP3 sound) decodes here" + (f", and so does {first}" if first else ""))
+
+
+def decode_problem(path, needs_sound: bool) -> str | None:
+    """Why the frames (and, when it has one or ``needs_sound``, the sound track) of a video do not decode here; None when they do."""
+    from ..errors import EmolibError
+    from ..media import read_audio_track, stream_kinds
+    from ..video import read_frames
+
+    try:
+        read_frames(path, 3)
+        if (needs_sound or "audio" in stream_kinds(path)) and read_audio_track(path) is None:
+            return f"{path}: frames decode, its sound does not"
+    except EmolibError as error:
+        return f"cannot decode {error}"
+    return None
 
 
 def disk(report: Report, cache, clips: int, frames: int = FRAMES) -> None:
-    """Free space for the face crops of ``frames`` frames per clip and the checkpoints; on Kaggle, where the crops go."""
+    """Free space for the face crops of ``frames`` frames per clip with a video (``clips``) and the checkpoints; on Kaggle, where
+    the crops go."""
     from ..files import cache_root
 
     folder = Path(cache or cache_root())
@@ -178,8 +234,9 @@ def disk(report: Report, cache, clips: int, frames: int = FRAMES) -> None:
                                    f"/kaggle/temp/emolib-cache; the notebooks do) and let the crops be remade each session")
 
 
-def estimate(report: Report, device: str, clips: int) -> None:
-    """Training time of the full-size voice and face models (10 epochs) from this device's measured matrix-multiply rate."""
+def estimate(report: Report, device: str, clips: int, videos: int | None = None) -> None:
+    """Training time of the full-size voice and face models (10 epochs; the voice alone on an audio-only corpus) from this device's
+    measured matrix-multiply rate."""
     from ..devices import pick_device
     from ..errors import EmolibError
 
@@ -190,9 +247,11 @@ def estimate(report: Report, device: str, clips: int) -> None:
         return
     rate = matmul_gflops(chosen)
     train_clips = int(clips * 0.7) or 5200
-    seconds = training_seconds(rate, train_clips)
+    face_frames = 1 if videos is None or videos else 0
+    seconds = training_seconds(rate, train_clips, face_frames)
     dtype = "fp16" if chosen.type == "cuda" else "fp32"
-    report.add("ok", "estimate", f"{chosen} {dtype} matmul {rate:.0f} GFLOP/s: voice + face training, {EPOCHS} epochs of {train_clips} "
+    what = "voice + face" if face_frames else "voice"
+    report.add("ok", "estimate", f"{chosen} {dtype} matmul {rate:.0f} GFLOP/s: {what} training, {EPOCHS} epochs of {train_clips} "
                                  f"clips, roughly {seconds / 3600:.1f} h (a rough bound; measure one epoch to be sure)")
 
 

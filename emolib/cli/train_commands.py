@@ -186,7 +186,9 @@ def _train(parser):
 def _evaluate(parser):
     parser.add_argument("--models", default="models", help="folder with voice/, face/, fusion/ checkpoints")
     parser.add_argument("--out", default="reports")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--split", default="test", choices=("train", "val", "test", "all"),
+                        help="the split evaluated (default test); all: every clip, for a corpus the models never heard (cross-corpus; "
+                             "no speaker split needed)")
     _add_data_arguments(parser, cross_validation=True)
     _add_training_arguments(parser)
     parser.add_argument("--label-map", default=None, metavar="MAP",

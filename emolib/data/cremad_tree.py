@@ -19,6 +19,7 @@ from .splits import UNKNOWN_SEX
 
 DEMOGRAPHIC_COLUMNS = ("age", "sex", "race", "ethnicity")
 AUDIO_FOLDER = "AudioWAV"
+MP3_FOLDER = "AudioMP3"  # the release's MP3 copies of the sound: the audio when a tree has no AudioWAV
 VIDEO_FOLDER = "VideoFlash"
 DEMOGRAPHICS_FILE = "VideoDemographics.csv"
 SEARCH_DEPTH = 2
@@ -43,7 +44,7 @@ def index_cremad(data, video_dir=None, demographics=None) -> IndexResult:
     data = existing_folder(data)
     audio_root = _audio_root(data)
     video_root = existing_folder(video_dir) if video_dir else _video_root(data)
-    audio = _scan(audio_root, AUDIO_SUFFIXES)
+    audio = _scan(audio_root, AUDIO_SUFFIXES + (".mp3",) if audio_root.name == MP3_FOLDER else AUDIO_SUFFIXES)
     video = _scan(video_root, VIDEO_SUFFIXES)
     if video_dir and not video.clips:
         raise DataError(f"{video_root}: no CREMA-D videos found (expected {EXPECTED})")
@@ -72,7 +73,7 @@ def index_cremad(data, video_dir=None, demographics=None) -> IndexResult:
 
 def looks_like_cremad(data: Path) -> bool:
     """True when ``data`` holds a CREMA-D name (AudioWAV/, VideoFlash/ or the files themselves)."""
-    return _has_clips(_audio_root(data), AUDIO_SUFFIXES) or _has_clips(_video_root(data), VIDEO_SUFFIXES)
+    return _has_clips(_audio_root(data), AUDIO_SUFFIXES + (".mp3",)) or _has_clips(_video_root(data), VIDEO_SUFFIXES)
 
 
 def _has_clips(root: Path, suffixes: tuple[str, ...]) -> bool:
@@ -94,7 +95,11 @@ def find_kaggle_data() -> tuple[Path, Path | None]:
 
 
 def _audio_root(data: Path) -> Path:
-    return data / AUDIO_FOLDER if (data / AUDIO_FOLDER).is_dir() else data
+    """AudioWAV/, else the release's AudioMP3/ (the same sound as MP3), else ``data`` itself."""
+    for folder in (AUDIO_FOLDER, MP3_FOLDER):
+        if (data / folder).is_dir():
+            return data / folder
+    return data
 
 
 def _video_root(data: Path) -> Path:

@@ -63,7 +63,14 @@ def index_dataset(data=None, video_dir=None, fold=None, folds=DEFAULT_FOLDS, see
         result = index_folders(data, speaker_pattern)
     manifest = normalize_speakers(result.manifest)
     try:
-        manifest = assign_splits(manifest, fold=fold, folds=folds, seed=seed, protocol=protocol)
+        try:
+            manifest = assign_splits(manifest, fold=fold, folds=folds, seed=seed, protocol=protocol)
+        except DataError as error:
+            if fold is not None or protocol != DEFAULT_PROTOCOL:  # a split that was asked for
+                raise
+            # a manifest needs no split: too few speakers for one is said here and again where a split is used (training)
+            manifest = manifest.assign(split="")
+            result.roots["split_note"] = f"no splits ({error}): assigned where they are used"
         manifest = with_label_set(manifest, labels)
     except DataError as error:
         raise DataError(f"{result.roots.get('data', data)}: {error}") from None
@@ -128,7 +135,8 @@ def summarize(result) -> str:
             lines.append(f"known CREMA-D release defects here: {len(result.defects)} (left out of training and evaluation "
                          f"unless --include-defective)")
             lines += [f"  {row.stem} {row.modality}: {row.reason}" for row in result.defects.itertuples(index=False)]
-    lines.append("splits: " + "; ".join(_split_summary(df, split) for split in _split_names(df)))
+    note = result.roots.get("split_note") if isinstance(result, IndexResult) else None
+    lines.append("splits: " + ("; ".join(_split_summary(df, split) for split in _split_names(df)) or note or "none"))
     return "\n".join(lines)
 
 

@@ -51,6 +51,8 @@ def unimodal_predictions(model, kind: str, rows: pd.DataFrame, faces=None, cache
         dataset = VoiceDataset(rows, AudioSettings.of(model))
     else:
         dataset = FaceDataset(rows, faces, FaceSettings.of(model))
+    if len(dataset) == 0:  # no clip has this model's input (an audio-only corpus for the face model): no rows, nothing run
+        return probability_table([], kind, np.zeros((0, len(checkpoint_labels(model)))), checkpoint_labels(model))
     features, _ = pooled_features(model, dataset, kind, cache_dir, device, progress, feature_extractor(device))
     with torch.inference_mode():
         logits = model.cpu().classify(features).numpy()
@@ -98,7 +100,8 @@ def predict_split(manifest, models_dir, split="test", cache_dir=None, device="au
     for kind in ("voice", "face"):
         if kind in loaded and kind in kinds:
             table = table.merge(unimodal_predictions(loaded[kind], kind, rows, faces, cache_dir, device, progress), on="stem", how="left")
-    if "fusion" in loaded:
+    paired = (rows["audio_path"].astype(str) != "") & (rows["video_path"].astype(str) != "")
+    if "fusion" in loaded and paired.any():  # else no fusion row: the report says it had no input
         fused = fusion_predictions(loaded["fusion"], loaded["voice"], loaded["face"], rows, None, faces, cache_dir, device, progress)
         table = table.merge(fused, on="stem", how="left")
         late = late_predictions(table, loaded["fusion"])
@@ -131,7 +134,15 @@ def _log_probabilities(probabilities: torch.Tensor) -> torch.Tensor:
 
 
 def model_kinds(predictions: pd.DataFrame) -> list[str]:
-    return [kind for kind in (*MODEL_KINDS, LATE) if f"{kind}_pred" in predictions]
+    """The models that predicted at least one clip of ``predictions``."""
+    return [kind for kind in (*MODEL_KINDS, LATE) if f"{kind}_pred" in predictions and predictions[f"{kind}_pred"].notna().any()]
+
+
+def unscored(predictions: pd.DataFrame) -> dict:
+    """The loaded models that had no input in these clips, and why (an audio-only corpus gives the face model none)."""
+    inputs = {"face": "no clip has a video with a detected face", "fusion": "no clip has both a voice and a detected face"}
+    loaded = predictions.attrs.get("labels", {})
+    return {kind: inputs.get(kind, "no clip has audio") for kind in loaded if kind not in model_kinds(predictions)}
 
 
 def metrics_for(predictions: pd.DataFrame, kind: str) -> dict:
@@ -206,6 +217,8 @@ def evaluate_predictions(predictions: pd.DataFrame, split: str, synthetic: bool 
         "labels": labels,
         "models": {kind: model_report(predictions, kind, labels, by) for kind in model_kinds(predictions)},
     }
+    if unscored(predictions):
+        report["not_scored"] = unscored(predictions)
     humans = human_accuracy(predictions)
     if humans:
         note = "votes of CREMA-D raters on the real recordings with these names"

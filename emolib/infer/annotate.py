@@ -59,7 +59,8 @@ def pack(inputs) -> bytes:
     import numpy as np
 
     arrays = {"header": np.frombuffer(json.dumps({"starts": inputs.starts, "ends": inputs.ends, "notes": inputs.notes,
-                                                  "seconds": inputs.seconds, "window_notes": inputs.window_notes, "speech": inputs.speech}).encode(), dtype=np.uint8)}
+                                                  "seconds": inputs.seconds, "window_notes": inputs.window_notes, "speech": inputs.speech,
+                                                  "tail": inputs.tail}).encode(), dtype=np.uint8)}
     for index, (clip, images) in enumerate(zip(inputs.clips, inputs.images)):
         if clip is not None:
             arrays[f"clip{index}"] = clip
@@ -87,7 +88,7 @@ def unpack(data: bytes):
             names = sorted((name for name in archive.files if name.startswith(f"image{index}_")), key=lambda name: int(name.split("_")[1]))
             images.append([archive[name] for name in names] or None)
     return TimelineInputs(header["starts"], header["ends"], clips, images, header["notes"], header["seconds"], header["window_notes"],
-                          header["speech"])
+                          header["speech"], header["tail"])
 
 
 class Annotator:

@@ -23,7 +23,8 @@ from ..models.checkpoint import CONFIG_FILE, MODEL_KINDS, WEIGHTS_FILE
 MEDIA_SUFFIXES = (".mp4", ".flv", ".mkv", ".mov", ".avi", ".webm", ".wav", ".flac", ".mp3", ".m4a", ".ogg")
 LIST_SUFFIXES = (".csv", ".parquet")
 WINDOWS_DIR, ERRORS_DIR = "windows", "errors"
-FORMAT = 3  # of the rows (3: a row per window and face): a change of columns or of their meaning changes every key
+FORMAT = 4  # of the rows (3: a row per window and face; 4: a tail window at the file's end, streams on the file's clock, speech from
+# whole-file segments): a change of columns or of their meaning changes every key
 TEXT_COLUMNS = ("label", "source", "modalities", "voice_pred", "face_pred", "fusion_pred", "notes")
 ID_COLUMNS = ("file", "key", "models", "settings")
 ERROR_SCHEMA_FIELDS = (("file", "string"), ("error", "string"), ("key", "string"), ("settings", "string"))
@@ -108,7 +109,7 @@ def window_schema(labels):
     """The Arrow schema of every windows file for a predictor of ``labels``."""
     import pyarrow as pa
 
-    fields = [pa.field("start", pa.float64()), pa.field("end", pa.float64()), pa.field("face_id", pa.int64())]
+    fields = [pa.field("start", pa.float64()), pa.field("end", pa.float64()), pa.field("tail", pa.bool_()), pa.field("face_id", pa.int64())]
     fields += [pa.field(name, pa.string()) for name in TEXT_COLUMNS[:3]]
     fields += [pa.field("face_found", pa.bool_()), pa.field("audio_rms", pa.float64()), pa.field("speech_seconds", pa.float64())]
     fields += [pa.field(name, pa.string()) for name in TEXT_COLUMNS[3:6]]

@@ -27,16 +27,22 @@ from .prediction import PredictionError
 from .predictor import Predictor
 
 PROBABILITY_PREFIX = "prob_"
+TAIL_EPSILON = 0.01  # seconds of a file the hop grid may leave uncovered before a last window is added at its end
 
 
 def window_starts(duration: float, window: float = WINDOW_SECONDS, hop: float = 1.0) -> list[float]:
-    """Start times of the windows: every ``hop`` seconds while the window fits; one window for short media."""
+    """Start times of the windows: every ``hop`` seconds while the window fits, then a last one ending at the file's end when the
+    grid leaves a tail uncovered (a sentence may end there; its rows say ``tail``); one window for short media."""
     if window <= 0 or hop <= 0:
         raise ValueError(f"window and hop must be positive, got {window} and {hop}")
     if duration <= window:
         return [0.0]
     count = int(np.floor((duration - window) / hop + 1e-6)) + 1
-    return [round(index * hop, 6) for index in range(count)]
+    starts = [round(index * hop, 6) for index in range(count)]
+    if starts[-1] + window < duration - TAIL_EPSILON:
+        starts.append(round(duration - window, 6))
+    return starts
+
 
 
 @dataclass
@@ -52,6 +58,7 @@ class TimelineInputs:
     seconds: float
     window_notes: list = field(default_factory=list)
     speech: list | None = None  # each window's seconds of speech, from Silero's segments over the whole file (None: not measured)
+    tail: bool = False  # the last window ends at the file's end, off the hop grid (window_starts)
 
 
 def timeline_inputs(video, audio=None, window: float = WINDOW_SECONDS, hop: float = 1.0, frames: int = 0,
@@ -76,7 +83,10 @@ def timeline_inputs(video, audio=None, window: float = WINDOW_SECONDS, hop: floa
 
         segments = speech_segments(media.wave, speech_threshold) + media.audio_start
         speech = [seconds_in(segments, start, end) for start, end in zip(starts, ends)]
-    return TimelineInputs(starts, ends, clips, images, media.notes, media.duration, window_notes, speech)
+    tail = len(starts) > 1 and abs(starts[-1] - starts[-2] - hop) > 1e-6
+    if tail:
+        window_notes[-1] = window_notes[-1] + [f"last window: ends at the file's end ({ends[-1]:g} s), overlapping the one before"]
+    return TimelineInputs(starts, ends, clips, images, media.notes, media.duration, window_notes, speech, tail)
 
 
 def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool = True):
@@ -87,7 +97,7 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
     rows = []
     for index, (start, end, clip, images) in enumerate(tqdm(list(zip(inputs.starts, inputs.ends, inputs.clips, inputs.images)), desc="timeline",
                                                             unit="window", disable=not progress)):
-        row = {"start": start, "end": round(end, 6)}
+        row = {"start": start, "end": round(end, 6), "tail": inputs.tail and index == len(inputs.starts) - 1}
         notes = inputs.notes + (inputs.window_notes[index] if index < len(inputs.window_notes) else [])
         try:
             prediction = predictor.predict(clip if clip is not None and clip.size else None, SAMPLE_RATE, images,
@@ -108,8 +118,8 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
         row["notes"] = "; ".join(notes + prediction.notes)
         row["face_id"] = 0 if prediction.faces else None
         rows.append(row)
-        rows += [other_face_row(start, end, face, predictor.labels) for face in prediction.faces[1:]]
-    columns = ["start", "end", "face_id", "label", "source", "modalities", "face_found", "audio_rms", "speech_seconds", "voice_pred", "face_pred",
+        rows += [{**other_face_row(start, end, face, predictor.labels), "tail": row["tail"]} for face in prediction.faces[1:]]
+    columns = ["start", "end", "tail", "face_id", "label", "source", "modalities", "face_found", "audio_rms", "speech_seconds", "voice_pred", "face_pred",
                "fusion_pred"]
     columns += [f"{kind}_{label}" for kind in ("prob", "voice", "face", "fusion") for label in predictor.labels] + ["notes"]
     table = pd.DataFrame(rows).reindex(columns=columns)

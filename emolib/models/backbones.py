@@ -15,6 +15,7 @@ DEFAULT_VOICE_BACKBONE = "facebook/wav2vec2-base"
 DEFAULT_FACE_BACKBONE = "resnet50"
 DEFAULT_FACE_WEIGHTS = "IMAGENET1K_V2"
 TINY = "tiny"
+NO_WEIGHTS = "none"  # --face-weights none: ResNet from random init
 TINY_VOICE_CONFIG = dict(
     hidden_size=64,
     num_hidden_layers=2,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..data.defects import HICMAE_LEFT_OUT
 from ..data.splits import DEFAULT_FOLDS, DEFAULT_PROTOCOL, HICMAE
+from ..errors import DataError
 from ..models.backbones import TINY
 from .trainer import TrainConfig
 
@@ -20,6 +21,7 @@ DEFAULTS = {
 DEFAULT_FREEZE = {"voice": "cnn", "face": "none"}
 WHOLE_CLIP_CROPS = 64  # face crops per step when a temporal model trains on whole clips (16 frames x 4 clips: ResNet-50 fp16 fits a T4)
 SYNTHETIC_MARKER = "README.txt"
+ALL = "all"  # the split of every clip, for evaluating a corpus the models never heard
 
 
 @dataclass
@@ -117,12 +119,13 @@ def whole_clip_batches(train: TrainConfig, frames: int) -> TrainConfig:
     return replace(train, batch_size=clips, accumulation=max(1, default // clips))
 
 
-def load_manifest_for(options: DataOptions, quiet: bool = False):
+def load_manifest_for(options: DataOptions, quiet: bool = False, splits: bool = True):
     """The manifest of ``options.data`` with splits, the known CREMA-D defects left out (``data.defects``).
 
     A folder is indexed (fast); a manifest file is read, and keeps its own splits unless it has none
     or a fold or protocol is asked for. With the hicmae protocol the four clips those papers leave
-    out lose both modalities as well.
+    out lose both modalities as well. ``splits`` False: every clip in split "all", no speaker split
+    needed (``emolib evaluate --split all`` of a corpus the models never heard).
     """
     from ..data.defects import exclude_defects, leave_out
     from ..data.manifest import has_splits, index_dataset, load_manifest, summarize
@@ -130,14 +133,20 @@ def load_manifest_for(options: DataOptions, quiet: bool = False):
 
     if options.data and Path(options.data).is_file():
         manifest = load_manifest(options.data, options.label_order)
-        if options.fold is not None or options.protocol != DEFAULT_PROTOCOL or not has_splits(manifest):
-            manifest = assign_splits(manifest, fold=options.fold, folds=options.folds, seed=options.split_seed, protocol=options.protocol)
+        resplit = options.fold is not None or options.protocol != DEFAULT_PROTOCOL  # a manifest file keeps its own splits unless asked
         summary = manifest
     else:
         summary = index_dataset(options.data, video_dir=options.video_dir, fold=options.fold, folds=options.folds, seed=options.split_seed,
                                 protocol=options.protocol, layout=options.layout, speaker_pattern=options.speaker_pattern,
                                 labels=options.label_order)
-        manifest = summary.manifest
+        manifest, resplit = summary.manifest, False
+    if not splits:
+        manifest = manifest.assign(split=ALL)
+    elif resplit or not has_splits(manifest):  # a corpus too small for a speaker split was indexed without one: said where it is needed
+        try:
+            manifest = assign_splits(manifest, fold=options.fold, folds=options.folds, seed=options.split_seed, protocol=options.protocol)
+        except DataError as error:
+            raise DataError(f"{options.data}: {error}; evaluate it whole with `emolib evaluate --split all`") from None
     if not quiet:
         print(summarize(summary))
     if options.protocol == HICMAE:

@@ -13,10 +13,10 @@ import numpy as np
 
 from ..data.splits import HICMAE, HICMAE_FOLDS, split_warnings
 from ..files import atomic_write
-from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFAULT_VOICE_BACKBONE, TINY
+from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFAULT_VOICE_BACKBONE, NO_WEIGHTS, TINY
 from ..models.nets import FaceConfig, VoiceConfig
 from .distributed import is_main_process
-from .options import DEFAULT_FREEZE, SYNTHETIC_MARKER, DataOptions, ModelOptions, is_synthetic, load_manifest_for, train_config, whole_clip_batches
+from .options import ALL, DEFAULT_FREEZE, SYNTHETIC_MARKER, DataOptions, ModelOptions, is_synthetic, load_manifest_for, train_config, whole_clip_batches
 from .checks import check_frames, check_train_options, options_for
 from .presets import OPTION_NAMES, apply_recipe, recipe_of
 from .resume import RESUME_FILE
@@ -25,7 +25,6 @@ DEMO_EPOCHS = {"voice": 12, "face": 10, "fusion": 40}
 DEMO_DATA = "cremad-synth"
 KINDS = ("voice", "face", "fusion")
 FOLD_FILE = "fold.json"  # a finished fold of cross_validate: its run and the checkpoints it evaluated
-NO_WEIGHTS = "none"  # --face-weights none: ResNet from random init
 
 
 def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, freeze=None, train=None, cache_dir=None, workers=None, restart=False,
@@ -158,13 +157,15 @@ def evaluate_split(data: DataOptions, models_dir, out_dir, split: str = "test", 
     if recipe:
         check_recipe_of(models_dir, recipe)
     mapping = parse_label_map(label_map) if label_map else None
-    manifest = load_manifest_for(data, quiet=True)
+    manifest = load_manifest_for(data, quiet=True, splits=split != ALL)
     report = evaluate_models(manifest, models_dir, out_dir, split, cache_dir, device, is_synthetic(data.data), context=data.context(),
                              labels=data.labels, label_map=mapping, by=by, allow_seen_speakers=allow_seen_speakers)
     print(results_table(report).to_string())
     for kind, metrics in report["models"].items():
         if metrics.get("outside_label_set"):
             print(f"{kind}: not scored, labels outside its label set: {metrics['outside_label_set']}")
+    for kind, why in report.get("not_scored", {}).items():
+        print(f"{kind}: not scored, {why} in the {split} split")
     if report.get("label_map", {}).get("dropped"):
         print(f"dropped by the label map: {report['label_map']['dropped']}")
     if report.get("seen_speakers"):
