@@ -20,6 +20,7 @@ def test_rehearse_runs_the_kaggle_path_on_realistic_synthetic_data(tmp_path, cap
         row = report["models"][kind]
         assert row["epoch_s"] >= row["train_s"] > 0 and 0 <= row["data_wait_share"] <= 1 and row["train_clips"] > 0
     assert report["models"]["face"]["loader_clips_per_s"] > 0 and report["projected_hours"] > 0
+    assert report["decoding_ms"]["vp6"] > 0 and report["decoding_ms"]["flv1"] > 0 and "the release's VP6 FLV" in printed
     data = tmp_path / "cremad-30"
     durations = [soundfile.info(path).duration for path in (data / "AudioWAV").glob("*.wav")]
     assert len(durations) == 30 and 1.3 <= min(durations) and max(durations) <= 5.01

@@ -129,10 +129,11 @@ def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=
 
 def keep_sections(out, text: str) -> str:
     """``text`` followed by the sections ``out`` already has from ``emolib bench --faces`` and ``--annotate``."""
-    from . import faces, recipe, scaling, streaming
+    from . import faces, real, recipe, scaling, streaming
 
     old = Path(out).read_text() if Path(out).is_file() else ""
-    for start, end in ((faces.START, faces.END), (scaling.START, scaling.END), (streaming.START, streaming.END), (recipe.START, recipe.END)):
+    for start, end in ((faces.START, faces.END), (scaling.START, scaling.END), (streaming.START, streaming.END), (recipe.START, recipe.END),
+                       (real.START, real.END)):
         if start in old and end in old:
             text = text.rstrip() + "\n\n" + old[old.index(start): old.index(end) + len(end)] + "\n"
     return text
@@ -151,6 +152,20 @@ def run_face_bench(out="BENCHMARKS.md", data=None, work=None, command: str = "em
     rows = detection_rates(synthetic)
     atomic_write(out, update_section(out, faces_markdown(rows, command)))
     return rows
+
+
+def run_real_bench(real_dir, out="BENCHMARKS.md", work=None, command: str = "emolib bench --real DIR") -> dict:
+    """Speech detection on real speech and room noise, and VP6 decoding (``bench.real``), written to its section of ``out``."""
+    from ..errors import EmolibError
+    from ..files import atomic_write
+    from . import real
+
+    if not any(real.real_clips(real_dir).values()):
+        raise EmolibError(f"--real {real_dir}: no ravdess/Actor_NN/*.flac or cremad/VideoFlash, cremad/AudioMP3 recordings there")
+    work = Path(work) if work else default_work() / "real"
+    results = {"speech": real.speech_rows(real_dir, work), "decoding": real.decoding_rows(real_dir, work)}
+    atomic_write(out, real.update_section(out, real.markdown(results["speech"], results["decoding"], command, machine())))
+    return results
 
 
 def run_annotate_bench(out="BENCHMARKS.md", models=None, data=None, work=None, command: str = "emolib bench --annotate", videos: int = 6) -> list[dict]:

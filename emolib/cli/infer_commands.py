@@ -247,6 +247,9 @@ def _bench(parser):
                         help="only measure `emolib annotate` throughput with 1 and 2 model actors (needs --models; its section of --out)")
     parser.add_argument("--stream", action="store_true",
                         help="only measure the live stream in real time at hop 1 s and 0.5 s with the full-size models (its section of --out)")
+    parser.add_argument("--real", default=None, metavar="DIR",
+                        help="only measure speech detection on real recordings against room noise, and VP6 decoding: DIR holds "
+                             "ravdess/Actor_NN/*.flac and cremad/VideoFlash, cremad/AudioMP3 (e.g. tests/data/real; its section of --out)")
     parser.add_argument("--recipe", choices=RECIPES, default=None,
                         help="only measure live latency, eager vs fast, of full-size models built as this training recipe makes them "
                              "(e.g. best: weighted layers, attentive statistics, speech-only voice; 16-frame face with attention; its section of --out)")
@@ -254,7 +257,12 @@ def _bench(parser):
     def run(args):
         import shlex
 
-        from ..bench.run import run_annotate_bench, run_bench, run_face_bench, run_recipe_bench, run_stream_bench
+        from ..bench.run import run_annotate_bench, run_bench, run_face_bench, run_real_bench, run_recipe_bench, run_stream_bench
+
+        if args.real:
+            run_real_bench(args.real, args.out, args.work, command=f"emolib bench --real {shlex.quote(args.real)} --out {shlex.quote(args.out)}")
+            print(f"benchmarks: {args.out}")
+            return
 
         if args.recipe:
             command = f"emolib bench --recipe {args.recipe} --runs {args.runs} --out {shlex.quote(args.out)}" \
