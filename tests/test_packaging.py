@@ -27,7 +27,7 @@ def test_environment_yml_matches_pyproject():
 
 
 IMPORT_TO_DISTRIBUTION = {"cv2": "opencv-python", "sklearn": "scikit-learn", "IPython": "ipython", "skimage": "scikit-image",
-                          "huggingface_hub": "huggingface_hub"}
+                          "huggingface_hub": "huggingface_hub", "silero_vad": "silero-vad"}
 
 
 def imported_packages() -> set[str]:

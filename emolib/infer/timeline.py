@@ -27,7 +27,8 @@ from .prediction import PredictionError
 from .predictor import Predictor
 
 PROBABILITY_PREFIX = "prob_"
-TAIL_EPSILON = 0.01  # seconds of a file the hop grid may leave uncovered before a last window is added at its end
+TAIL_SECONDS = 0.2  # a last window is added at a file's end when the hop grid leaves more than this uncovered (less is the
+# padding of an AAC or MP3 track: 20.032 s of sound for 20 s of speech)
 
 
 def window_starts(duration: float, window: float = WINDOW_SECONDS, hop: float = 1.0) -> list[float]:
@@ -39,7 +40,7 @@ def window_starts(duration: float, window: float = WINDOW_SECONDS, hop: float = 
         return [0.0]
     count = int(np.floor((duration - window) / hop + 1e-6)) + 1
     starts = [round(index * hop, 6) for index in range(count)]
-    if starts[-1] + window < duration - TAIL_EPSILON:
+    if starts[-1] + window < duration - TAIL_SECONDS:
         starts.append(round(duration - window, 6))
     return starts
 
