@@ -182,3 +182,20 @@ def test_an_output_that_is_a_file_is_refused_before_any_work(archive, tmp_path, 
     assert main(["annotate", str(root / "videos"), "--models", str(models), "--out", str(taken)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--out {taken}: not a folder" in err and time.monotonic() - started < 5
+
+
+def test_annotate_real_cremad_files(archive, tmp_path, capsys):
+    """The release's own VP6 FLV and MP3 (tests/data/real) through Ray Data."""
+    import shutil
+
+    _, models = archive
+    real = Path(__file__).parent / "data" / "real" / "cremad"
+    folder = tmp_path / "real"
+    folder.mkdir()
+    for path in (real / "VideoFlash" / "1001_DFA_ANG_XX.flv", real / "AudioMP3" / "1002_DFA_ANG_XX.mp3"):
+        shutil.copy(path, folder)
+    assert main(["annotate", str(folder), "--models", str(models), "--out", str(tmp_path / "a"), "--workers", "1"]) == 0
+    assert "2 files: 2 annotated" in capsys.readouterr().out
+    windows = read_windows(tmp_path / "a")
+    flv = windows[windows["file"].str.endswith(".flv")]
+    assert flv["face_found"].all() and flv["modalities"].eq("voice+face").all()
