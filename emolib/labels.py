@@ -114,6 +114,15 @@ def map_labels(manifest, mapping: dict, labels) -> tuple:
     return encode_labels(out, labels).reset_index(drop=True), {str(name): int(count) for name, count in dropped.items()}
 
 
+def rename_labels(manifest, mapping: dict) -> tuple:
+    """Training on another corpus's label names: ``manifest`` with each ``emotion`` renamed by ``mapping`` (labels it does not name
+    keep theirs), the rows mapped to "" left out; and {original label: clips left out}."""
+    renamed = manifest["emotion"].astype(str).map(lambda name: mapping.get(name, name))
+    keep = renamed != ""
+    dropped = manifest.loc[~keep, "emotion"].astype(str).value_counts().sort_index()
+    return manifest[keep].assign(emotion=renamed[keep]).reset_index(drop=True), {str(name): int(count) for name, count in dropped.items()}
+
+
 def display_name(label: str) -> str:
     """A readable name: CREMA-D's codes spelt out (ANG -> anger), any other label as it is."""
     return EMOTION_NAMES.get(label, label)

@@ -37,13 +37,18 @@ def _add_speech_argument(parser) -> None:
                         help="seconds of speech (Silero VAD) an input or window needs for the voice model; less counts as no audio "
                              "(default: the voice model's own rule, 0.25 s for a model trained on speech, off for older or synthetic "
                              "ones; 0 turns it off)")
+    parser.add_argument("--speaker-norm", choices=("on", "off"), default="on",
+                        help="an eGeMAPS voice model: standardise its features by the speaker's own statistics where the speaker is "
+                             "known (a stream's or a file's speech windows; an annotate list's speaker column), else the corpus's "
+                             "(default on; off: always the corpus's); every output says which was used")
 
 
 def _predictor(args):
     from ..infer.predictor import Predictor
 
     return Predictor.from_pretrained(args.models, device=args.device, single=args.single, fast=args.fast,
-                                     allow_mismatched_fusion=args.allow_mismatched_fusion, min_speech=args.min_speech)
+                                     allow_mismatched_fusion=args.allow_mismatched_fusion, min_speech=args.min_speech,
+                                     speaker_norm=args.speaker_norm != "off")
 
 
 def _check_inputs(*paths) -> None:
@@ -140,7 +145,7 @@ def _annotate(parser):
         from ..infer.hub import models_folder
 
         counts = annotate(args.source, models_folder(args.models), args.out, args.workers, args.window, args.hop, args.ray_address, args.gpus_per_worker,
-                          args.cpus_per_worker, min_speech=args.min_speech)
+                          args.cpus_per_worker, min_speech=args.min_speech, speaker_norm=args.speaker_norm != "off")
         replaced = f", replacing {counts['replaced']} made from other bytes or settings" if counts["replaced"] else ""
         print(f"{counts['files']} files: {counts['annotated']} annotated ({counts['audio_hours']:.3f} h of audio){replaced}, "
               f"{counts['skipped']} already done, {counts['failed']} failed (see {args.out}/errors)")

@@ -5,6 +5,7 @@ The CLI translates its arguments into the typed options of ``emolib.train.option
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from ..data.manifest import LAYOUTS
 from ..data.splits import DEFAULT_PROTOCOL, HICMAE, HICMAE_FOLDS, PROTOCOLS
@@ -129,6 +130,9 @@ def _add_training_arguments(parser) -> None:
     recipe.add_argument("--temporal", choices=TEMPORAL_CHOICES, default=None,
                         help="face: pool the frames' embeddings by their mean, attention, or a 2-layer transformer with attention pooling")
     recipe.add_argument("--balance", choices=BALANCE_CHOICES, default=None, help="fusion: none, or OGM-GE gradient modulation of the stronger modality")
+    parser.add_argument("--speaker-norm", choices=("on", "off"), default=None,
+                        help="--backbone egemaps: standardise the features by each speaker's own statistics (default on: in training, "
+                             "and in evaluation, which knows each clip's speaker) or by the corpus's only (off)")
 
 
 def data_options(args):
@@ -136,7 +140,7 @@ def data_options(args):
     from ..train.options import DataOptions
 
     return DataOptions(args.data, args.video_dir, args.fold, args.folds or DataOptions.folds, args.split_seed, args.protocol, args.include_defective,
-                       args.labels, args.layout, args.speaker_pattern, args.label_order)
+                       args.labels, args.layout, args.speaker_pattern, args.label_order, getattr(args, "label_map", None))
 
 
 def model_options(args):
@@ -146,7 +150,7 @@ def model_options(args):
     return ModelOptions(args.backbone, args.face_weights, args.freeze, args.epochs, args.batch_size, args.lr, args.encoder_lr,
                         args.seed, args.device, args.workers, args.restart, getattr(args, "init_from", None), args.recipe, args.layers, args.pooling,
                         args.speech_only, args.frames, args.temporal, args.balance, getattr(args, "finetune", False),
-                        getattr(args, "voice_lr", None), getattr(args, "face_lr", None))
+                        getattr(args, "voice_lr", None), getattr(args, "face_lr", None), getattr(args, "speaker_norm", None))
 
 
 @command("train", "train the voice, face or fusion model")
@@ -161,6 +165,9 @@ def _train(parser):
                         help="fusion: train the voice and face models' encoders together with the fusion head (GPU); the fine-tuned models are "
                              "saved in OUT/fusion/voice and OUT/fusion/face and serve the folder from then on")
     parser.add_argument("--voice-lr", type=positive_float, default=None, help="fusion --finetune: the voice encoder's learning rate (default: its own)")
+    parser.add_argument("--label-map", default=None, metavar="MAP",
+                        help="train on other label names: 'calm=,surprised=,neutral=NEU,...' or a file of FROM,TO lines (an empty target "
+                             "leaves the label out; labels not named keep theirs), e.g. RAVDESS on CREMA-D's six codes")
     parser.add_argument("--face-lr", type=positive_float, default=None, help="fusion --finetune: the face encoder's learning rate (default: its own)")
 
     def run(args):
@@ -207,8 +214,8 @@ def _evaluate(parser):
             cross_validate(data_options(args), args.folds or HICMAE_FOLDS, args.models, args.out, model_options(args), args.cache)
         else:
             check_evaluate_options(args.models, model_options(args))
-            evaluate_split(data_options(args), args.models, args.out, args.split, args.cache, args.device, args.label_map, args.by,
-                           args.allow_seen_speakers, args.recipe)
+            evaluate_split(replace(data_options(args), label_map=None), args.models, args.out, args.split, args.cache, args.device, args.label_map, args.by,
+                           args.allow_seen_speakers, args.recipe, speaker_norm=args.speaker_norm != "off")
 
     return run
 

@@ -41,7 +41,8 @@ def model_fingerprint(model) -> str:
 
 def cache_key(kind: str, model, sources, settings: dict) -> str:
     """The cache entry name for ``model``'s features of ``sources`` (one identity per clip) under ``settings``."""
-    payload = json.dumps({"kind": kind, "model": model_fingerprint(model), "sources": list(sources), "settings": settings}, sort_keys=True, default=str)
+    identity = getattr(model, "feature_identity", None) or model_fingerprint(model)  # features that do not depend on the weights say so
+    payload = json.dumps({"kind": kind, "model": identity, "sources": list(sources), "settings": settings}, sort_keys=True, default=str)
     return hashlib.sha1(payload.encode()).hexdigest()[:20]
 
 
@@ -92,14 +93,29 @@ def cached_features(model, dataset, kind: str, cache_dir=None, settings: dict | 
     return features, labels
 
 
-def pooled_features(model, dataset, kind: str, cache_dir=None, device="auto", progress=True, extractor=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The features (``model.from_frozen`` of the cached frozen features) of every item of ``dataset``, and their labels."""
+def pooled_features(model, dataset, kind: str, cache_dir=None, device="auto", progress=True, extractor=None,
+                    speaker_norm: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The features (``model.from_frozen`` of the cached frozen features) of every item of ``dataset``, and their labels. A model
+    trained on per-speaker standardised features (the eGeMAPS voice model) gets each clip standardised by its speaker's
+    statistics over the dataset's clips (``egemaps.by_speaker``; the dataset's rows name the speaker) unless ``speaker_norm`` is
+    False: then by the corpus statistics the model stores."""
     frozen, labels = cached_features(model, dataset, kind, cache_dir, None, device, progress, extractor)
+    return features_of(model, frozen, dataset.rows["actor"] if speaker_norm and hasattr(dataset, "rows") else None), labels
+
+
+def features_of(model, frozen: torch.Tensor, speakers=None) -> torch.Tensor:
+    """``model``'s features of its frozen features: per-speaker standardised first when it trained so and ``speakers`` are known."""
+    model = model.cpu().eval()
     with torch.inference_mode():
-        return model.cpu().eval().from_frozen(frozen).float(), labels
+        if speakers is not None and getattr(model, "speaker_norm", False) and len(frozen):
+            from ..egemaps import by_speaker
+
+            standardised, _ = by_speaker(frozen.numpy(), list(speakers), model.mean.numpy(), model.std.numpy())
+            return model.from_standardised(torch.from_numpy(standardised)).float()
+        return model.from_frozen(frozen).float()
 
 
-def paired_features(manifest, split, voice, face, faces, cache_dir=None, device="auto", progress=True, extractor=None):
+def paired_features(manifest, split, voice, face, faces, cache_dir=None, device="auto", progress=True, extractor=None, speaker_norm: bool = True):
     """The fusion model's inputs for the clips of one split that have audio and a video.
 
     Returns ({"voice", "face", "present"} tensors, labels, stems). A clip whose video has no
@@ -109,7 +125,7 @@ def paired_features(manifest, split, voice, face, faces, cache_dir=None, device=
     voice_set = VoiceDataset(paired_rows(select_split(manifest, split), faces), AudioSettings.of(voice))
     rows = voice_set.rows  # unreadable audio already left out
     face_set = FaceDataset(rows, faces, FaceSettings.of(face))
-    voice_features, labels = pooled_features(voice, voice_set, "voice", cache_dir, device, progress, extractor)
+    voice_features, labels = pooled_features(voice, voice_set, "voice", cache_dir, device, progress, extractor, speaker_norm)
     face_part, _ = pooled_features(face, face_set, "face", cache_dir, device, progress, extractor)
     with_face = torch.tensor(rows["stem"].isin(set(face_set.rows["stem"])).to_numpy(), dtype=torch.bool)
     face_features = torch.zeros(len(rows), face.feature_dim)

@@ -42,7 +42,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def unimodal_predictions(model, kind: str, rows: pd.DataFrame, faces=None, cache_dir=None, device="auto", progress=True) -> pd.DataFrame:
+def unimodal_predictions(model, kind: str, rows: pd.DataFrame, faces=None, cache_dir=None, device="auto", progress=True,
+                         speaker_norm: bool = True) -> pd.DataFrame:
     """Per-clip probabilities of a voice or face model on ``rows`` (embeddings cached for the fusion model).
 
     The face model gets only the clips with a detected face (``faces.clip_has_face``); the others have no face row.
@@ -53,7 +54,7 @@ def unimodal_predictions(model, kind: str, rows: pd.DataFrame, faces=None, cache
         dataset = FaceDataset(rows, faces, FaceSettings.of(model))
     if len(dataset) == 0:  # no clip has this model's input (an audio-only corpus for the face model): no rows, nothing run
         return probability_table([], kind, np.zeros((0, len(checkpoint_labels(model)))), checkpoint_labels(model))
-    features, _ = pooled_features(model, dataset, kind, cache_dir, device, progress, feature_extractor(device))
+    features, _ = pooled_features(model, dataset, kind, cache_dir, device, progress, feature_extractor(device), speaker_norm)
     with torch.inference_mode():
         logits = model.cpu().classify(features).numpy()
     return probability_table(dataset.rows["stem"], kind, softmax(logits), checkpoint_labels(model))
@@ -76,15 +77,16 @@ def prediction_labels(predictions: pd.DataFrame, kind: str) -> tuple[str, ...]:
     return tuple(column[len(prefix):] for column in predictions.columns if column.startswith(prefix) and column != f"{kind}_pred")
 
 
-def fusion_predictions(fusion, voice, face, manifest, split, faces, cache_dir, device="auto", progress=True) -> pd.DataFrame:
+def fusion_predictions(fusion, voice, face, manifest, split, faces, cache_dir, device="auto", progress=True, speaker_norm: bool = True) -> pd.DataFrame:
     """Per-clip probabilities of the fusion model on the paired clips of ``split``."""
-    tensors, _, stems = paired_features(manifest, split, voice, face, faces, cache_dir, device, progress, feature_extractor(device))
+    tensors, _, stems = paired_features(manifest, split, voice, face, faces, cache_dir, device, progress, feature_extractor(device), speaker_norm)
     with torch.inference_mode():
         logits = fusion.cpu()(**tensors).numpy()
     return probability_table(stems, "fusion", softmax(logits), checkpoint_labels(fusion))
 
 
-def predict_split(manifest, models_dir, split="test", cache_dir=None, device="auto", progress=True, kinds=MODEL_KINDS) -> pd.DataFrame:
+def predict_split(manifest, models_dir, split="test", cache_dir=None, device="auto", progress=True, kinds=MODEL_KINDS,
+                  speaker_norm: bool = True) -> pd.DataFrame:
     """One row per clip of ``split``: truth (``emotion``), the manifest's other columns and each of ``kinds``' probabilities.
 
     Per model, ``KIND_LABEL`` probabilities over its own label set (``attrs["labels"][KIND]``) and
@@ -99,15 +101,19 @@ def predict_split(manifest, models_dir, split="test", cache_dir=None, device="au
     faces = face_index(rows, cache_dir, FaceSettings.of(loaded["face"]), progress=progress) if "face" in loaded else None
     for kind in ("voice", "face"):
         if kind in loaded and kind in kinds:
-            table = table.merge(unimodal_predictions(loaded[kind], kind, rows, faces, cache_dir, device, progress), on="stem", how="left")
+            table = table.merge(unimodal_predictions(loaded[kind], kind, rows, faces, cache_dir, device, progress, speaker_norm), on="stem",
+                                how="left")
     paired = (rows["audio_path"].astype(str) != "") & (rows["video_path"].astype(str) != "")
     if "fusion" in loaded and paired.any():  # else no fusion row: the report says it had no input
-        fused = fusion_predictions(loaded["fusion"], loaded["voice"], loaded["face"], rows, None, faces, cache_dir, device, progress)
+        fused = fusion_predictions(loaded["fusion"], loaded["voice"], loaded["face"], rows, None, faces, cache_dir, device, progress, speaker_norm)
         table = table.merge(fused, on="stem", how="left")
         late = late_predictions(table, loaded["fusion"])
         if late is not None:
             table = table.merge(late, on="stem", how="left")
     table.attrs["labels"] = {kind: list(checkpoint_labels(model)) for kind, model in loaded.items() if kind in kinds}
+    if getattr(loaded.get("voice"), "speaker_norm", False):  # what every report of an eGeMAPS voice model says it used
+        table.attrs["speaker_norm"] = ("per speaker: each clip standardised by its speaker's clips in this split (the corpus's statistics "
+                                       "for a speaker with fewer than 5)") if speaker_norm else "off: the corpus statistics the model stores"
     if "late_pred" in table:
         table.attrs["labels"][LATE] = list(checkpoint_labels(loaded["fusion"]))
     return table
@@ -219,6 +225,8 @@ def evaluate_predictions(predictions: pd.DataFrame, split: str, synthetic: bool 
     }
     if unscored(predictions):
         report["not_scored"] = unscored(predictions)
+    if predictions.attrs.get("speaker_norm"):
+        report["speaker_norm"] = predictions.attrs["speaker_norm"]
     humans = human_accuracy(predictions)
     if humans:
         note = "votes of CREMA-D raters on the real recordings with these names"
@@ -250,7 +258,7 @@ def split_report(predictions: pd.DataFrame, split: str = "val") -> dict:
 
 def evaluate_models(manifest, models_dir, out_dir, split="test", cache_dir=None, device="auto", synthetic=False, progress=True,
                     context: dict | None = None, labels: str = "intended", label_map: dict | None = None, by=(),
-                    allow_seen_speakers: bool = False) -> dict:
+                    allow_seen_speakers: bool = False, speaker_norm: bool = True) -> dict:
     """Predict ``split`` with every model in ``models_dir``; write metrics.json, predictions.csv and figures.
 
     metrics.json records ``context`` (protocol, fold, label source, ...), the speakers of every split,
@@ -280,7 +288,7 @@ def evaluate_models(manifest, models_dir, out_dir, split="test", cache_dir=None,
         kept = f" after the label map {mapping['map']} (dropped: {mapping['dropped']})" if mapping else ""
         raise DataError(f"nothing left to score: no clip of the {split} split{kept} has one of the models' labels "
                         f"{', '.join(next(iter(models_labels), ()))}")
-    predictions = predict_split(evaluated, models_dir, split, cache_dir, device, progress)
+    predictions = predict_split(evaluated, models_dir, split, cache_dir, device, progress, speaker_norm=speaker_norm)
     report = evaluate_predictions(predictions, split, synthetic, labels, by)
     report.update(data_record(manifest, split, context))
     if mapping:

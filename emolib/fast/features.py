@@ -29,7 +29,7 @@ class FastExtractor:
         """``fast-<variant>`` when the model has a checked fast session for the dataset's settings that gives its frozen
         features (a face model's per-frame embeddings; a voice model's features, unless its layer weights learn on
         per-layer states), else ``eager``."""
-        if kind == "voice" and getattr(model, "pools_per_layer", False):
+        if kind == "voice" and getattr(model, "pools_per_layer", False) or not getattr(model, "exportable", True):
             return EAGER
         session = self._session(model, dataset, kind)
         return f"fast-{session.variant}" if session is not None else EAGER

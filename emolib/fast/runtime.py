@@ -20,13 +20,18 @@ from .cache import cache_folders, cache_key, find_cached, find_fast_file, pick_v
 from .session import FastModel, available, physical_cores
 
 
+NOT_EXPORTED = ("egemaps", "fer-mini-xception")  # models with no ONNX form (``exportable`` False): loaded whole, run eagerly
+
+
 def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads: int | None = None, log=None, probes=None) -> FastModel | None:
     """The cached fast session of ``model`` (building, checking and caching it on first use), or None.
 
     A build is calibrated and checked on ``probes`` (``emolib.fast.probes.Probes``; default the
     packaged set). None means the export did not reproduce the eager model (reason logged);
-    callers then use eager.
+    callers then use eager. A model with no ONNX form (``exportable`` False: the eGeMAPS voice model) has none.
     """
+    if not getattr(model, "exportable", True):
+        return None
     variant = pick_variant(model, quantize)
     weights = weights_digest(model)
     folders = cache_folders(model)
@@ -76,7 +81,7 @@ def load_checkpoint(path, quantize: str = "auto"):
 
     directory, config = read_checkpoint_config(path)
     kind = config["kind"]
-    if kind not in ("voice", "face") or not available()[0]:
+    if kind not in ("voice", "face") or not available()[0] or config["model"].get("backbone") in NOT_EXPORTED:
         model = load_model(directory)
         model.checkpoint_dir = directory
         return model
@@ -163,7 +168,7 @@ class FastPath:
         self.voice = load_fast_model("voice", voice, audio_settings, quantize, self.threads, log, probes) if voice is not None else None
         self.face = load_fast_model("face", face, face_settings, quantize, self.threads, log, probes) if face is not None else None
         for model, session in ((voice, self.voice), (face, self.face)):
-            if model is None:
+            if model is None or not getattr(model, "exportable", True):
                 continue
             if session is None:
                 load_encoder_weights(model)  # eager it is

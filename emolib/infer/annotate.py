@@ -23,6 +23,7 @@ from pathlib import Path
 from ..audio import WINDOW_SECONDS
 from ..errors import EmolibError, check_output_folder
 from ..speech import stored_rule
+from .speakers import as_dict, group_digest, listed_speakers, speaker_statistics
 from .archive import (ERRORS_DIR, WINDOWS_DIR, content_key, error_bytes, existing_results, list_inputs, parquet_bytes, path_part, read_errors,
                       read_windows, relabel, result_key, run_settings, settings_key, window_schema, write_result)
 
@@ -94,27 +95,32 @@ def unpack(data: bytes):
 class Annotator:
     """Ray actor: loads the Predictor once, then predicts every window of each decoded file."""
 
-    def __init__(self, models_dir: str, models: str, settings: str, device: str = "cpu", threads: int = 1, min_speech: float | None = None):
+    def __init__(self, models_dir: str, models: str, settings: str, device: str = "cpu", threads: int = 1, min_speech: float | None = None,
+                 speaker_norm: bool = True, speaker_stats: dict | None = None):
         import torch
 
         from .predictor import Predictor
 
         torch.set_num_threads(threads)
-        self.predictor = Predictor.from_dir(models_dir, device=device, threads=threads, min_speech=min_speech)
+        self.predictor = Predictor.from_dir(models_dir, device=device, threads=threads, min_speech=min_speech, speaker_norm=speaker_norm)
+        self.speaker_stats = speaker_stats or {}  # {speaker: SpeakerStats as a dict} of a list with a speaker column
         self.models = models  # the driver's names and hashes of the checkpoints: written into every row
         self.settings = settings
         self.schema = window_schema(self.predictor.labels)
 
     def __call__(self, batch: dict) -> dict:
+        from .speakers import FixedStats
         from .timeline import timeline_rows
 
         out = {"key": [], "path": [], "table": [], "error": [], "seconds": []}
-        for key, path, packed, error in zip(batch["key"], batch["path"], batch["inputs"], batch["error"]):
+        for key, path, packed, error, speaker in zip(batch["key"], batch["path"], batch["inputs"], batch["error"], batch["speaker"]):
             table, inputs = b"", unpack(packed) if not error else None
             if not error:
                 try:
-                    rows = timeline_rows(self.predictor, inputs, progress=False)
-                    table = parquet_bytes(rows.assign(file=str(path), key=key, models=self.models, settings=self.settings), self.schema)
+                    stats = FixedStats.of(self.speaker_stats[speaker]) if speaker in self.speaker_stats else None
+                    rows = timeline_rows(self.predictor, inputs, progress=False, speaker=stats)
+                    table = parquet_bytes(rows.assign(file=str(path), key=key, models=self.models, settings=self.settings,
+                                                      speaker=speaker or None), self.schema)
                 except EmolibError as problem:
                     error = str(problem)
             out["key"].append(key)
@@ -126,8 +132,13 @@ class Annotator:
 
 
 def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_SECONDS, hop: float = 1.0, ray_address: str | None = None,
-             gpus_per_worker: float = 0.0, cpus_per_worker: float = 0.5, progress: bool = True, min_speech: float | None = None) -> dict:
+             gpus_per_worker: float = 0.0, cpus_per_worker: float = 0.5, progress: bool = True, min_speech: float | None = None,
+             speaker_norm: bool = True) -> dict:
     """Annotate every file of ``source`` with the models of ``models_dir`` into the dataset folder ``out``.
+
+    An eGeMAPS voice model standardises each window per speaker (``infer.speakers``): by the file's own running statistics,
+    or, for a list with a ``speaker`` column, by all of that speaker's files' (measured first); ``speaker_norm`` False: by
+    the corpus statistics it stores.
 
     Returns counts: files found, skipped (already done with these settings), annotated, failed,
     replaced (earlier results of the same path from other bytes or settings), and audio hours
@@ -146,26 +157,41 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     found = find_models(models_dir)
     rule = stored_rule(read_checkpoint_config(found["voice"])[1]) if "voice" in found else stored_rule(None)
     min_speech = rule["min_seconds"] if min_speech is None else float(min_speech)  # the voice model's own rule unless given
-    settings = run_settings(found, window, hop, min_speech)
+    settings = run_settings(found, window, hop, min_speech, speaker_norm)
     speech_threshold = rule["threshold"] if "voice" in found and min_speech > 0 else None
     settings_id = settings_key(settings)
+    by_speaker = speaker_norm and "voice" in found and read_checkpoint_config(found["voice"])[1]["model"].get("speaker_norm", False)
+    listed = set(files)
+    speakers = {path: speaker for path, speaker in listed_speakers(source).items() if path in listed} if by_speaker else {}
     frames = FaceSettings.from_stored(read_checkpoint_config(found["face"])[1]["preprocessing"]["face"]).frames if "face" in found else 0
     existing = existing_results(out)
     counts = {"files": len(files), "skipped": 0, "annotated": 0, "failed": 0, "replaced": 0, "audio_hours": 0.0}
     groups: dict[str, list] = {}  # content key -> [(path, result key, its older results)]
+    contents = {}
     for path in files:
         try:
-            content = content_key(path, settings_id)
+            contents[path] = content_key(path, settings_id)
+        except OSError:
+            continue
+    members: dict[str, list] = {}
+    for path, speaker in speakers.items():
+        if path in contents:
+            members.setdefault(speaker, []).append(contents[path])
+    for path in files:
+        try:
+            content = contents[path] if path in contents else content_key(path, settings_id)
+            if path in speakers:  # its rows depend on all of its speaker's files
+                content = content_key(path, f"{settings_id}:{group_digest(speakers[path], members[speakers[path]])}")
         except OSError as error:
             content = f"{MISSING}-{settings_id}"
-            _finish(out, counts, [(path, result_key(path, content), existing.get(path_part(path), []))], None,
+            _finish(out, counts, [(path, result_key(path, content), existing.get(path_part(path), []), "")], None,
                     f"{path}: cannot read the file ({error.strerror or error})", settings_id, 0.0)
             continue
         key, older = result_key(path, content), existing.get(path_part(path), [])
         if any(file.stem == key for file in older):
             counts["skipped"] += 1
             continue
-        groups.setdefault(content, []).append((path, key, older))
+        groups.setdefault(content, []).append((path, key, older, speakers.get(path, "")))
     if not groups:
         return counts
     quiet_ray()
@@ -173,25 +199,31 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     ray.init(address=ray_address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
         label = "; ".join(f"{kind}={Path(models_dir).name}/{kind}@{digest[:12]}" for kind, digest in settings["models"].items())
+        stats = {}
+        if speakers:
+            needed = {path: speaker for path, speaker in speakers.items() if any(speaker == item[3] for paths in groups.values() for item in paths)}
+            stats = {speaker: as_dict(value) for speaker, value in
+                     speaker_statistics(ray, needed, settings["window"], settings["hop"], speech_threshold, min_speech, cpus_per_worker / 2).items()}
         return _run(ray, groups, counts, out, models_dir, label, settings, settings_id, frames, workers, cpus_per_worker, gpus_per_worker,
-                    progress, speech_threshold)
+                    progress, speech_threshold, stats)
     finally:
         if started_ray:
             ray.shutdown()  # leave no Ray processes behind in the caller's process (a notebook, a test run)
 
 
 def _run(ray, groups, counts, out, models_dir, models, settings, settings_id, frames, workers, cpus_per_worker, gpus_per_worker,
-         progress, speech_threshold=None) -> dict:
+         progress, speech_threshold=None, speaker_stats=None) -> dict:
     """The Ray Data job of ``annotate``: one decode task and one prediction per distinct content, then each path's result."""
     from tqdm.auto import tqdm
 
-    todo = [{"path": str(paths[0][0]), "key": content} for content, paths in groups.items()]
+    todo = [{"path": str(paths[0][0]), "key": content, "speaker": paths[0][3]} for content, paths in groups.items()]
     dataset = ray.data.from_items(todo).map(decode, fn_kwargs={"window": settings["window"], "hop": settings["hop"], "frames": frames,
                                                                              "speech_threshold": speech_threshold},
                                             num_cpus=cpus_per_worker / 2)
     dataset = dataset.map_batches(Annotator, fn_constructor_kwargs={"models_dir": str(models_dir), "models": models,
                                                                      "settings": settings_id, "device": "cuda" if gpus_per_worker else "cpu",
-                                                                     "min_speech": settings["min_speech"]},
+                                                                     "min_speech": settings["min_speech"], "speaker_norm": settings["speaker_norm"],
+                                                                     "speaker_stats": speaker_stats or {}},
                                   batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
                                   num_gpus=gpus_per_worker)
     bar = tqdm(total=sum(map(len, groups.values())), desc="annotate", unit="file", disable=not progress)
@@ -205,7 +237,7 @@ def _run(ray, groups, counts, out, models_dir, models, settings, settings_id, fr
 def _finish(out, counts, paths, table: bytes | None, error, settings: str, seconds: float, bar=None) -> None:
     """Write the result of one content (its windows as Parquet bytes, or its error) for each of its ``paths``: each path gets its own
     rows, or its own error row."""
-    for path, key, older in paths:
+    for path, key, older, _ in paths:
         if error:
             message = error if str(path) in error else f"{path}: {error}"
             write_result(out, ERRORS_DIR, key, error_bytes(path, message, key, settings), older)

@@ -26,7 +26,7 @@ WINDOWS_DIR, ERRORS_DIR = "windows", "errors"
 FORMAT = 4  # of the rows (3: a row per window and face; 4: a tail window at the file's end, streams on the file's clock, speech from
 # whole-file segments): a change of columns or of their meaning changes every key
 TEXT_COLUMNS = ("label", "source", "modalities", "voice_pred", "face_pred", "fusion_pred", "notes")
-ID_COLUMNS = ("file", "key", "models", "settings")
+ID_COLUMNS = ("file", "key", "models", "settings", "speaker")
 ERROR_SCHEMA_FIELDS = (("file", "string"), ("error", "string"), ("key", "string"), ("settings", "string"))
 
 
@@ -55,6 +55,16 @@ def _media_entry(item: Path) -> bool:
 
 def _listed(path: Path) -> list[str]:
     """The paths of a CSV or Parquet list file; EmolibError naming the file when it is not one."""
+    table, column = listed_table(path)
+    values = [str(value).strip() for value in table[column] if value is not None and str(value).strip() not in ("", "nan", "None")]
+    if not values:
+        raise EmolibError(f"{path}: column {column!r} names no file")
+    return values
+
+
+def listed_table(path: Path):
+    """(the table of a CSV or Parquet list file, its column of paths: ``path`` or the first); EmolibError naming the file when it
+    is not one, or is empty."""
     import pandas as pd
 
     try:
@@ -64,17 +74,13 @@ def _listed(path: Path) -> list[str]:
         raise EmolibError(f"{path}: not a {kind} list of media files ({' '.join(str(error).split())[:160]})") from None
     if table.empty or not len(table.columns):
         raise EmolibError(f"{path}: the list is empty (one media file per row, in a column named 'path')")
-    column = "path" if "path" in table.columns else table.columns[0]
-    values = [str(value).strip() for value in table[column] if value is not None and str(value).strip() not in ("", "nan", "None")]
-    if not values:
-        raise EmolibError(f"{path}: column {column!r} names no file")
-    return values
+    return table, "path" if "path" in table.columns else table.columns[0]
 
 
-def run_settings(found: dict, window: float, hop: float, min_speech: float = 0.0) -> dict:
-    """Everything besides a file's bytes that changes its rows: window, hop, the no-speech rule, each model's weights and config
-    (face and audio settings, detector, labels), and the folder format."""
-    return {"format": FORMAT, "window": float(window), "hop": float(hop), "min_speech": float(min_speech),
+def run_settings(found: dict, window: float, hop: float, min_speech: float = 0.0, speaker_norm: bool = True) -> dict:
+    """Everything besides a file's bytes that changes its rows: window, hop, the no-speech rule, speaker normalisation, each model's
+    weights and config (face and audio settings, detector, labels), and the folder format."""
+    return {"format": FORMAT, "window": float(window), "hop": float(hop), "min_speech": float(min_speech), "speaker_norm": bool(speaker_norm),
             "models": {kind: file_digest(Path(folder) / WEIGHTS_FILE) for kind, folder in found.items()},
             "configs": {kind: file_digest(Path(folder) / CONFIG_FILE) for kind, folder in found.items()}}
 

@@ -10,7 +10,7 @@ from ..audio import SAMPLE_RATE
 if TYPE_CHECKING:
     from .predictor import Prediction
 
-MODEL_COLOURS = {"voice": "#4C72B0", "face": "#DD8452", "fusion": "#55A868", "average": "#55A868"}
+MODEL_COLOURS = {"voice": "#4C72B0", "face": "#DD8452", "fusion": "#55A868", "average": "#55A868", "late": "#55A868"}
 CREMAD_COLOURS = {"ANG": "#d62728", "DIS": "#8c564b", "FEA": "#9467bd", "HAP": "#ffbf00", "NEU": "#7f7f7f", "SAD": "#1f77b4"}
 OTHER_COLOURS = ("#d62728", "#1f77b4", "#ffbf00", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 MAIN_FACE_COLOUR, OTHER_FACE_COLOUR = "#00ff66", "#ffaa00"
@@ -31,8 +31,8 @@ def format_prediction(prediction: Prediction) -> str:
     column = max(5, *(len(label) for label in labels))
     lines.append(" " * (width + 2) + " ".join(f"{label:>{column}}" for label in labels))
     rows = [("voice", prediction.voice), ("face", prediction.face), ("fusion", prediction.fusion)]
-    if prediction.source == "average":
-        rows.append(("average", prediction.probabilities))
+    if prediction.source in ("average", "late"):
+        rows.append((prediction.source, prediction.probabilities))
     for kind, probabilities in rows:
         if probabilities is not None:
             marker = "*" if kind == prediction.source else " "
@@ -90,8 +90,8 @@ def plot_prediction(prediction: Prediction, frame=None, audio=None, sample_rate:
         wave_ax.text(0.5, 0.5, "no audio", ha="center", va="center", transform=wave_ax.transAxes)
         wave_ax.set_yticks([])
     rows = [(kind, getattr(prediction, kind)) for kind in ("voice", "face", "fusion") if getattr(prediction, kind) is not None]
-    if prediction.source == "average":
-        rows.append(("average", prediction.probabilities))
+    if prediction.source in ("average", "late"):
+        rows.append((prediction.source, prediction.probabilities))
     labels = prediction.labels
     positions = np.arange(len(labels))
     width = 0.8 / max(1, len(rows))

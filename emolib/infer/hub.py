@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import ModelError
 
 REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+STARTER = "starter"  # the models emolib ships (emolib/assets/starter): RAVDESS speech and FER2013 faces, no training needed
 MODEL_FILES = ("config.json", "model.safetensors", "*/config.json", "*/model.safetensors", "README.md")  # a models folder or one checkpoint
 
 
@@ -24,6 +25,8 @@ def models_folder(name_or_dir) -> Path:
     if path.exists():
         return path
     name = str(name_or_dir)
+    if name == STARTER:
+        return starter_folder()
     if not REPO_ID.match(name):
         raise ModelError(f"{name}: no such models folder (train models first, e.g. `emolib demo`, or give a folder or a hub name OWNER/NAME)")
     from huggingface_hub import snapshot_download
@@ -36,3 +39,13 @@ def models_folder(name_or_dir) -> Path:
         raise ModelError(f"{name}: not a local folder, and the Hugging Face Hub repository could not be fetched ({type(error).__name__}: "
                          f"{reason}); download it where there is internet (`huggingface-cli download {name} --local-dir DIR`) "
                          f"and pass the folder DIR instead") from None
+
+
+def starter_folder() -> Path:
+    """The starter models' folder inside the installed package."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("emolib") / "assets" / STARTER))
+    if not (folder / "voice").is_dir() and not (folder / "face").is_dir():
+        raise ModelError(f"{folder}: the starter models are missing from this emolib installation (reinstall emolib)")
+    return folder

@@ -18,7 +18,7 @@ class Prediction:
     """The result of one prediction.
 
     ``probabilities`` are the final ones over the models' label set, in its order (``source``:
-    "fusion", "average", "voice" or "face");
+    "fusion", "late" (a models folder's late fusion), "average", "voice" or "face");
     ``voice``, ``face`` and ``fusion`` hold each model's probabilities when it ran (None otherwise);
     ``modalities`` are the inputs that were used; ``face_box`` (x, y, w, h) is in the pixels of
     frame ``face_frame`` of the input (its own pixels: ``image_scale`` (x, y), when set, is how many of them one pixel of
@@ -44,6 +44,7 @@ class Prediction:
     audio_rms: float | None = None
     speech_seconds: float | None = None
     image_scale: list | None = None
+    speaker_norm: str | None = None
     notes: list = field(default_factory=list)
 
     @property
@@ -91,7 +92,8 @@ class Prediction:
     def summary(self) -> str:
         """One line: emotion, confidence, and what it came from."""
         used = " + ".join(self.modalities)
-        how = {"fusion": f"fusion model on {used}", "average": "mean of voice and face models"}.get(self.source, f"{self.source} model only")
+        how = {"fusion": f"fusion model on {used}", "average": "mean of voice and face models",
+               "late": "late fusion of the voice and face models"}.get(self.source, f"{self.source} model only")
         return f"{self.display_label} {self.confidence:.0%} - {how}"
 
 

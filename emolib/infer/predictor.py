@@ -21,7 +21,8 @@ Fallbacks (each one is reported in ``Prediction.notes``):
   model would see), or too little speech (``speech.has_speech``, Silero VAD; by default the rule the voice checkpoint stores,
   ``min_speech`` overrides it, 0 turns it off): the face model decides;
 - both modalities usable and a fusion model loaded: the fusion model decides (presence flags
-  [1, 1]); without a fusion model, the mean of the voice and face probabilities;
+  [1, 1]); without one, the late fusion a models folder describes in ``starter.json`` (a weighted sum of the
+  two models' log-probabilities: the starter models'), else the mean of the voice and face probabilities;
 - one modality usable: its own model decides (``single="model"``, the default), or the fusion
   model with that modality flagged present and the other zeroed and flagged missing
   (``single="fusion"``; it was trained with modality dropout);
@@ -42,6 +43,7 @@ from .people import find_faces, main_face, other_faces
 from .prediction import Prediction, PredictionError, probability_dict
 
 MODEL_KINDS = ("voice", "face", "fusion")
+FOLDER_FILE = "starter.json"  # a models folder's own note and late fusion (the starter models: no fusion model was trained)
 SINGLE_CHOICES = ("model", "fusion")
 
 
@@ -68,7 +70,8 @@ class Predictor:
     """
 
     def __init__(self, voice=None, face=None, fusion=None, device: str = "cpu", single: str = "model", models_dir=None,
-                 fast: bool = False, quantize: str = "auto", threads: int | None = None, probes=None, notes=(), min_speech: float | None = None):
+                 fast: bool = False, quantize: str = "auto", threads: int | None = None, probes=None, notes=(), min_speech: float | None = None,
+                 speaker_norm: bool = True):
         from ..devices import pick_device
 
         if single not in SINGLE_CHOICES:
@@ -86,6 +89,9 @@ class Predictor:
         self.device = pick_device(device)
         self.voice, self.face, self.fusion = (m.to(self.device).eval() if m is not None else None for m in (voice, face, fusion))
         self.single = single
+        self.speaker_norm = speaker_norm  # the eGeMAPS voice model: per-speaker standardisation where the speaker is known (False: corpus)
+        self.late = None  # {"voice": weight, "face": weight}: late fusion of the log-probabilities without a fusion model
+        self.last_speaker_norm = None
         rule = stored_rule(getattr(voice, "checkpoint", None)) if voice is not None else stored_rule(None)
         # seconds of speech (Silero VAD) a window needs for the voice model (0: the rule is off): the voice checkpoint's default
         # (models trained on speech store one; older ones have it off) unless ``min_speech`` is given
@@ -129,7 +135,8 @@ class Predictor:
 
     @classmethod
     def from_dir(cls, models_dir, device: str = "cpu", single: str = "model", fast: bool = True, quantize: str = "auto",
-                 threads: int | None = None, probes=None, allow_mismatched_fusion: bool = False, min_speech: float | None = None) -> "Predictor":
+                 threads: int | None = None, probes=None, allow_mismatched_fusion: bool = False, min_speech: float | None = None,
+                 speaker_norm: bool = True) -> "Predictor":
         """Load the models ``models.checkpoint.find_models(models_dir)`` finds (voice, face, fusion; any subset).
 
         ``fast`` (default) runs the voice and face encoders through the cached ONNX Runtime fast
@@ -150,8 +157,12 @@ class Predictor:
             models = {kind: load_checkpoint(folder, quantize) for kind, folder in found.items()}
         else:
             models = {kind: load_model(folder) for kind, folder in found.items()}
-        return cls(models.get("voice"), models.get("face"), models.get("fusion"), device=device, single=single,
-                   models_dir=str(models_dir), fast=fast, quantize=quantize, threads=threads, probes=probes, notes=notes, min_speech=min_speech)
+        folder = folder_settings(models_dir)
+        predictor = cls(models.get("voice"), models.get("face"), models.get("fusion"), device=device, single=single,
+                        models_dir=str(models_dir), fast=fast, quantize=quantize, threads=threads, probes=probes,
+                        notes=notes + ([folder["note"]] if folder.get("note") else []), min_speech=min_speech, speaker_norm=speaker_norm)
+        predictor.late = folder.get("late_fusion")
+        return predictor
 
     @property
     def kinds(self) -> list[str]:
@@ -164,17 +175,42 @@ class Predictor:
 
     # ---------------------------------------------------------------- models
 
-    def voice_features(self, wave: np.ndarray):
-        """Pooled voice embedding (1, D) of a 16 kHz wave, through transforms.voice_inputs."""
+    def voice_features(self, wave: np.ndarray, speaker=None):
+        """Pooled voice embedding (1, D) of a 16 kHz wave, through transforms.voice_inputs. The eGeMAPS model's functionals are
+        standardised by the speaker's statistics (``speaker``: an ``egemaps.SpeakerStats`` this window is added to first) once
+        they are ready, else by its corpus statistics: ``self.last_speaker_norm`` says which.""" 
         import torch
 
         from ..transforms import voice_inputs
 
         inputs = voice_inputs(wave, self.audio_settings)
+        if hasattr(self.voice, "from_standardised"):
+            return self._egemaps_features(inputs, speaker)
         if self.fast is not None and self.fast.voice is not None:
             return torch.from_numpy(self.fast.voice.voice_features({name: value.numpy()[None] for name, value in inputs.items()}))
         with torch.inference_mode():
             return self.voice.features(**{name: value[None].to(self.device) for name, value in inputs.items()}).float()
+
+    def _egemaps_features(self, inputs: dict, speaker=None):
+        import torch
+
+        from ..egemaps import MIN_CLIPS, standardise
+
+        with torch.inference_mode():
+            raw = self.voice.frozen_features(inputs["input_values"][None], inputs["attention_mask"][None]).cpu()
+            if not (self.speaker_norm and self.voice.speaker_norm):
+                self.last_speaker_norm = "off (the corpus statistics)" if self.voice.speaker_norm else "none (the model trained without it)"
+                return self.voice.from_frozen(raw).float()
+            if speaker is not None:
+                speaker.add(raw.numpy())
+            if speaker is not None and speaker.ready:
+                floor = np.maximum(1e-3 * self.voice.std.numpy(), 1e-12)
+                standardised = torch.from_numpy(standardise(raw.numpy(), speaker.mean, speaker.std, floor))
+                self.last_speaker_norm = f"per speaker: {speaker.count} windows of this speaker so far"
+                return self.voice.from_standardised(standardised).float()
+            self.last_speaker_norm = ("the corpus statistics (the speaker is not known)" if speaker is None else
+                                      f"the corpus statistics until {MIN_CLIPS} speech windows of this speaker ({speaker.count} so far)")
+            return self.voice.from_frozen(raw).float()
 
     def face_features(self, crops: np.ndarray):
         """Pooled face embedding (1, D) of a clip's crops (the model's temporal pooling), through transforms.face_pixels."""
@@ -208,13 +244,14 @@ class Predictor:
     # ---------------------------------------------------------------- predict
 
     def predict(self, audio=None, sample_rate=None, image=None, audio_name: str = "audio array", image_name: str = "image",
-                whole_image: bool = False, image_scale=None, speech_seconds: float | None = None) -> Prediction:
+                whole_image: bool = False, image_scale=None, speech_seconds: float | None = None, speaker=None) -> Prediction:
         """Predict from an audio array (any rate, mono or (frames, channels)) and/or an RGB image or frames.
 
         ``whole_image`` treats each image as an already-cropped face (no detection, no margin). ``image_scale`` (x, y): the
         frames are a working copy of an input that many times larger (``video.read_image_scaled``); boxes are reported in the
         input's own pixels. ``speech_seconds``: the audio's speech, measured over the whole file or stream it is a window of
-        (``speech.seconds_in``; the timeline and the stream give it), else measured on ``audio``.
+        (``speech.seconds_in``; the timeline and the stream give it), else measured on ``audio``. ``speaker``: the running
+        ``egemaps.SpeakerStats`` of the session or file this audio is a window of (an eGeMAPS voice model's speaker normalisation).
 
         ``image`` is an RGB (H, W, 3) array, a list of frames, or an (F, H, W, 3) array; the
         frames' embeddings are averaged like a training clip's. Raises PredictionError when
@@ -232,8 +269,11 @@ class Predictor:
         result = {"audio_seconds": seconds, "audio_rms": rms, "speech_seconds": speech, "frames": len(frames) if frames else 0}
         voice_features = face_features = None
         if wave is not None:
-            voice_features = self.voice_features(wave)
+            voice_features = self.voice_features(wave, speaker)
             result["voice"] = self._classify(self.voice, voice_features)
+            if hasattr(self.voice, "from_standardised"):
+                result["speaker_norm"] = self.last_speaker_norm
+                notes.append(f"speaker normalisation: {self.last_speaker_norm}")
         if frames is not None and self.face is None:
             notes.append(f"no face model in {self.models_dir}: image ignored")
         elif frames is not None:
@@ -260,6 +300,9 @@ class Predictor:
                 result["present"] = [1, 1]
                 result["fusion"] = self._fuse(voice_features, face_features, [1, 1])
                 final, source = result["fusion"], "fusion"
+            elif self.late:
+                final, source = self._late(result["voice"], result["face"]), "late"
+                notes.append(f"late fusion: {self.late['voice']:g} x log p(voice) + {self.late['face']:g} x log p(face)")
             else:
                 final = probability_dict((np.array(list(result["voice"].values())) + np.array(list(result["face"].values()))) / 2, self.labels)
                 source = "average"
@@ -281,6 +324,13 @@ class Predictor:
             result["faces"] = [main_face(faces, final, source)] + result["faces"]
         prediction = Prediction(emotion=emotion, probabilities=final, source=source, modalities=modalities, notes=notes, **result)
         return prediction.in_input_pixels(image_scale) if image_scale is not None and frames is not None else prediction
+
+    def _late(self, voice: dict, face: dict) -> dict:
+        """softmax(w_voice log p_voice + w_face log p_face): a weighted product of the two models' probabilities."""
+        logits = (self.late["voice"] * np.log(np.maximum(list(voice.values()), 1e-12))
+                  + self.late["face"] * np.log(np.maximum(list(face.values()), 1e-12)))
+        weights = np.exp(logits - logits.max())
+        return probability_dict(weights / weights.sum(), self.labels)
 
     def _nothing_message(self, audio_notes, frames, result, image_name) -> str:
         reasons = [note for note in audio_notes if note != "no audio"] or (["no audio"] if self.voice is not None else [])
@@ -307,3 +357,21 @@ class Predictor:
                                   image_scale=scale)
         prediction.notes = notes + prediction.notes
         return prediction
+
+
+def folder_settings(models_dir) -> dict:
+    """A models folder's ``starter.json`` ({"note", "late_fusion": {"voice", "face"}}), or {}."""
+    import json
+    from pathlib import Path
+
+    path = Path(str(models_dir)) / FOLDER_FILE
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+        late = settings.get("late_fusion")
+        if late is not None:
+            settings["late_fusion"] = {"voice": float(late["voice"]), "face": float(late["face"])}
+        return settings
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ModelError(f"{path}: not a models folder's settings ({type(error).__name__}: {error})") from None

@@ -90,12 +90,14 @@ def timeline_inputs(video, audio=None, window: float = WINDOW_SECONDS, hop: floa
     return TimelineInputs(starts, ends, clips, images, media.notes, media.duration, window_notes, speech, tail)
 
 
-def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool = True):
-    """One row per window of ``inputs``: start, end, label, source, modalities, each model's probabilities, notes."""
+def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool = True, speaker=None):
+    """One row per window of ``inputs``: start, end, label, source, modalities, each model's probabilities, notes. ``speaker``: the
+    speaker statistics to standardise an eGeMAPS voice by (default: the file's own running estimate)."""
     import pandas as pd
     from tqdm.auto import tqdm
 
     rows = []
+    speaker = speaker if speaker is not None else new_speaker(predictor)  # a file is one session: the running statistics of its speech
     for index, (start, end, clip, images) in enumerate(tqdm(list(zip(inputs.starts, inputs.ends, inputs.clips, inputs.images)), desc="timeline",
                                                             unit="window", disable=not progress)):
         row = {"start": start, "end": round(end, 6), "tail": inputs.tail and index == len(inputs.starts) - 1}
@@ -103,7 +105,7 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
         try:
             prediction = predictor.predict(clip if clip is not None and clip.size else None, SAMPLE_RATE, images,
                                            audio_name=f"audio {start:g}-{end:g} s", image_name=f"frames {start:g}-{end:g} s",
-                                           speech_seconds=inputs.speech[index] if inputs.speech is not None else None)
+                                           speech_seconds=inputs.speech[index] if inputs.speech is not None else None, speaker=speaker)
         except PredictionError as error:
             rows.append({**row, "label": "", "source": "", "modalities": "", "face_found": False, "notes": "; ".join(notes + [str(error)])})
             continue
@@ -126,6 +128,15 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
     table = pd.DataFrame(rows).reindex(columns=columns)
     table["face_id"] = table["face_id"].astype("Int64")
     return table
+
+
+def new_speaker(predictor):
+    """A running ``egemaps.SpeakerStats`` for a session of ``predictor`` when its voice model standardises per speaker, else None."""
+    if getattr(predictor.voice, "speaker_norm", False) and predictor.speaker_norm:
+        from ..egemaps import SpeakerStats
+
+        return SpeakerStats()
+    return None
 
 
 def other_face_row(start: float, end: float, face: dict, labels) -> dict:

@@ -99,6 +99,9 @@ class StreamEngine:
         self.audio_offset = 0  # stream sample index of self.audio[0]
         self.received = 0  # samples pushed so far
         self.video_span: tuple[float, float] | None = None  # (first, end) stream seconds of a file's video; None: a camera, unbounded
+        from ..infer.timeline import new_speaker
+
+        self.speaker = new_speaker(predictor)  # the session's running speaker statistics (an eGeMAPS voice model), as the timeline's
         self.segments = None  # a file's speech segments in stream seconds (stream_file measures the whole file, as the timeline does)
         self.vad = None  # else a live stream's Silero VAD, run on the audio as it arrives
         if predictor.voice is not None and predictor.min_speech > 0:
@@ -173,7 +176,7 @@ class StreamEngine:
         began = time.perf_counter()
         try:
             prediction = self.predictor.predict(clip, SAMPLE_RATE, images, audio_name=f"audio {start:g}-{end:g} s",
-                                                image_name=f"frames {start:g}-{end:g} s", speech_seconds=speech)
+                                                image_name=f"frames {start:g}-{end:g} s", speech_seconds=speech, speaker=self.speaker)
         except PredictionError as error:
             prediction, notes = None, [str(error)]
         latency = time.perf_counter() - began

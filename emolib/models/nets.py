@@ -29,6 +29,8 @@ from .backbones import (
     voice_encoder_config,
 )
 from .choices import FREEZE_CHOICES, LAYER_CHOICES, POOLING_CHOICES, TEMPORAL_CHOICES
+from .egemaps import EGEMAPS, EgemapsConfig, EgemapsModel
+from .fer import FER, FerConfig, FerModel
 from .pooling import (
     MAX_FACE_FRAMES,
     AttentiveStats,
@@ -308,6 +310,11 @@ def build_model(kind: str, config, pretrained: bool = False) -> nn.Module:
     if kind not in MODEL_CLASSES:
         raise ModelError(f"unknown model kind '{kind}' (expected voice, face or fusion)")
     model_class, config_class = MODEL_CLASSES[kind]
+    backbone = config.get("backbone") if isinstance(config, dict) else getattr(config, "backbone", None)
+    if kind == "voice" and backbone == EGEMAPS:  # openSMILE's functionals and a small head, not a wav2vec2
+        model_class, config_class = EgemapsModel, EgemapsConfig
+    if kind == "face" and backbone == FER:  # the FER2013 mini-Xception of the starter models
+        model_class, config_class = FerModel, FerConfig
     if isinstance(config, dict):
         config = config_class(**config)
     return model_class(config, pretrained=pretrained)

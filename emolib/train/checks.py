@@ -13,7 +13,8 @@ from .presets import OPTION_NAMES, apply_recipe
 
 MAX_FRAMES = 64  # CREMA-D's clips hold about 36-150 frames (1.2-5 s at 29.97 fps); HiCMAE samples 16, the seed recipe 3
 OWNERS = {"layers": "voice", "pooling": "voice", "speech_only": "voice", "frames": "face", "temporal": "face", "face_weights": "face",
-          "balance": "fusion"}
+          "balance": "fusion", "speaker_norm": "voice"}
+EGEMAPS_IGNORES = ("layers", "pooling", "speech_only", "freeze", "encoder_lr", "init_from")  # a wav2vec2's options: the functionals have none
 FUSION_IGNORES = ("backbone", "face_weights", "freeze", "encoder_lr")  # the fusion model trains on its encoders, which keep their own
 TRAINING_ONLY = ("backbone", "face_weights", "freeze", "epochs", "batch_size", "lr", "encoder_lr", "workers", "restart")
 TRAINED = {  # recipe option: (the model kind that has it, where its checkpoint config keeps it, the value of older checkpoints)
@@ -47,6 +48,12 @@ def check_train_options(kind: str, options) -> None:
                           for name in foreign)
         raise ModelError(f"`emolib train {kind}` would ignore {', '.join(flag(name) for name in foreign)} ({whose}); leave "
                          f"{'it' if len(foreign) == 1 else 'them'} out")
+    egemaps = kind == "voice" and options.backbone == "egemaps"
+    if egemaps and given(options, EGEMAPS_IGNORES):
+        raise ModelError(f"--backbone egemaps (openSMILE's functionals and a small head) has no {', '.join(flag(name) for name in given(options, EGEMAPS_IGNORES))}: "
+                         "leave it out")
+    if kind == "voice" and not egemaps and options.speaker_norm is not None:
+        raise ModelError("--speaker-norm is for --backbone egemaps (the wav2vec2 voice model standardises each clip's waveform)")
     if kind != "fusion" and given(options, ("finetune", "voice_lr", "face_lr")):
         raise ModelError("--finetune, --voice-lr and --face-lr apply to `emolib train fusion` (joint fine-tuning of both encoders)")
     if kind == "fusion" and not options.finetune and given(options, ("voice_lr", "face_lr")):

@@ -48,12 +48,13 @@ class HeadOnly(nn.Module):
     """Wraps a model whose encoder is frozen so that it trains on its cached ``frozen_features``: the layer weights or
     temporal pooling (``from_frozen``) and the head learn."""
 
-    def __init__(self, model):
+    def __init__(self, model, standardised: bool = False):
         super().__init__()
-        self.model = model
+        self.model, self.standardised = model, standardised
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.model.classify(self.model.from_frozen(features))
+        embed = self.model.from_standardised if self.standardised else self.model.from_frozen
+        return self.model.classify(embed(features))
 
 
 def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessing: dict, cache_dir=None, extra: dict | None = None,
@@ -81,7 +82,10 @@ def fit(model, kind: str, make_dataset, train: TrainConfig, out_dir, preprocessi
             save_checkpoint(model, kind, out_dir, preprocessing, {"val": metrics, "training": asdict(train), **(extra or {}), "data": record or {}},
                             labels)
 
-        if getattr(model.config, "freeze", None) == "all":
+        if hasattr(model, "from_standardised"):  # the eGeMAPS voice model: its caller made the standardised functionals
+            trainable = HeadOnly(model, standardised=True)
+            sets = [make_dataset("train", True), make_dataset("val", False)]
+        elif getattr(model.config, "freeze", None) == "all":
             trainable = HeadOnly(model)
             sets = [_feature_dataset(model, make_dataset(split, False), kind, cache_dir, preprocessing, train.device, progress) for split in ("train", "val")]
         else:
@@ -140,11 +144,18 @@ def train_voice(manifest, out_dir, config: VoiceConfig, train: TrainConfig, audi
         return VoiceDataset(select_split(manifest, split), audio, train=augment)
 
     recipe = recipe_of(source.checkpoint) if source is not None else recipe  # a fine-tuned checkpoint keeps its source's architecture
-    rule, why = default_rule(speech_sample(manifest, CHECK_CLIPS))  # the no-speech rule every inference path applies by default
+    return fit(model, "voice", make_dataset, train, out_dir, {"audio": asdict(audio)}, cache_dir,
+               {**_extra(init, out_dir, recipe), "speech": speech_rule(manifest)}, progress, data_identity(manifest), restart, labels,
+               training_record(manifest, about))
+
+
+def speech_rule(manifest) -> dict:
+    """The no-speech rule a new voice model stores (``speech.default_rule`` on a sample of its training clips); the training log
+    says which and why."""
+    rule, why = default_rule(speech_sample(manifest, CHECK_CLIPS))
     if is_main_process():
         print(f"voice: {why}")
-    return fit(model, "voice", make_dataset, train, out_dir, {"audio": asdict(audio)}, cache_dir, {**_extra(init, out_dir, recipe), "speech": rule},
-               progress, data_identity(manifest), restart, labels, training_record(manifest, about))
+    return rule
 
 
 def train_face(manifest, out_dir, config: FaceConfig, train: TrainConfig, face: FaceSettings | None = None, cache_dir=None, workers: int | None = None,

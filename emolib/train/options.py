@@ -11,6 +11,7 @@ from ..data.defects import HICMAE_LEFT_OUT
 from ..data.splits import DEFAULT_FOLDS, DEFAULT_PROTOCOL, HICMAE
 from ..errors import DataError
 from ..models.backbones import TINY
+from ..models.egemaps import EGEMAPS
 from .trainer import TrainConfig
 
 DEFAULTS = {
@@ -18,6 +19,7 @@ DEFAULTS = {
     "face": TrainConfig(epochs=10, batch_size=32, lr=1e-3, encoder_lr=1e-4),
     "fusion": TrainConfig(epochs=40, batch_size=32, lr=1e-3, patience=10),
 }
+EGEMAPS_TRAINING = TrainConfig(epochs=60, batch_size=32, lr=3e-3, patience=15)  # the eGeMAPS head: 88 functionals, seconds an epoch
 DEFAULT_FREEZE = {"voice": "cnn", "face": "none"}
 WHOLE_CLIP_CROPS = 64  # face crops per step when a temporal model trains on whole clips (16 frames x 4 clips: ResNet-50 fp16 fits a T4)
 SYNTHETIC_MARKER = "README.txt"
@@ -42,6 +44,7 @@ class DataOptions:
     layout: str = "auto"
     speaker_pattern: str | None = None
     label_order: str | None = None
+    label_map: str | None = None  # training on another corpus's names: FROM=TO pairs or a file (``labels.parse_label_map``)
 
     def about(self) -> dict:
         """What a checkpoint and its model card record about this data: name, source, layout, protocol and fold."""
@@ -94,6 +97,7 @@ class ModelOptions:
     finetune: bool = False
     voice_lr: float | None = None
     face_lr: float | None = None
+    speaker_norm: str | None = None  # the eGeMAPS voice model: "on" (default) or "off"
 
     def train_config(self, kind: str) -> TrainConfig:
         """The TrainConfig of ``kind`` with these overrides."""
@@ -103,7 +107,7 @@ class ModelOptions:
 
 def train_config(kind: str, backbone: str | None = None, **overrides) -> TrainConfig:
     """The default TrainConfig of ``kind`` with the given overrides (None values are ignored)."""
-    config = DEFAULTS[kind]
+    config = EGEMAPS_TRAINING if kind == "voice" and backbone == EGEMAPS else DEFAULTS[kind]
     if backbone == TINY:
         config = replace(config, encoder_lr=config.lr)
     return replace(config, **{name: value for name, value in overrides.items() if value is not None})
@@ -147,11 +151,24 @@ def load_manifest_for(options: DataOptions, quiet: bool = False, splits: bool = 
             manifest = assign_splits(manifest, fold=options.fold, folds=options.folds, seed=options.split_seed, protocol=options.protocol)
         except DataError as error:
             raise DataError(f"{options.data}: {error}; evaluate it whole with `emolib evaluate --split all`") from None
+    if options.label_map:
+        manifest = mapped(manifest, options.label_map, options.label_order, quiet)
     if not quiet:
         print(summarize(summary))
     if options.protocol == HICMAE:
         manifest = leave_out(manifest, HICMAE_LEFT_OUT, "left out by the hicmae protocol (a known defective clip)")
     return manifest if options.include_defective else exclude_defects(manifest)
+
+
+def mapped(manifest, label_map, label_order=None, quiet: bool = False):
+    """``manifest`` with its labels renamed by ``label_map`` (``labels.rename_labels``) and encoded against the new label set."""
+    from ..data.manifest import with_label_set
+    from ..labels import parse_label_map, rename_labels
+
+    manifest, dropped = rename_labels(manifest, parse_label_map(label_map))
+    if not quiet and dropped:
+        print("label map: left out " + ", ".join(f"{label} {count}" for label, count in dropped.items()))
+    return with_label_set(manifest, label_order, "--label-map")
 
 
 def is_synthetic(data) -> bool:

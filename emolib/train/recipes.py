@@ -13,6 +13,7 @@ import numpy as np
 
 from ..data.splits import HICMAE, HICMAE_FOLDS, split_warnings
 from ..files import atomic_write
+from ..models.egemaps import EGEMAPS, EgemapsConfig
 from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_FACE_WEIGHTS, DEFAULT_VOICE_BACKBONE, NO_WEIGHTS, TINY
 from ..models.nets import FaceConfig, VoiceConfig
 from .distributed import is_main_process
@@ -51,6 +52,11 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
     if kind == "fusion" and options.recipe is None and is_checkpoint(models_dir / "voice"):
         options = replace(options, recipe=recipe_of(read_checkpoint_config(models_dir / "voice")[1]))  # the encoders' recipe
     preset = apply_recipe(replace(options, freeze=freeze))
+    if kind == "voice" and backbone == EGEMAPS:
+        from .functionals import train_egemaps
+
+        config = EgemapsConfig(speaker_norm=options.speaker_norm != "off")
+        return train_egemaps(manifest, out_dir, config, train, cache_dir, progress, restart, labels, about, preset.recipe)
     if kind == "voice":
         config = VoiceConfig(backbone=backbone or DEFAULT_VOICE_BACKBONE, freeze=freeze, layers=preset.layers, pooling=preset.pooling)
         return train_voice(manifest, out_dir, config, train, AudioSettings(speech_only=preset.speech_only), cache_dir=cache_dir, progress=progress,
@@ -142,7 +148,7 @@ def train_with(kind: str, manifest, models_dir, options: ModelOptions, cache_dir
 
 
 def evaluate_split(data: DataOptions, models_dir, out_dir, split: str = "test", cache_dir=None, device: str = "auto", label_map=None,
-                   by=(), allow_seen_speakers: bool = False, recipe: str | None = None) -> dict:
+                   by=(), allow_seen_speakers: bool = False, recipe: str | None = None, speaker_norm: bool = True) -> dict:
     """``emolib evaluate``: evaluate the trained models on one split; prints the table, returns the report.
 
     ``label_map`` (``labels.parse_label_map``) maps the data's labels onto the models' (cross-corpus);
@@ -159,7 +165,7 @@ def evaluate_split(data: DataOptions, models_dir, out_dir, split: str = "test", 
     mapping = parse_label_map(label_map) if label_map else None
     manifest = load_manifest_for(data, quiet=True, splits=split != ALL)
     report = evaluate_models(manifest, models_dir, out_dir, split, cache_dir, device, is_synthetic(data.data), context=data.context(),
-                             labels=data.labels, label_map=mapping, by=by, allow_seen_speakers=allow_seen_speakers)
+                             labels=data.labels, label_map=mapping, by=by, allow_seen_speakers=allow_seen_speakers, speaker_norm=speaker_norm)
     print(results_table(report).to_string())
     for kind, metrics in report["models"].items():
         if metrics.get("outside_label_set"):
@@ -227,11 +233,13 @@ def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: 
             print(f"skipped: {error}")
             skipped.append({"fold": fold, "reason": str(error)})
             continue
-        for kind in KINDS:  # each model gets its own options (a fold trains all three)
+        kinds = trainable_kinds(manifest)
+        for kind in kinds:  # each model gets its own options (a fold trains all three, or the voice alone on an audio-only corpus)
             train_with(kind, manifest, fold_models, options_for(kind, options), cache_dir, labels="intended" if data.labels == "both" else data.labels,
                        label_order=data.label_order, about=fold_data.about())
         reports.append(evaluate_models(manifest, fold_models, fold_out, "test", cache_dir, options.device,
-                                       is_synthetic(data.data), context=fold_data.context(), labels=data.labels))
+                                       is_synthetic(data.data), context=fold_data.context(), labels=data.labels,
+                                       speaker_norm=options.speaker_norm != "off"))
         atomic_write(fold_out / FOLD_FILE, json.dumps({"run": run, "checkpoints": checkpoint_digests(fold_models)}, indent=2))
         for kind in KINDS:  # a finished fold is read back from fold.json: its resume states (3x the weights) only take space
             (fold_models / kind / RESUME_FILE).unlink(missing_ok=True)
@@ -242,6 +250,14 @@ def cross_validate(data: DataOptions, folds: int, models_dir, out_dir, options: 
     for kind, stats in summary["models"].items():
         print(f"{kind:7s} test UAR {stats['uar_mean']:.3f} ± {stats['uar_std']:.3f}   acc {stats['accuracy_mean']:.3f} ± {stats['accuracy_std']:.3f}")
     return summary
+
+
+def trainable_kinds(manifest) -> tuple[str, ...]:
+    """The models a corpus can train: voice, face and fusion; the voice alone when no clip has a video (RAVDESS speech)."""
+    if (manifest["video_path"].astype(str) != "").any():
+        return KINDS
+    print("face, fusion: not trained: no clip of this corpus has a video")
+    return ("voice",)
 
 
 def fold_run(data: DataOptions, options: ModelOptions) -> dict:
