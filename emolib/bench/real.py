@@ -19,6 +19,7 @@ import numpy as np
 from .report import replace_section
 
 START, END = "<!-- real-people:start -->", "<!-- real-people:end -->"
+VOICES_START, VOICES_END = "<!-- real-voices:start -->", "<!-- real-voices:end -->"  # the cross-validation on real speech (a command's)
 LEVELS = (-50, -40, -30)  # dBFS of the room noises
 NOISE_SECONDS = 8.0
 THRESHOLDS = (0.5, 0.3)  # Silero's segment threshold: its own default, and emolib's

@@ -133,7 +133,7 @@ def keep_sections(out, text: str) -> str:
 
     old = Path(out).read_text() if Path(out).is_file() else ""
     for start, end in ((faces.START, faces.END), (scaling.START, scaling.END), (streaming.START, streaming.END), (recipe.START, recipe.END),
-                       (real.START, real.END)):
+                       (real.START, real.END), (real.VOICES_START, real.VOICES_END)):
         if start in old and end in old:
             text = text.rstrip() + "\n\n" + old[old.index(start): old.index(end) + len(end)] + "\n"
     return text
