@@ -14,7 +14,7 @@ import time
 from ..audio import WINDOW_SECONDS
 from ..train.presets import RECIPES
 from .registry import command
-from .types import non_negative_float, non_negative_int, positive_float, positive_int
+from .types import probability, non_negative_float, non_negative_int, positive_float, positive_int
 
 DEFAULT_MODELS = "models"
 
@@ -37,6 +37,9 @@ def _add_speech_argument(parser) -> None:
                         help="seconds of speech (Silero VAD) an input or window needs for the voice model; less counts as no audio "
                              "(default: the voice model's own rule, 0.25 s for a model trained on speech, off for older or synthetic "
                              "ones; 0 turns it off)")
+    parser.add_argument("--abstain", type=probability, default=None, metavar="P",
+                        help="say \"uncertain\" when the top calibrated probability is below P (the probabilities are still given; "
+                             "default: never)")
     parser.add_argument("--speaker-norm", choices=("on", "off"), default="on",
                         help="an eGeMAPS voice model: standardise its features by the speaker's own statistics where the speaker is "
                              "known (a stream's or a file's speech windows; an annotate list's speaker column), else the corpus's "
@@ -48,7 +51,7 @@ def _predictor(args):
 
     return Predictor.from_pretrained(args.models, device=args.device, single=args.single, fast=args.fast,
                                      allow_mismatched_fusion=args.allow_mismatched_fusion, min_speech=args.min_speech,
-                                     speaker_norm=args.speaker_norm != "off")
+                                     speaker_norm=args.speaker_norm != "off", abstain=args.abstain)
 
 
 def _check_inputs(*paths) -> None:
@@ -145,7 +148,7 @@ def _annotate(parser):
         from ..infer.hub import models_folder
 
         counts = annotate(args.source, models_folder(args.models), args.out, args.workers, args.window, args.hop, args.ray_address, args.gpus_per_worker,
-                          args.cpus_per_worker, min_speech=args.min_speech, speaker_norm=args.speaker_norm != "off")
+                          args.cpus_per_worker, min_speech=args.min_speech, speaker_norm=args.speaker_norm != "off", abstain=args.abstain)
         replaced = f", replacing {counts['replaced']} made from other bytes or settings" if counts["replaced"] else ""
         print(f"{counts['files']} files: {counts['annotated']} annotated ({counts['audio_hours']:.3f} h of audio){replaced}, "
               f"{counts['skipped']} already done, {counts['failed']} failed (see {args.out}/errors)")

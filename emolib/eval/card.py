@@ -147,6 +147,36 @@ def _results_section(report: dict | None) -> list[str]:
     for kind, metrics in report["models"].items():
         outside = sum(metrics.get("outside_label_set", {}).values())
         lines.append(f"| {kind} | {metrics['n']} | {metrics['accuracy']:.3f} | {metrics['uar']:.3f} | {metrics['macro_f1']:.3f} | {outside} |")
+    return lines + [""] + _groups_section(report) + _calibration_section(report)
+
+
+def _groups_section(report: dict) -> list[str]:
+    """Each model's UAR per group of people on the test split (``eval.fairness``)."""
+    rows = [(kind, column, group, entry, block) for kind, metrics in report["models"].items()
+            for column, block in (metrics.get("fairness") or {}).items() for group, entry in block["groups"].items()]
+    if not rows:
+        return []
+    lines = ["### Results per group of people", "",
+             "UAR of each group of the test split (a group under 30 clips is too small to read); the gap is the best group's UAR minus "
+             "the worst's; for the face model, the share of the group's videos in which a face was detected.", "",
+             "| model | grouped by | group | clips | UAR | gap in this grouping | face detected |", "|---|---|---|---|---|---|---|"]
+    for kind, column, group, entry, block in rows:
+        small = " (too small)" if entry["too_small"] else ""
+        detected = f"{entry['detection_rate']:.2f}" if entry.get("detection_rate") is not None else "-"
+        lines.append(f"| {kind} | {column} | {group} | {entry['clips']}{small} | {entry['uar']:.3f} | {block['gap']:.3f} | {detected} |")
+    return lines + [""]
+
+
+def _calibration_section(report: dict) -> list[str]:
+    blocks = {kind: metrics["calibration"] for kind, metrics in report["models"].items() if metrics.get("calibration")}
+    if not blocks:
+        return []
+    lines = ["### Calibration", "", "Temperature scaling fitted on the validation split; expected calibration error (15 bins) on the test split "
+             "before and after it, negative log-likelihood and Brier score after.", "",
+             "| model | temperature | ECE before | ECE after | NLL | Brier |", "|---|---|---|---|---|---|"]
+    for kind, block in blocks.items():
+        temperature = f"{block['temperature']:.2f}" if block.get("temperature") else "-"
+        lines.append(f"| {kind} | {temperature} | {block['ece_before']:.3f} | {block['ece']:.3f} | {block['nll']:.3f} | {block['brier']:.3f} |")
     return lines + [""]
 
 

@@ -26,14 +26,15 @@ from ..errors import DataError, ModelError
 from ..models.checkpoint import MODEL_KINDS, checkpoint_labels, find_models, load_model, read_checkpoint_config
 from ..models.pooling import late_fusion_logits
 from ..transforms import AudioSettings, FaceSettings
+from .calibration import calibration_block, risk_coverage, scaled, temperature
+from .fairness import fairness_report, group_columns
 from .metrics import summary_metrics
 from .provenance import refuse_seen, seen_speakers
 
 LABEL_CHOICES = ("intended", "perceived", "both")
+RAW = "raw_"  # the prefix of a model's uncalibrated probability columns in a predictions table
 LATE = "late"  # the late-fusion baseline's rows and columns (train.late), reported beside the fusion model
 LOG_FLOOR = 1e-12
-AGE_BINS = (0, 30, 45, 60, 200)
-AGE_LABELS = ("<30", "30-44", "45-59", "60+")
 VOTE_MODALITIES = {"voice": "voice", "face": "face", "audiovisual": "fusion"}
 
 
@@ -57,14 +58,18 @@ def unimodal_predictions(model, kind: str, rows: pd.DataFrame, faces=None, cache
     features, _ = pooled_features(model, dataset, kind, cache_dir, device, progress, feature_extractor(device), speaker_norm)
     with torch.inference_mode():
         logits = model.cpu().classify(features).numpy()
-    return probability_table(dataset.rows["stem"], kind, softmax(logits), checkpoint_labels(model))
+    return probability_table(dataset.rows["stem"], kind, softmax(logits), checkpoint_labels(model), temperature(model.checkpoint))
 
 
-def probability_table(stems, kind: str, probabilities: np.ndarray, labels) -> pd.DataFrame:
-    """``stem``, ``KIND_LABEL`` probability columns (one per label of the model's label set) and ``KIND_pred``."""
-    table = pd.DataFrame(probabilities, columns=[f"{kind}_{label}" for label in labels])
+def probability_table(stems, kind: str, probabilities: np.ndarray, labels, t: float = 1.0) -> pd.DataFrame:
+    """``stem``, ``KIND_LABEL`` probability columns (one per label of the model's label set), calibrated by the model's temperature
+    ``t`` (``eval.calibration``), ``KIND_pred``, and the uncalibrated ones as ``raw_KIND_LABEL``."""
+    calibrated = scaled(probabilities, t)
+    table = pd.DataFrame(calibrated, columns=[f"{kind}_{label}" for label in labels])
     table.insert(0, "stem", list(stems))
-    table[f"{kind}_pred"] = [labels[index] for index in probabilities.argmax(axis=1)]
+    table[f"{kind}_pred"] = [labels[index] for index in calibrated.argmax(axis=1)] if len(calibrated) else []
+    for index, label in enumerate(labels):
+        table[f"{RAW}{kind}_{label}"] = probabilities[:, index] if len(probabilities) else []
     return table
 
 
@@ -74,7 +79,8 @@ def prediction_labels(predictions: pd.DataFrame, kind: str) -> tuple[str, ...]:
     if known:
         return tuple(known)
     prefix = f"{kind}_"
-    return tuple(column[len(prefix):] for column in predictions.columns if column.startswith(prefix) and column != f"{kind}_pred")
+    return tuple(column[len(prefix):] for column in predictions.columns if column.startswith(prefix) and column != f"{kind}_pred"
+                 and not column.startswith(RAW))
 
 
 def fusion_predictions(fusion, voice, face, manifest, split, faces, cache_dir, device="auto", progress=True, speaker_norm: bool = True) -> pd.DataFrame:
@@ -82,7 +88,7 @@ def fusion_predictions(fusion, voice, face, manifest, split, faces, cache_dir, d
     tensors, _, stems = paired_features(manifest, split, voice, face, faces, cache_dir, device, progress, feature_extractor(device), speaker_norm)
     with torch.inference_mode():
         logits = fusion.cpu()(**tensors).numpy()
-    return probability_table(stems, "fusion", softmax(logits), checkpoint_labels(fusion))
+    return probability_table(stems, "fusion", softmax(logits), checkpoint_labels(fusion), temperature(fusion.checkpoint))
 
 
 def predict_split(manifest, models_dir, split="test", cache_dir=None, device="auto", progress=True, kinds=MODEL_KINDS,
@@ -111,27 +117,30 @@ def predict_split(manifest, models_dir, split="test", cache_dir=None, device="au
         if late is not None:
             table = table.merge(late, on="stem", how="left")
     table.attrs["labels"] = {kind: list(checkpoint_labels(model)) for kind, model in loaded.items() if kind in kinds}
+    table.attrs["temperatures"] = {kind: temperature(model.checkpoint) for kind, model in loaded.items() if kind in kinds}
     if getattr(loaded.get("voice"), "speaker_norm", False):  # what every report of an eGeMAPS voice model says it used
         table.attrs["speaker_norm"] = ("per speaker: each clip standardised by its speaker's clips in this split (the corpus's statistics "
                                        "for a speaker with fewer than 5)") if speaker_norm else "off: the corpus statistics the model stores"
     if "late_pred" in table:
         table.attrs["labels"][LATE] = list(checkpoint_labels(loaded["fusion"]))
+        table.attrs["temperatures"][LATE] = float(loaded["fusion"].checkpoint["late_fusion"].get("temperature", 1.0))
     return table
 
 
 def late_predictions(table: pd.DataFrame, fusion) -> pd.DataFrame | None:
-    """The late-fusion baseline's probabilities on the clips the fusion model predicted, from the voice and face
-    models' probabilities in ``table`` and the weights the fusion checkpoint records (``train.late``); None without them."""
+    """The late-fusion baseline's probabilities on the clips the fusion model predicted, from the voice and face models'
+    uncalibrated probabilities in ``table`` (the weights were fitted on their logits) and the weights the fusion checkpoint
+    records (``train.late``), calibrated by the baseline's own temperature; None without them."""
     late = (getattr(fusion, "checkpoint", None) or {}).get("late_fusion")
     if not late or "voice_pred" not in table or "face_pred" not in table:
         return None
     labels = list(checkpoint_labels(fusion))
     paired = table[table["fusion_pred"].notna()]
-    voice, face = (torch.tensor(paired[[f"{kind}_{label}" for label in labels]].to_numpy(dtype=np.float64)) for kind in ("voice", "face"))
+    voice, face = (torch.tensor(paired[[f"{RAW}{kind}_{label}" for label in labels]].to_numpy(dtype=np.float64)) for kind in ("voice", "face"))
     present = torch.stack([torch.ones(len(paired), dtype=torch.float64), (~face.isnan().any(dim=1)).double()], dim=1)
     logits = late_fusion_logits(_log_probabilities(voice), _log_probabilities(face), present,
                                 torch.tensor(late["weights"], dtype=torch.float64), torch.tensor(late["bias"], dtype=torch.float64))
-    return probability_table(paired["stem"], LATE, softmax(logits.numpy()), labels)
+    return probability_table(paired["stem"], LATE, softmax(logits.numpy()), labels, float(late.get("temperature", 1.0)))
 
 
 def _log_probabilities(probabilities: torch.Tensor) -> torch.Tensor:
@@ -168,20 +177,32 @@ def outside_label_set(predictions: pd.DataFrame, kind: str) -> dict[str, int]:
 
 
 def breakdowns(predictions: pd.DataFrame, kind: str, by=()) -> dict:
-    """UAR and accuracy of ``kind`` by speaker sex and by age group (when the data has them) and by each column of ``by``."""
-    groups = {}
-    if "sex" in predictions:
-        groups["sex"] = predictions["sex"].fillna("unknown")
-    if "age" in predictions:
-        groups["age"] = pd.cut(pd.to_numeric(predictions["age"], errors="coerce"), AGE_BINS, labels=AGE_LABELS, right=False).astype(str)
-    groups.update({column: predictions[column].fillna("").astype(str) for column in by if column in predictions})
+    """UAR and accuracy of ``kind`` per group of each grouping column (``fairness.group_columns``: sex, age group, race, ethnicity
+    where the data has them, and each column of ``by``)."""
     result = {}
-    for name, keys in groups.items():
+    for name, keys in group_columns(predictions, by).items():
         result[name] = {}
         for key, rows in predictions.groupby(keys):
             metrics = metrics_for(rows, kind)
             result[name][str(key)] = {"n": metrics["n"], "accuracy": metrics["accuracy"], "uar": metrics["uar"]}
     return result
+
+
+def confidence_report(predictions: pd.DataFrame, kind: str, t: float | None = None) -> dict:
+    """``calibration`` (temperature, ECE after and before, NLL, Brier, reliability points) and ``abstention`` (coverage and
+    accuracy at a few thresholds, and the risk-coverage curve) of ``kind`` on the clips it predicted; {} without the
+    uncalibrated columns (a predictions.csv of an older emolib)."""
+    labels = prediction_labels(predictions, kind)
+    rows = predictions.dropna(subset=[f"{kind}_pred"])
+    rows = rows[rows["emotion"].astype(str).isin(labels)]
+    raw_columns = [f"{RAW}{kind}_{label}" for label in labels]
+    if not set(raw_columns) <= set(rows.columns) or rows.empty:
+        return {}
+    truth = rows["emotion"].astype(str).map(labels.index).to_numpy()
+    calibrated, raw = rows[[f"{kind}_{label}" for label in labels]].to_numpy(float), rows[raw_columns].to_numpy(float)
+    block = calibration_block(calibrated, raw, truth)
+    block["temperature"] = t
+    return {"calibration": block, "abstention": risk_coverage(calibrated, truth)}
 
 
 def human_accuracy(predictions: pd.DataFrame) -> dict | None:
@@ -199,9 +220,12 @@ def human_accuracy(predictions: pd.DataFrame) -> dict | None:
 
 
 def model_report(predictions: pd.DataFrame, kind: str, labels: str, by=()) -> dict:
-    """Metrics and breakdowns of ``kind`` against ``labels`` (intended, perceived, or both: intended with a perceived block)."""
+    """Metrics and breakdowns of ``kind`` against ``labels`` (intended, perceived, or both: intended with a perceived block), its
+    calibration and abstention (``eval.calibration``), and its results per group of people (``eval.fairness``)."""
     view, dropped = with_labels(predictions, kind, "perceived" if labels == "perceived" else "intended")
-    report = {**metrics_for(view, kind), "by": breakdowns(view, kind, by), "outside_label_set": outside_label_set(view, kind)}
+    report = {**metrics_for(view, kind), "by": breakdowns(view, kind, by), "outside_label_set": outside_label_set(view, kind),
+              **confidence_report(view, kind, predictions.attrs.get("temperatures", {}).get(kind)),
+              "fairness": fairness_report(view, kind, metrics_for, by)}
     if labels == "perceived":
         report["dropped_no_majority"] = dropped
     if labels == "both":

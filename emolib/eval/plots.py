@@ -91,8 +91,47 @@ def plot_history(history: list[dict], title: str = ""):
     return figure
 
 
+def plot_reliability(report: dict):
+    """A reliability diagram per model: accuracy against confidence in each of the calibration bins, before and after its
+    temperature (the diagonal is perfect calibration; the bars' width is the bin)."""
+    plt = _pyplot()
+    kinds = [kind for kind, metrics in report["models"].items() if metrics.get("calibration")]
+    figure, axes = plt.subplots(1, max(1, len(kinds)), figsize=(3.6 * max(1, len(kinds)), 3.6), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        block = report["models"][kind]["calibration"]
+        width = 1.0 / block["bins"]
+        for points, colour, label in ((block["reliability_before"], "#C44E52", f"before (ECE {block['ece_before']:.3f})"),
+                                      (block["reliability"], MODEL_COLOURS.get(kind, "#4C72B0"), f"after (ECE {block['ece']:.3f})")):
+            ax.bar([point["bin"] for point in points], [point["accuracy"] for point in points], width * 0.9, alpha=0.55, color=colour,
+                   label=label, edgecolor="black", linewidth=0.3)
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        temperature = block.get("temperature")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)", ylabel="accuracy",
+               title=f"{kind}" + (f", T = {temperature:.2f}" if temperature else ""))
+        ax.legend(fontsize=7, loc="upper left")
+    figure.suptitle(f"reliability on the {report['split']} split", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def plot_risk_coverage(report: dict):
+    """Selective prediction: the error rate on the clips kept against the share kept, keeping the most confident first."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(5, 3.6))
+    for kind, metrics in report["models"].items():
+        curve = metrics.get("abstention")
+        if curve:
+            ax.plot(curve["coverage"], curve["risk"], label=kind, color=MODEL_COLOURS.get(kind))
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="coverage (share of clips answered)", ylabel="risk (error rate on them)",
+           title=f"risk-coverage on the {report['split']} split")
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
 def save_report_figures(report: dict, out_dir) -> list[Path]:
-    """Write confusion matrices (counts and normalised) and the comparison chart as PNGs."""
+    """Write confusion matrices (counts and normalised), the comparison chart, the reliability diagrams and the risk-coverage
+    curves as PNGs."""
     plt = _pyplot()
     out_dir = Path(out_dir)
     figures = {
@@ -100,6 +139,8 @@ def save_report_figures(report: dict, out_dir) -> list[Path]:
         "confusion_normalized.png": plot_confusions(report, normalize=True),
         "comparison.png": plot_comparison(report),
     }
+    if any(metrics.get("calibration") for metrics in report["models"].values()):
+        figures.update({"reliability.png": plot_reliability(report), "risk_coverage.png": plot_risk_coverage(report)})
     paths = []
     for name, figure in figures.items():
         figure.savefig(out_dir / name, dpi=110)

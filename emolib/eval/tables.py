@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .evaluation import AGE_LABELS, prediction_labels, results_table
+from .evaluation import prediction_labels, results_table
+from .fairness import AGE_LABELS
 from .explore import face_crop_paths, show_crop
 
 METRICS = ("n", "accuracy", "uar")

@@ -96,13 +96,14 @@ class Annotator:
     """Ray actor: loads the Predictor once, then predicts every window of each decoded file."""
 
     def __init__(self, models_dir: str, models: str, settings: str, device: str = "cpu", threads: int = 1, min_speech: float | None = None,
-                 speaker_norm: bool = True, speaker_stats: dict | None = None):
+                 speaker_norm: bool = True, speaker_stats: dict | None = None, abstain: float | None = None):
         import torch
 
         from .predictor import Predictor
 
         torch.set_num_threads(threads)
-        self.predictor = Predictor.from_dir(models_dir, device=device, threads=threads, min_speech=min_speech, speaker_norm=speaker_norm)
+        self.predictor = Predictor.from_dir(models_dir, device=device, threads=threads, min_speech=min_speech, speaker_norm=speaker_norm,
+                                            abstain=abstain)
         self.speaker_stats = speaker_stats or {}  # {speaker: SpeakerStats as a dict} of a list with a speaker column
         self.models = models  # the driver's names and hashes of the checkpoints: written into every row
         self.settings = settings
@@ -133,7 +134,7 @@ class Annotator:
 
 def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_SECONDS, hop: float = 1.0, ray_address: str | None = None,
              gpus_per_worker: float = 0.0, cpus_per_worker: float = 0.5, progress: bool = True, min_speech: float | None = None,
-             speaker_norm: bool = True) -> dict:
+             speaker_norm: bool = True, abstain: float | None = None) -> dict:
     """Annotate every file of ``source`` with the models of ``models_dir`` into the dataset folder ``out``.
 
     An eGeMAPS voice model standardises each window per speaker (``infer.speakers``): by the file's own running statistics,
@@ -157,7 +158,7 @@ def annotate(source, models_dir, out, workers: int = 2, window: float = WINDOW_S
     found = find_models(models_dir)
     rule = stored_rule(read_checkpoint_config(found["voice"])[1]) if "voice" in found else stored_rule(None)
     min_speech = rule["min_seconds"] if min_speech is None else float(min_speech)  # the voice model's own rule unless given
-    settings = run_settings(found, window, hop, min_speech, speaker_norm)
+    settings = run_settings(found, window, hop, min_speech, speaker_norm, abstain)
     speech_threshold = rule["threshold"] if "voice" in found and min_speech > 0 else None
     settings_id = settings_key(settings)
     by_speaker = speaker_norm and "voice" in found and read_checkpoint_config(found["voice"])[1]["model"].get("speaker_norm", False)
@@ -223,7 +224,7 @@ def _run(ray, groups, counts, out, models_dir, models, settings, settings_id, fr
     dataset = dataset.map_batches(Annotator, fn_constructor_kwargs={"models_dir": str(models_dir), "models": models,
                                                                      "settings": settings_id, "device": "cuda" if gpus_per_worker else "cpu",
                                                                      "min_speech": settings["min_speech"], "speaker_norm": settings["speaker_norm"],
-                                                                     "speaker_stats": speaker_stats or {}},
+                                                                     "speaker_stats": speaker_stats or {}, "abstain": settings["abstain"]},
                                   batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
                                   num_gpus=gpus_per_worker)
     bar = tqdm(total=sum(map(len, groups.values())), desc="annotate", unit="file", disable=not progress)

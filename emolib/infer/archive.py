@@ -77,10 +77,11 @@ def listed_table(path: Path):
     return table, "path" if "path" in table.columns else table.columns[0]
 
 
-def run_settings(found: dict, window: float, hop: float, min_speech: float = 0.0, speaker_norm: bool = True) -> dict:
-    """Everything besides a file's bytes that changes its rows: window, hop, the no-speech rule, speaker normalisation, each model's
-    weights and config (face and audio settings, detector, labels), and the folder format."""
+def run_settings(found: dict, window: float, hop: float, min_speech: float = 0.0, speaker_norm: bool = True, abstain: float | None = None) -> dict:
+    """Everything besides a file's bytes that changes its rows: window, hop, the no-speech rule, speaker normalisation, abstention,
+    each model's weights and config (face and audio settings, detector, labels, temperature), and the folder format."""
     return {"format": FORMAT, "window": float(window), "hop": float(hop), "min_speech": float(min_speech), "speaker_norm": bool(speaker_norm),
+            "abstain": abstain,
             "models": {kind: file_digest(Path(folder) / WEIGHTS_FILE) for kind, folder in found.items()},
             "configs": {kind: file_digest(Path(folder) / CONFIG_FILE) for kind, folder in found.items()}}
 

@@ -20,6 +20,7 @@ class Prediction:
     ``probabilities`` are the final ones over the models' label set, in its order (``source``:
     "fusion", "late" (a models folder's late fusion), "average", "voice" or "face");
     ``voice``, ``face`` and ``fusion`` hold each model's probabilities when it ran (None otherwise);
+    ``emotion`` is "uncertain" (``abstained``) when the top calibrated probability is under the predictor's ``abstain``;
     ``modalities`` are the inputs that were used; ``face_box`` (x, y, w, h) is in the pixels of
     frame ``face_frame`` of the input (its own pixels: ``image_scale`` (x, y), when set, is how many of them one pixel of
     the frames the models saw covers); ``faces`` lists every face found, the main one first
@@ -45,6 +46,7 @@ class Prediction:
     speech_seconds: float | None = None
     image_scale: list | None = None
     speaker_norm: str | None = None
+    abstained: bool = False
     notes: list = field(default_factory=list)
 
     @property
@@ -63,7 +65,8 @@ class Prediction:
 
     @property
     def confidence(self) -> float:
-        return float(self.probabilities[self.emotion])
+        """The top probability (also when the prediction abstained: ``emotion`` is then "uncertain")."""
+        return float(max(self.probabilities.values()))
 
     def in_input_pixels(self, scale) -> "Prediction":
         """This prediction with its boxes times ``scale`` (x, y): from a working copy's pixels to the input's own."""

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..faces import clip_has_face
+from ..eval.calibration import UNCERTAIN, abstained, temperature
 from ..speech import stored_rule
 from ..transforms import AudioSettings, FaceSettings, crop_clip
 from .inputs import load_inputs, prepare_audio, prepare_frames, speech_rule
@@ -71,7 +72,7 @@ class Predictor:
 
     def __init__(self, voice=None, face=None, fusion=None, device: str = "cpu", single: str = "model", models_dir=None,
                  fast: bool = False, quantize: str = "auto", threads: int | None = None, probes=None, notes=(), min_speech: float | None = None,
-                 speaker_norm: bool = True):
+                 speaker_norm: bool = True, abstain: float | None = None):
         from ..devices import pick_device
 
         if single not in SINGLE_CHOICES:
@@ -91,6 +92,7 @@ class Predictor:
         self.single = single
         self.speaker_norm = speaker_norm  # the eGeMAPS voice model: per-speaker standardisation where the speaker is known (False: corpus)
         self.late = None  # {"voice": weight, "face": weight}: late fusion of the log-probabilities without a fusion model
+        self.abstain = abstain  # "uncertain" when the top calibrated probability is below it (None or 0: never)
         self.last_speaker_norm = None
         rule = stored_rule(getattr(voice, "checkpoint", None)) if voice is not None else stored_rule(None)
         # seconds of speech (Silero VAD) a window needs for the voice model (0: the rule is off): the voice checkpoint's default
@@ -100,7 +102,9 @@ class Predictor:
         self.speech_rule_source = "given" if min_speech is not None else "the voice model's default" if rule["stored"] else \
             "off: the voice model predates stored speech rules"
         self.models_dir = models_dir
-        self.notes = list(notes)
+        self.notes = list(notes) + [f"the {kind} model predates calibration: its probabilities are uncalibrated (temperature 1)"
+                                    for kind, model in (("voice", voice), ("face", face), ("fusion", fusion))
+                                    if model is not None and "calibration" not in (getattr(model, "checkpoint", None) or {"calibration": 1})]
         self.audio_settings = AudioSettings.of(voice) if voice is not None else None
         self.face_settings = FaceSettings.of(face) if face is not None else None
         self.fast = None
@@ -136,7 +140,7 @@ class Predictor:
     @classmethod
     def from_dir(cls, models_dir, device: str = "cpu", single: str = "model", fast: bool = True, quantize: str = "auto",
                  threads: int | None = None, probes=None, allow_mismatched_fusion: bool = False, min_speech: float | None = None,
-                 speaker_norm: bool = True) -> "Predictor":
+                 speaker_norm: bool = True, abstain: float | None = None) -> "Predictor":
         """Load the models ``models.checkpoint.find_models(models_dir)`` finds (voice, face, fusion; any subset).
 
         ``fast`` (default) runs the voice and face encoders through the cached ONNX Runtime fast
@@ -160,7 +164,8 @@ class Predictor:
         folder = folder_settings(models_dir)
         predictor = cls(models.get("voice"), models.get("face"), models.get("fusion"), device=device, single=single,
                         models_dir=str(models_dir), fast=fast, quantize=quantize, threads=threads, probes=probes,
-                        notes=notes + ([folder["note"]] if folder.get("note") else []), min_speech=min_speech, speaker_norm=speaker_norm)
+                        notes=notes + ([folder["note"]] if folder.get("note") else []), min_speech=min_speech, speaker_norm=speaker_norm,
+                        abstain=abstain)
         predictor.late = folder.get("late_fusion")
         return predictor
 
@@ -230,7 +235,8 @@ class Predictor:
         import torch
 
         with torch.inference_mode():
-            return probability_dict(torch.softmax(model.classify(features), dim=1)[0].cpu().numpy(), self.labels)
+            logits = model.classify(features) / temperature(getattr(model, "checkpoint", None))  # calibrated (eval.calibration)
+            return probability_dict(torch.softmax(logits, dim=1)[0].cpu().numpy(), self.labels)
 
     def _fuse(self, voice_features, face_features, present: list[int]) -> dict:
         import torch
@@ -239,7 +245,8 @@ class Predictor:
         face = face_features if face_features is not None else torch.zeros(1, self.fusion.config.face_dim, device=self.device)
         flags = torch.tensor([present], dtype=torch.float32, device=self.device)
         with torch.inference_mode():
-            return probability_dict(torch.softmax(self.fusion(voice, face, flags), dim=1)[0].cpu().numpy(), self.labels)
+            logits = self.fusion(voice, face, flags) / temperature(getattr(self.fusion, "checkpoint", None))
+            return probability_dict(torch.softmax(logits, dim=1)[0].cpu().numpy(), self.labels)
 
     # ---------------------------------------------------------------- predict
 
@@ -320,6 +327,9 @@ class Predictor:
             raise ModelError(f"{self.models_dir or 'Predictor'}: the {source} model gives non-finite probabilities "
                              f"(its weights hold NaN or infinity); retrain it")
         emotion = max(final, key=final.get)
+        if abstained(final, self.abstain):
+            notes.append(f"uncertain: the top emotion {emotion} has p={final[emotion]:.2f}, under --abstain {self.abstain:g}")
+            emotion, result["abstained"] = UNCERTAIN, True
         if have_face:
             result["faces"] = [main_face(faces, final, source)] + result["faces"]
         prediction = Prediction(emotion=emotion, probabilities=final, source=source, modalities=modalities, notes=notes, **result)

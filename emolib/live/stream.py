@@ -22,6 +22,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, WINDOW_SECONDS
 from ..errors import EmolibError
+from ..eval.calibration import UNCERTAIN, abstained
 
 DEFAULT_HOP = 1.0
 MIN_HOP = 0.25
@@ -55,7 +56,7 @@ class Update:
         return asdict(self)
 
     def line(self) -> str:
-        shown = f"{self.label} {self.smoothed[self.label]:.0%}" if self.label else "-"
+        shown = f"{self.label} {max(self.smoothed.values()):.0%}" if self.label else "-"
         states = [state for state, on in (("no speech", self.no_speech), ("no face", self.no_face)) if on]
         return (f"{self.time:7.2f} s  {shown:12s} from {'+'.join(self.modalities) or 'nothing'}"
                 f"{'  (' + ', '.join(states) + ')' if states else ''}  latency {self.latency * 1000:.0f} ms, skipped {self.skipped}")
@@ -182,6 +183,8 @@ class StreamEngine:
         latency = time.perf_counter() - began
         raw = dict(prediction.probabilities) if prediction else None
         smoothed, label = self.smoother.update(raw)
+        if label is not None and abstained(smoothed, getattr(self.predictor, "abstain", None)):
+            label = UNCERTAIN  # the shown (smoothed) emotion is not sure enough
         update = Update(time=round(end, 6), start=round(start, 6), latency=latency, skipped=self.skipped,
                         raw=raw, smoothed=smoothed, label=label, modalities=list(prediction.modalities) if prediction else [],
                         voice=prediction.voice if prediction else None, face=prediction.face if prediction else None,

@@ -35,7 +35,19 @@ def train_model(kind, manifest, models_dir, backbone=None, face_weights=None, fr
     ``labels`` overrides the label order of the manifest's label set; ``init_from`` (a checkpoint or
     models folder) starts a voice or face model from a trained one's encoder with a new head. ``recipe``:
     a recipe name (``presets.RECIPES``; None: seed) or ModelOptions whose unset recipe options its recipe fills.
+    Then its temperature (and the late baseline's, for fusion) is fitted on the validation split (``train.calibrate``).
     """
+    from .calibrate import calibrate
+
+    history = _train_model(kind, manifest, models_dir, backbone, face_weights, freeze, train, cache_dir, workers, restart, progress, labels,
+                           init_from, about, recipe)
+    if is_main_process() and history:
+        calibrate(models_dir, kind, manifest, cache_dir, (train or train_config(kind, backbone)).device, progress=False)
+    return history
+
+
+def _train_model(kind, manifest, models_dir, backbone, face_weights, freeze, train, cache_dir, workers, restart, progress, labels, init_from,
+                 about, recipe):
     from .fit import train_face, train_fusion, train_voice
 
     from ..devices import pick_device
@@ -292,13 +304,19 @@ def finished_fold(fold_out: Path, fold_models: Path, run: dict) -> dict | None:
 
 
 def summarize_folds(reports: list[dict]) -> dict:
-    """Mean and standard deviation over folds of each model's test accuracy, UAR and macro-F1."""
+    """Mean and standard deviation over folds of each model's test accuracy, UAR and macro-F1, and of its calibration (temperature,
+    ECE after and before, NLL, Brier)."""
     summary = {"split": "test (per fold)", "folds": len(reports), "fold_ids": [report.get("fold") for report in reports], "models": {}}
     for kind in reports[0]["models"]:
         stats = {}
         for metric in ("accuracy", "uar", "macro_f1"):
             values = [report["models"][kind][metric] for report in reports]
             stats.update({f"{metric}_mean": float(np.mean(values)), f"{metric}_std": float(np.std(values)), f"{metric}_folds": values})
+        blocks = [report["models"][kind].get("calibration") for report in reports]
+        if all(blocks):
+            stats["calibration"] = {metric: {"mean": float(np.mean([block[metric] for block in blocks])), "std": float(np.std([block[metric] for block in blocks])),
+                                             "folds": [block[metric] for block in blocks]}
+                                    for metric in ("temperature", "ece", "ece_before", "nll", "brier") if all(block.get(metric) is not None for block in blocks)}
         summary["models"][kind] = stats
     return summary
 
