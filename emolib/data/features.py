@@ -31,9 +31,12 @@ STAGE = "frozen-2"  # 2: frozen_features (per-frame face embeddings, per-layer v
 
 
 def model_fingerprint(model) -> str:
-    """A hash of a model's weights."""
+    """A hash of the weights a model's frozen features depend on: all but its classification head's (``head.*``), which only
+    ``classify`` uses, so a trained head (and its calibration) reuses the embeddings extracted before it trained."""
     digest = hashlib.sha1()
     for name, tensor in sorted(model.state_dict().items()):
+        if name.startswith("head."):
+            continue
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -56,15 +56,3 @@ def fairness_report(predictions: pd.DataFrame, kind: str, metrics_for, by=()) ->
         report[column] = {"groups": groups, "worst_group": worst, "worst_uar": scored[worst]["uar"], "best_uar": best,
                           "gap": best - scored[worst]["uar"], "min_clips": MIN_CLIPS}
     return report
-
-
-def fairness_table(report: dict) -> pd.DataFrame:
-    """One row per model, column and group of a metrics report: UAR, clips, too small, detection rate."""
-    rows = []
-    for kind, metrics in report.get("models", {}).items():
-        for column, block in (metrics.get("fairness") or {}).items():
-            for group, entry in block["groups"].items():
-                rows.append({"model": kind, "column": column, "group": group, "uar": entry["uar"], "clips": entry["clips"],
-                             "too_small": entry["too_small"], "detection_rate": entry.get("detection_rate"),
-                             "gap (column)": block["gap"]})
-    return pd.DataFrame(rows)

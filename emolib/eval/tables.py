@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .evaluation import prediction_labels, results_table
+from .evaluation import results_table
+from .predictions import prediction_labels
 from .fairness import AGE_LABELS
 from .explore import face_crop_paths, show_crop
 
@@ -127,3 +128,15 @@ def plot_human_comparison(report: dict):
     ax.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     return figure
+
+
+def fairness_table(report: dict) -> pd.DataFrame:
+    """One row per model, column and group of a metrics report: UAR, clips, too small, detection rate."""
+    rows = []
+    for kind, metrics in report.get("models", {}).items():
+        for column, block in (metrics.get("fairness") or {}).items():
+            for group, entry in block["groups"].items():
+                rows.append({"model": kind, "column": column, "group": group, "uar": entry["uar"], "clips": entry["clips"],
+                             "too_small": entry["too_small"], "detection_rate": entry.get("detection_rate"),
+                             "gap (column)": block["gap"]})
+    return pd.DataFrame(rows)

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from ..eval.calibration import fit_temperature
-from ..eval.evaluation import LATE, RAW, predict_split, prediction_labels
+from ..eval.predictions import LATE, RAW, predict_split, prediction_labels
 from ..files import atomic_write
 from ..locks import folder_lock
 from ..models.checkpoint import CONFIG_FILE
