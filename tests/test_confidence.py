@@ -63,7 +63,7 @@ def test_the_temperature_is_fitted_on_validation_only(tmp_path):
 
 
 def test_abstention_says_uncertain_and_keeps_the_probabilities(tmp_path, capsys):
-    models = make_untrained_models(tmp_path / "models")
+    models = make_untrained_models(tmp_path / "models", calibrated=False)
     wav = write_wav(tmp_path / "speech.wav", speechlike(3.0))
     assert main(["predict", "--models", str(models), "--audio", str(wav), "--json", "--no-fast", "--abstain", "0.999"]) == 0
     sure = json.loads(capsys.readouterr().out)
@@ -78,7 +78,7 @@ def test_abstention_says_uncertain_and_keeps_the_probabilities(tmp_path, capsys)
 
 
 def test_a_stored_temperature_is_what_predict_applies(tmp_path, capsys):
-    models = make_untrained_models(tmp_path / "models")
+    models = make_untrained_models(tmp_path / "models", calibrated=False)
     wav = write_wav(tmp_path / "speech.wav", speechlike(3.0))
     assert main(["predict", "--models", str(models), "--audio", str(wav), "--json", "--no-fast"]) == 0
     plain = np.array(list(json.loads(capsys.readouterr().out)["probabilities"].values()))

@@ -72,9 +72,10 @@ def write_av_clip(path, frames, audio=None, fps: int = 30, sample_rate: int = 16
 
 
 def make_untrained_models(root: Path, labels=EMOTIONS, voice_options: dict | None = None, face_options: dict | None = None,
-                          audio_options: dict | None = None, face_settings: dict | None = None) -> Path:
+                          audio_options: dict | None = None, face_settings: dict | None = None, calibrated: bool = True) -> Path:
     """Random-init tiny voice, face and fusion checkpoints over ``labels`` in root/{voice,face,fusion} (seconds, no training);
-    the options go into the voice and face configs and their preprocessing settings (recipe options)."""
+    the options go into the voice and face configs and their preprocessing settings (recipe options). ``calibrated``: each
+    records a temperature of 1, as training writes one (False: as checkpoints made before calibration)."""
     import torch
 
     from emolib.files import file_digest
@@ -87,11 +88,12 @@ def make_untrained_models(root: Path, labels=EMOTIONS, voice_options: dict | Non
     face = FaceModel(FaceConfig(backbone="tiny", weights=None, num_labels=len(labels), **(face_options or {})))
     fusion = FusionModel(FusionConfig(voice.feature_dim, face.feature_dim, hidden_dim=32, num_labels=len(labels)))
     audio, faces = {"audio": asdict(AudioSettings(**(audio_options or {})))}, {"face": asdict(FaceSettings(**(face_settings or {})))}
-    save_checkpoint(voice, "voice", root / "voice", audio, labels=labels)
-    save_checkpoint(face, "face", root / "face", faces, labels=labels)
+    calibration = {"calibration": {"temperature": 1.0, "fitted_on": "val", "clips": 0}} if calibrated else {}
+    save_checkpoint(voice, "voice", root / "voice", audio, calibration, labels=labels)
+    save_checkpoint(face, "face", root / "face", faces, calibration, labels=labels)
     lineage = {f"{kind}_sha256": file_digest(root / kind / "model.safetensors") for kind in ("voice", "face")}
-    save_checkpoint(fusion, "fusion", root / "fusion", {**audio, **faces}, {"voice_checkpoint": "../voice", "face_checkpoint": "../face", **lineage},
-                    labels=labels)
+    save_checkpoint(fusion, "fusion", root / "fusion", {**audio, **faces},
+                    {"voice_checkpoint": "../voice", "face_checkpoint": "../face", **lineage, **calibration}, labels=labels)
     return root
 
 

@@ -130,6 +130,9 @@ def _add_training_arguments(parser) -> None:
     recipe.add_argument("--temporal", choices=TEMPORAL_CHOICES, default=None,
                         help="face: pool the frames' embeddings by their mean, attention, or a 2-layer transformer with attention pooling")
     recipe.add_argument("--balance", choices=BALANCE_CHOICES, default=None, help="fusion: none, or OGM-GE gradient modulation of the stronger modality")
+    parser.add_argument("--license", default=None, metavar="ID",
+                        help="the licence the models folder's card states (a Hugging Face licence id, e.g. odbl, cc-by-nc-sa-4.0, mit); "
+                             "default: the training data's (CREMA-D odbl, RAVDESS cc-by-nc-sa-4.0, synthetic mit, else other)")
     parser.add_argument("--speaker-norm", choices=("on", "off"), default=None,
                         help="--backbone egemaps: standardise the features by each speaker's own statistics (default on: in training, "
                              "and in evaluation, which knows each clip's speaker) or by the corpus's only (off)")
@@ -176,6 +179,10 @@ def _train(parser):
         from ..train.recipes import train_with
 
         check_train_options(args.kind, model_options(args))  # before the data is read (train_with checks again for library callers)
+        if args.license:
+            from ..eval.card import set_license
+
+            set_license(args.out, args.license)
         data = data_options(args)
         manifest = load_manifest_for(data)
         history = train_with(args.kind, manifest, args.out, model_options(args), args.cache, labels=args.labels, label_order=args.label_order,
@@ -214,6 +221,10 @@ def _evaluate(parser):
             cross_validate(data_options(args), args.folds or HICMAE_FOLDS, args.models, args.out, model_options(args), args.cache)
         else:
             check_evaluate_options(args.models, model_options(args))
+            if args.license:
+                from ..eval.card import set_license
+
+                set_license(args.models, args.license)
             evaluate_split(replace(data_options(args), label_map=None), args.models, args.out, args.split, args.cache, args.device, args.label_map, args.by,
                            args.allow_seen_speakers, args.recipe, speaker_norm=args.speaker_norm != "off")
 

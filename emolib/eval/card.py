@@ -15,6 +15,17 @@ from ..models.checkpoint import MODEL_KINDS, is_checkpoint, read_checkpoint_conf
 from .provenance import card_refusal
 
 CARD_FILE = "README.md"
+CARD_SETTINGS = "card.json"  # a models folder's card choices that no checkpoint records: {"license": ID} (--license)
+LICENSES = {"cremad": "odbl", "ravdess": "cc-by-nc-sa-4.0", "synthetic": "mit"}  # by the training data (Hugging Face licence ids)
+DATASETS = {"cremad": "CREMA-D", "ravdess": "RAVDESS"}
+LICENSE_NOTES = {
+    "odbl": "CREMA-D is under the Open Database License (ODbL 1.0); its contents under the Database Contents License (DbCL 1.0). "
+            "Models trained on it inherit what those licences ask: attribution, and share-alike for a derived database.",
+    "cc-by-nc-sa-4.0": "RAVDESS is under CC BY-NC-SA 4.0: models trained on it are for non-commercial use and shared alike.",
+    "mit": "Trained on emolib's synthetic data only.",
+    "other": "The training data's licence is not known to emolib: set it with `emolib evaluate --license ID` (a Hugging Face "
+             "licence identifier) before sharing these models.",
+}
 SPARE_CARD_FILE = "MODEL_CARD.md"  # where the card goes when README.md is the user's own
 CARD_MARK = "library_name: emolib"
 TASKS = {"voice": "audio-classification", "face": "image-classification", "fusion": "audio-classification", "late": "audio-classification"}
@@ -36,13 +47,48 @@ def model_card(models_dir, report: dict | None = None) -> str:
     name = Path(models_dir).absolute().name
     labels = next(iter(models.values()))["labels"] if models else []
     data = next((config.get("data") for config in models.values() if config.get("data")), {}) or {}
+    license_id = card_license(models_dir, data)
     card_data = ModelCardData(library_name="emolib", model_name=name, tags=["emotion-recognition", "speech-emotion-recognition",
                               "facial-expression-recognition", "multimodal"], pipeline_tag="audio-classification",
-                              eval_results=_eval_results(report, data) or None)
+                              eval_results=_eval_results(report, data) or None, license=license_id,
+                              datasets=[DATASETS[data["layout"]]] if data.get("layout") in DATASETS and not data.get("synthetic") else None,
+                              base_model=base_models(models) or None)
     card_data.labels = list(labels)  # kept in the front matter: the label set, in the models' output order
     body = "\n".join(["", f"# {name}: emolib emotion recognition models", "", *_labels_section(labels), *_models_section(models),
-                      *_data_section(data, report), *_results_section(report), *_usage_section(name), *_limitations_section()])
+                      *_data_section(data, report), *_license_section(license_id), *_results_section(report), *_usage_section(name),
+                      *_limitations_section()])
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}").content
+
+
+def card_license(models_dir, data: dict) -> str:
+    """The card's licence: the one the user set (``card.json``, ``--license``), else the training data's (CREMA-D odbl, RAVDESS
+    cc-by-nc-sa-4.0, the synthetic set mit), else "other"."""
+    import json
+
+    settings = Path(models_dir) / CARD_SETTINGS
+    if settings.is_file():
+        chosen = json.loads(settings.read_text()).get("license")
+        if chosen:
+            return str(chosen)
+    return LICENSES.get("synthetic" if data.get("synthetic") else data.get("layout"), "other")
+
+
+def set_license(models_dir, license_id: str) -> None:
+    """Record ``--license ID`` for ``models_dir``'s card (``card.json``)."""
+    import json
+
+    atomic_write(Path(models_dir) / CARD_SETTINGS, json.dumps({"license": license_id}, indent=2))
+
+
+def base_models(models: dict) -> list[str]:
+    """The backbones the models started from (the voice model's hub name, the face ResNet's), for the card's ``base_model``."""
+    names = []
+    for kind in ("voice", "face"):
+        model = (models.get(kind) or {}).get("model") or {}
+        backbone = model.get("backbone")
+        if backbone and backbone not in ("tiny", "egemaps") and not str(backbone).startswith("/"):
+            names.append(f"{backbone}" if kind == "voice" or "/" in str(backbone) else f"torchvision/{backbone}")
+    return names
 
 
 def write_model_card(models_dir, report: dict | None = None) -> Path | None:
@@ -135,6 +181,10 @@ def _data_section(data: dict, report: dict | None) -> list[str]:
     if report and report.get("label_map"):
         lines.append(f"- evaluation label map: {report['label_map']['map']}; dropped clips: {report['label_map']['dropped']}")
     return lines + [""]
+
+
+def _license_section(license_id: str) -> list[str]:
+    return ["## Licence", "", f"`{license_id}`. {LICENSE_NOTES.get(license_id, '')}".rstrip(), ""]
 
 
 def _results_section(report: dict | None) -> list[str]:

@@ -57,7 +57,7 @@ class DataOptions:
 
             layout = detect_layout(self.data, self.video_dir, self.speaker_pattern)
         return {"name": Path(source).name if self.data else "CREMA-D", "source": str(source), "layout": layout if self.data else "cremad",
-                "protocol": self.protocol, "fold": self.fold, "label_source": self.labels}
+                "protocol": self.protocol, "fold": self.fold, "label_source": self.labels, "synthetic": is_synthetic(self.data)}
 
     def context(self) -> dict:
         """What a report records about the data: protocol, fold, how validation was chosen, defects policy."""
