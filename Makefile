@@ -21,7 +21,8 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q tests notebooks --nbmake --durations=15
+	$(PY) -m pytest -q tests notebooks kaggle --nbmake -n 2 --dist loadgroup -m "not browser" --durations=15
+	$(PY) -m pytest -q tests -m browser
 
 clean:
 	rm -rf $(WORK) reports .pytest_cache

@@ -13,6 +13,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # kernels nbmake starts inherit it too; never the user's ~/.cache/emolib. Removed when the run ends.
 USER_CACHE = tempfile.mkdtemp(prefix="emolib-test-cache-")
 os.environ["EMOLIB_CACHE"] = USER_CACHE
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one thread each (and in every process they start)
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
 
 from pathlib import Path
 
@@ -24,6 +27,17 @@ DEMO_WORK = Path(os.environ.get("EMOLIB_WORK", REPO / "work"))
 
 def pytest_unconfigure(config):
     shutil.rmtree(USER_CACHE, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (`make test` runs two workers, --dist loadgroup): what shares a folder or a service runs in one worker, in
+    turn: "work", the make-demo folder (../work) the demo, the notebooks and the tests that read it share; "ray", one local Ray."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if str(item.fspath).endswith(".ipynb") or "trained_demo" in names:
+            item.add_marker(pytest.mark.xdist_group("work"))
+        elif "ray_once" in names or getattr(getattr(item, "module", None), "__name__", "").endswith("test_annotate"):
+            item.add_marker(pytest.mark.xdist_group("ray"))
 
 
 @pytest.fixture(scope="session")

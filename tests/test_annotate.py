@@ -199,3 +199,21 @@ def test_annotate_real_cremad_files(archive, tmp_path, capsys):
     windows = read_windows(tmp_path / "a")
     flv = windows[windows["file"].str.endswith(".flv")]
     assert flv["face_found"].all() and flv["modalities"].eq("voice+face").all()
+
+
+def test_a_list_with_a_speaker_column_standardises_each_speaker_by_all_of_their_files(tmp_path, capsys):
+    """The starter's eGeMAPS voice model (speaker normalisation) on real RAVDESS files: each speaker's statistics come from all of
+    their files' windows, measured first, so every window is standardised by them from the first file on."""
+    pytest.importorskip("opensmile")
+    ravdess = sorted((Path(__file__).parent / "data" / "real" / "ravdess").glob("Actor_*/*.flac"))
+    listing = tmp_path / "list.csv"
+    files = ravdess[:6] + ravdess[-2:]
+    pd.DataFrame({"path": [str(path) for path in files], "speaker": ["one"] * 6 + ["twenty"] * 2}).to_csv(listing, index=False)
+    out = tmp_path / "annotations"
+    assert main(["annotate", str(listing), "--models", "starter", "--out", str(out), "--workers", "1", "--min-speech", "0"]) == 0
+    assert "8 files: 8 annotated" in capsys.readouterr().out
+    windows = read_windows(out)
+    one, twenty = windows[windows["speaker"] == "one"], windows[windows["speaker"] == "twenty"]
+    assert len(one) == 6 and len(twenty) == 2  # one window a file (3-4 s)
+    assert one["notes"].str.contains("per speaker: 6 windows").all()  # all six files' windows, from the first one on
+    assert twenty["notes"].str.contains("the corpus statistics until 5").all()  # two windows are too few

@@ -136,21 +136,3 @@ def test_wav2vec2_options_and_a_missing_opensmile_are_one_line(tmp_path, capsys,
     assert main(["train", "voice", "--data", str(manifest), "--backbone", "egemaps", "--out", str(tmp_path / "m2")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'emolib[egemaps]'" in err
-
-
-@pytest.mark.slow
-def test_annotate_a_list_with_a_speaker_column_standardises_by_all_of_their_files(egemaps_models, tmp_path, capsys):
-    pytest.importorskip("ray")
-    from emolib.infer.annotate import read_windows
-
-    listing = tmp_path / "list.csv"
-    files = RAVDESS[:6] + RAVDESS[-2:]
-    pd.DataFrame({"path": [str(path) for path in files], "speaker": ["one"] * 6 + ["twenty"] * 2}).to_csv(listing, index=False)
-    out = tmp_path / "annotations"
-    assert main(["annotate", str(listing), "--models", str(egemaps_models), "--out", str(out), "--workers", "1", "--min-speech", "0"]) == 0
-    assert "8 files: 8 annotated" in capsys.readouterr().out
-    windows = read_windows(out)
-    one, twenty = windows[windows["speaker"] == "one"], windows[windows["speaker"] == "twenty"]
-    assert len(one) == 6 and len(twenty) == 2  # one window a file (3-4 s)
-    assert one["notes"].str.contains("per speaker: 6 windows").all()  # all six files' windows, from the first one on
-    assert twenty["notes"].str.contains("the corpus statistics until 5").all()  # two windows are too few

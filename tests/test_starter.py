@@ -76,3 +76,26 @@ def test_the_starter_card_names_its_licences_and_data():
     for words in ("CC BY-NC-SA 4.0", "MIT", "RAVDESS", "FER2013", "English acted speech", "0.605 ± 0.018", "0.5 log p(voice)"):
         assert words in card
     assert (Path(__file__).parents[1] / "emolib" / "assets" / "starter" / "face" / "LICENSE-fer").is_file()
+
+
+def test_predict_files_with_lists_gives_a_table_with_a_row_for_every_input(tmp_path):
+    from emolib import Predictor
+
+    predictor = Predictor.from_pretrained("starter")
+    videos = sorted((REAL / "cremad" / "VideoFlash").glob("*.flv"))[:2]
+    broken = tmp_path / "broken.flv"
+    broken.write_bytes(b"FLV\x01 not really")
+    table = predictor.predict_files(video=[*videos, tmp_path / "absent.flv", broken], progress=False)
+    assert list(table["video"]) == [str(path) for path in (*videos, tmp_path / "absent.flv", broken)]
+    found = table[table["error"] == ""]
+    assert len(found) == 2 and set(found["emotion"]) <= set(predictor.labels) and (found["modalities"] == "voice+face").all()
+    probabilities = found[[f"p_{label}" for label in predictor.labels]].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-6)
+    assert (found["confidence"].to_numpy() == probabilities.max(axis=1)).all()
+    single = predictor.predict_files(video=videos[0])  # one path: one Prediction, the same as the table's first row
+    assert single.emotion == table["emotion"][0] and abs(single.confidence - table["confidence"][0]) < 1e-9
+    errors = table[table["error"] != ""]
+    assert list(errors["emotion"].isna()) == [True, True] and "no such file" in errors["error"].iloc[0]
+    assert str(broken) in errors["error"].iloc[1]
+    with pytest.raises(ValueError, match="one length"):
+        predictor.predict_files(audio=videos, image=[videos[0]] * 3)

@@ -7,10 +7,15 @@ from .types import positive_int
 EXAMPLES_SHOWN = 5
 
 
-@command("download", "download CREMA-D's media from the official sources, each file verified against the release's SHA-256")
+@command("download", "download CREMA-D's media (each file verified against the release's SHA-256), or the pretrained backbones "
+                     "for offline use (weights)")
 def _download(parser):
-    parser.add_argument("dataset", choices=("cremad",))
-    parser.add_argument("--to", required=True, metavar="DIR", help="where AudioWAV/, VideoFlash/ (and AudioMP3/) go")
+    parser.add_argument("what", choices=("cremad", "weights"), help="cremad: the corpus's media; weights: an offline weights bundle")
+    parser.add_argument("--to", required=True, metavar="DIR", help="cremad: where AudioWAV/, VideoFlash/ (and AudioMP3/) go; weights: "
+                                                                  "the bundle's folder (voice/NAME, face/resnet50.safetensors)")
+    parser.add_argument("--voice", default=None, metavar="NAME", help="weights: the voice backbone's hub name (default facebook/wav2vec2-base; "
+                                                                     "e.g. microsoft/wavlm-base-plus)")
+    parser.add_argument("--face", default=None, metavar="NAME", help="weights: the face ResNet whose ImageNet weights to fetch (default resnet50)")
     parser.add_argument("--parts", default="audio,video", help="any of audio, video, mp3, comma-separated (default audio,video)")
     parser.add_argument("--workers", type=positive_int, default=4, help="parallel transfers (threads; default 4)")
     parser.add_argument("--source", action="append", default=[], metavar="URL",
@@ -23,6 +28,19 @@ def _download(parser):
 
         from ..data.download import PARTIAL_DIR, check_destination, download, dry_run_lines, licence_lines, sources_for, summary
         from ..data.release import parse_parts
+
+        if args.what == "weights":
+            ignored = [flag for flag, used in (("--dry-run", args.dry_run), ("--source", args.source), ("--no-builtin-sources", args.no_builtin_sources),
+                                               ("--parts", args.parts != "audio,video"), ("--workers", args.workers != 4)) if used]
+            if ignored:
+                from ..errors import EmolibError
+
+                raise EmolibError(f"{', '.join(ignored)}: options of `emolib download cremad`, not of weights")
+            return _weights(args)
+        if args.voice or args.face:
+            from ..errors import EmolibError
+
+            raise EmolibError("--voice and --face choose what `emolib download weights` fetches")
 
         parts = parse_parts(args.parts)
         sources = sources_for(args.source, builtin=not args.no_builtin_sources)
@@ -49,6 +67,20 @@ def _download(parser):
         return 0
 
     return run
+
+
+def _weights(args) -> int:
+    """``emolib download weights``: the voice backbone and the face ResNet's ImageNet weights into one folder, for offline use."""
+    from ..errors import check_output_folder
+    from ..models.backbones import DEFAULT_FACE_BACKBONE, DEFAULT_VOICE_BACKBONE
+    from ..models.bundle import ENVIRONMENT, download_face, download_voice
+
+    check_output_folder(args.to, f"--to {args.to}")
+    voice = download_voice(args.to, args.voice or DEFAULT_VOICE_BACKBONE)
+    face = download_face(args.to, args.face or DEFAULT_FACE_BACKBONE)
+    print(f"voice backbone: {voice}\nface weights: {face}")
+    print(f"offline: --backbone {voice} --face-weights {face} (emolib doctor --weights {args.to}, or {ENVIRONMENT}={args.to})")
+    return 0
 
 
 @command("verify", "compare a local CREMA-D copy with the release's file list (missing, Git LFS pointers, sizes, SHA-256)")

@@ -37,6 +37,8 @@ def _doctor(parser):
     parser.add_argument("--face-weights", default=None, help="face ResNet-50 weights to check (default IMAGENET1K_V2)")
     parser.add_argument("--cache", default=None, help="cache folder (default $EMOLIB_CACHE or ~/.cache/emolib)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--weights", default=None, metavar="DIR",
+                        help="an offline weights bundle (`emolib download weights --to DIR`; default $EMOLIB_WEIGHTS)")
     parser.add_argument("--frames", type=positive_int, default=BEST_FRAMES,
                         help=f"face frames per clip the crops will have (default 16: the best recipe; seed 3; at most {MAX_FRAMES})")
 
@@ -49,6 +51,7 @@ def _doctor(parser):
             raise EmolibError(f"--cache {args.cache}: not a folder (a file is there); the cache is a folder of face crops and features")
         report = Report()
         environment(report, args.device)
+        weights_bundle(report, args.weights)
         backbones(report, args.backbone, args.face_weights)
         clips, videos = data(report, args.data, args.video_dir)
         release_format(report, args.data, args.video_dir, videos)
@@ -112,6 +115,23 @@ def backbones(report: Report, voice: str | None, face_weights: str | None) -> No
         report.add("ok", "face backbone", f"{DEFAULT_FACE_BACKBONE} {weights}: {torchvision_weights_file(DEFAULT_FACE_BACKBONE, weights, download=False)}")
     except ModelError as error:
         report.add("FAIL" if offline() else "warn", "face backbone", f"{error} (downloaded on first use when online)")
+
+
+def weights_bundle(report: Report, given) -> None:
+    """The offline weights bundle of ``--weights`` or EMOLIB_WEIGHTS, and how to use it."""
+    from ..models.bundle import ENVIRONMENT, bundle_contents, find_bundle
+
+    root = find_bundle(given)
+    if root is None:
+        return
+    found = bundle_contents(root) if root.is_dir() else {"voice": [], "face": []}
+    if not found["voice"] and not found["face"]:
+        report.add("FAIL", "weights", f"{root} ({'--weights' if given else ENVIRONMENT}): no weights bundle there (make one with "
+                                      f"`emolib download weights --to {root}` where there is internet)")
+        return
+    use = ([f"--backbone {folder}" for folder in found["voice"]] + [f"--face-weights {file}" for file in found["face"]])
+    report.add("ok", "weights", f"bundle {root}: {len(found['voice'])} voice backbone(s), {len(found['face'])} face weights; offline use: "
+                                + " ".join(use))
 
 
 def voice_status(voice: str) -> tuple[str, str, str]:

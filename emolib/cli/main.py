@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import infer_commands  # noqa: F401  registers predict, timeline, live, bench
     from . import doctor  # noqa: F401  registers doctor
     from . import data_commands  # noqa: F401  registers download, verify
+    from . import kaggle_commands  # noqa: F401  registers kaggle
 
     parser = OneLineParser(prog="emolib", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True)

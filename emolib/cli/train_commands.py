@@ -179,12 +179,12 @@ def _train(parser):
         from ..train.recipes import train_with
 
         check_train_options(args.kind, model_options(args))  # before the data is read (train_with checks again for library callers)
-        if args.license:
+        data = data_options(args)
+        manifest = load_manifest_for(data)
+        if args.license:  # once the data is known good; before training, whose card carries it
             from ..eval.card import set_license
 
             set_license(args.out, args.license)
-        data = data_options(args)
-        manifest = load_manifest_for(data)
         history = train_with(args.kind, manifest, args.out, model_options(args), args.cache, labels=args.labels, label_order=args.label_order,
                              about=data.about())
         best = max(history, key=lambda row: row["val_uar"]) if history else None

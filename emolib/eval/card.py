@@ -231,7 +231,7 @@ def _calibration_section(report: dict) -> list[str]:
 
 
 def _usage_section(name: str) -> list[str]:
-    return ["## How to use", "", "```python", "from emolib.infer.predictor import Predictor", "",
+    return ["## How to use", "", "```python", "from emolib import Predictor", "",
             f'predictor = Predictor.from_pretrained("{name}")  # a local folder or a Hugging Face Hub name OWNER/NAME',
             'print(predictor.predict_files(video="clip.mp4").summary())', "```", "",
             f"or `emolib predict --models {name} --video clip.mp4`.", ""]

@@ -86,6 +86,15 @@ class Prediction:
         result["face_box"] = list(self.face_box) if self.face_box is not None else None
         return _finite(result)
 
+    def to_row(self) -> dict:
+        """One flat row (a DataFrame's): emotion, its name, confidence, source, modalities ("voice+face"), abstained, the face
+        and speech measures, one ``p_<label>`` column per label (the final probabilities) and the notes joined by "; "."""
+        row = {"emotion": self.emotion, "emotion_name": self.emotion_name, "confidence": self.confidence, "source": self.source,
+               "modalities": "+".join(self.modalities), "abstained": self.abstained, "face_found": self.face_found,
+               "frames_with_face": self.frames_with_face, "speech_seconds": self.speech_seconds}
+        row.update({f"p_{label}": float(value) for label, value in self.probabilities.items()})
+        return {**row, "notes": "; ".join(self.notes)}
+
     def to_json(self) -> str:
         """Strict JSON (never NaN or Infinity) of ``to_dict``."""
         import json

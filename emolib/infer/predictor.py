@@ -39,26 +39,14 @@ from ..faces import clip_has_face
 from ..eval.calibration import UNCERTAIN, abstained, temperature
 from ..speech import stored_rule
 from ..transforms import AudioSettings, FaceSettings, crop_clip
+from .batch import is_batch, predictions_table
+from .folder import calibration_note, common_labels, folder_settings
 from .inputs import load_inputs, prepare_audio, prepare_frames, speech_rule
 from .people import find_faces, main_face, other_faces
 from .prediction import Prediction, PredictionError, probability_dict
 
 MODEL_KINDS = ("voice", "face", "fusion")
-FOLDER_FILE = "starter.json"  # a models folder's own note and late fusion (the starter models: no fusion model was trained)
 SINGLE_CHOICES = ("model", "fusion")
-
-
-def common_labels(models: dict, where=None) -> tuple[str, ...]:
-    """The one label set of the given models (from their checkpoints); ModelError when two differ."""
-    from ..models.checkpoint import checkpoint_labels
-
-    sets = {kind: checkpoint_labels(model) for kind, model in models.items() if model is not None}
-    first = next(iter(sets.values()), ())
-    for kind, labels in sets.items():
-        if labels != first:
-            raise ModelError(f"{where or 'Predictor'}: the {kind} model's labels {list(labels)} differ from the "
-                             f"{next(iter(sets))} model's {list(first)}; use models trained on one label set together")
-    return first
 
 
 class Predictor:
@@ -353,12 +341,17 @@ class Predictor:
             reasons.append("no face model")
         return "nothing to predict from: " + "; ".join(reasons)
 
-    def predict_files(self, audio=None, image=None, video=None, whole_image: bool = False) -> Prediction:
+    def predict_files(self, audio=None, image=None, video=None, whole_image: bool = False, progress: bool = True):
         """Predict from files: a sound ``audio`` file, an ``image``, and/or a ``video``.
 
         A video gives the face frames (``read_frames(video, settings.frames)``, as in training)
-        and, unless ``audio`` is given, its audio track (``media.input_audio``).
+        and, unless ``audio`` is given, its audio track (``media.input_audio``). One path of each gives a ``Prediction``;
+        lists of paths give a pandas DataFrame with one row per input (``infer.batch``: the paths, emotion, confidence,
+        ``p_<label>`` probabilities, notes; an input that cannot be predicted from gets its ``error`` instead).
         """
+        if is_batch(audio, image, video):
+            return predictions_table(lambda **one: self.predict_files(**one, whole_image=whole_image), self.labels, audio, image, video,
+                                     progress=progress)
         _, frames, wave, sample_rate, notes, scale = load_inputs(self, audio, image, video)
         audio_name = str(audio or video or "audio")
         image_name = str(image or video or "image")
@@ -366,33 +359,3 @@ class Predictor:
                                   image_scale=scale)
         prediction.notes = notes + prediction.notes
         return prediction
-
-
-def calibration_note(kind: str, config: dict | None) -> str | None:
-    """What a prediction's notes say about a model whose probabilities are not calibrated (None: it is, or it was never saved)."""
-    if config is None:
-        return None
-    calibration = config.get("calibration")
-    if calibration is None:
-        return f"the {kind} model predates calibration: its probabilities are uncalibrated (temperature 1)"
-    if not calibration.get("fitted_on"):
-        return f"the {kind} model is not calibrated ({calibration.get('why', 'no temperature was fitted')}): temperature 1"
-    return None
-
-
-def folder_settings(models_dir) -> dict:
-    """A models folder's ``starter.json`` ({"note", "late_fusion": {"voice", "face"}}), or {}."""
-    import json
-    from pathlib import Path
-
-    path = Path(str(models_dir)) / FOLDER_FILE
-    if not path.is_file():
-        return {}
-    try:
-        settings = json.loads(path.read_text())
-        late = settings.get("late_fusion")
-        if late is not None:
-            settings["late_fusion"] = {"voice": float(late["voice"]), "face": float(late["face"])}
-        return settings
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise ModelError(f"{path}: not a models folder's settings ({type(error).__name__}: {error})") from None

@@ -58,11 +58,11 @@ def window_functionals(row: dict, window: float, hop: float, speech_threshold: f
 
 
 def speaker_statistics(ray, speakers: dict[Path, str], window: float, hop: float, speech_threshold, min_speech: float, cpus: float) -> dict:
-    """{speaker: SpeakerStats} over the speech windows of each speaker's files, measured in Ray tasks."""
-    items = [{"path": str(path), "speaker": speaker} for path, speaker in speakers.items()]
+    """{speaker: SpeakerStats} over the speech windows of each speaker's files, measured in Ray tasks (one a file)."""
+    task = ray.remote(num_cpus=cpus)(window_functionals)
+    pending = [task.remote({"path": str(path), "speaker": speaker}, window, hop, speech_threshold, min_speech) for path, speaker in speakers.items()]
     stats: dict[str, SpeakerStats] = {}
-    for result in ray.data.from_items(items).map(window_functionals, fn_kwargs={"window": window, "hop": hop, "speech_threshold": speech_threshold,
-                                                                                 "min_speech": min_speech}, num_cpus=cpus).iter_rows():
+    for result in ray.get(pending):
         stats.setdefault(result["speaker"], SpeakerStats()).add(np.frombuffer(result["functionals"], dtype=np.float32).reshape(-1, FEATURES))
     return stats
 

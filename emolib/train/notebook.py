@@ -125,3 +125,99 @@ def fetch_cremad(data=None, to=KAGGLE_MEDIA, progress: bool = True) -> tuple[Pat
     if not result.complete:
         raise DataError(f"{to}: the CREMA-D copy is not complete; run this cell again to continue, or `emolib download cremad --to {to} --source URL`")
     return (Path(data) if data is not None else Path(to)), (Path(to) / "VideoFlash" if data is not None else None)
+
+
+KERNEL_SMOKE = "kaggle-smoke"  # the Kaggle kernel notebook's folder off Kaggle (under ../work): its tiny CPU run
+SMOKE_ACTORS = 6
+
+
+def on_kaggle(kaggle: bool | None = None) -> bool:
+    """``kaggle`` as given, or (None) whether this runs in a Kaggle kernel (its /kaggle/input exists)."""
+    return Path("/kaggle/input").is_dir() if kaggle is None else bool(kaggle)
+
+
+def kernel_steps(kaggle: bool | None = None, recipe: str = KAGGLE_RECIPE, folds: int | None = None, out=None) -> SimpleNamespace:
+    """The Kaggle kernel's pipeline as ``emolib`` command lines (``cli.main.main`` runs each): doctor, the CREMA-D videos, the three
+    models with ``recipe``, the test-split evaluation, and with ``folds`` a cross-validation. On Kaggle: CREMA-D's audio dataset
+    under /kaggle/input, the videos downloaded to /kaggle/working/cremad, pretrained backbones on the GPU, everything written to
+    /kaggle/working. Elsewhere: the same steps as a smoke run on a small synthetic set with tiny models on the CPU (``out``,
+    default ../work/kaggle-smoke)."""
+    from .presets import check_recipe
+
+    recipe = check_recipe(recipe)
+    if on_kaggle(kaggle):
+        out, data, device = Path("/kaggle/working"), [], "cuda"
+        video = ["--video-dir", f"{KAGGLE_MEDIA}/VideoFlash"]
+        extra = {"voice": ["--backbone", KAGGLE_BACKBONES["voice"]], "face": ["--backbone", KAGGLE_BACKBONES["face"]], "fusion": []}
+        cache, download = ["--cache", KAGGLE_CACHE], ["download", "cremad", "--to", KAGGLE_MEDIA, "--parts", "video"]
+    else:
+        out = Path(out or Path("..") / "work" / KERNEL_SMOKE).expanduser().resolve()
+        synthetic = out / "cremad-synth"
+        if not (synthetic / "README.txt").exists():
+            from ..data.synth.corpus import make_synthetic_cremad
+
+            make_synthetic_cremad(synthetic, actors=SMOKE_ACTORS, clips_per_emotion=1, progress=False)
+        data, video, device, download = ["--data", str(synthetic)], [], "cpu", None
+        tiny = ["--backbone", "tiny", "--freeze", "none", "--epochs", "1"]
+        extra = {"voice": tiny, "face": tiny, "fusion": ["--epochs", "1"]}
+        cache = ["--cache", str(out / "cache")]
+    models, reports = out / "models", out / "reports"
+    common = data + video + cache + ["--device", device]
+    steps = {"doctor": ["doctor", "--device", device, *(["--data", data[1], "--backbone", "tiny", "--face-weights", "none"] if data else
+                                                       ["--video-dir", f"{KAGGLE_MEDIA}/VideoFlash"])]}
+    if download:
+        steps["videos"] = download
+    for kind in KINDS:
+        steps[f"train {kind}"] = ["train", kind, *common, "--recipe", recipe, *extra[kind], "--out", str(models)]
+    steps["evaluate"] = ["evaluate", *common, "--models", str(models), "--out", str(reports)]
+    if folds:
+        smoke = [] if on_kaggle(kaggle) else extra["voice"]
+        steps["cross-validation"] = ["evaluate", *common, "--folds", str(folds), "--recipe", recipe, *smoke, "--models", str(out / "cv"),
+                                     "--out", str(reports / "cv")]
+    return SimpleNamespace(kaggle=on_kaggle(kaggle), out=out, models=models, reports=reports, steps=steps)
+
+
+KERNEL_SLUG = "emolib-cremad"
+KERNEL_TITLE = "emolib cremad"  # Kaggle derives the slug from the title ("emolib CREMA-D" would be emolib-crema-d): they must agree
+KERNEL_NOTEBOOK = "emolib-cremad.ipynb"
+KERNEL_DATASETS = ("ejlok1/cremad",)  # Kaggle's CREMA-D audio dataset (AudioWAV); the videos are downloaded by the kernel
+DEFAULT_INSTALL = "emolib[egemaps]"
+
+
+def kernel_metadata(user: str) -> dict:
+    """``kernel-metadata.json`` of the pipeline kernel for Kaggle user ``user`` (what ``kaggle kernels push`` reads)."""
+    return {"id": f"{user}/{KERNEL_SLUG}", "title": KERNEL_TITLE, "code_file": KERNEL_NOTEBOOK, "language": "python", "kernel_type": "notebook",
+            "is_private": True, "enable_gpu": True, "enable_tpu": False, "enable_internet": True, "dataset_sources": list(KERNEL_DATASETS),
+            "competition_sources": [], "kernel_sources": [], "model_sources": []}
+
+
+def write_kernel(out, user: str, recipe: str = KAGGLE_RECIPE, folds: int | None = None, install: str = DEFAULT_INSTALL) -> Path:
+    """The folder ``kaggle kernels push -p OUT`` pushes: kernel-metadata.json for ``user`` and the pipeline notebook (the packaged
+    template, ``emolib/assets/kaggle``) with ``recipe``, ``folds`` and ``install`` in its parameters cell."""
+    import json
+    import re
+    from importlib import resources
+
+    from ..errors import EmolibError
+    from ..files import atomic_write
+    from .presets import check_recipe
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", user or ""):
+        raise EmolibError(f"--user {user!r}: not a Kaggle user name (letters, digits, - and _)")
+    check_recipe(recipe)
+    notebook = json.loads((resources.files("emolib") / "assets" / "kaggle" / KERNEL_NOTEBOOK).read_text())
+    values = {"recipe": repr(recipe), "folds": repr(folds), "install": repr(install)}
+    for cell in notebook["cells"]:
+        if "parameters" in cell["metadata"].get("tags", []):
+            lines = []
+            for line in "".join(cell["source"]).splitlines(keepends=True):
+                name = line.split("=", 1)[0].strip()
+                if name in values:
+                    value, comment = values[name], line.split("#", 1)[1] if "#" in line else ""
+                    line = f"{name} = {value}".ljust(len(line.split("#", 1)[0]) - 1) + (f" #{comment}" if comment else "\n")
+                lines.append(line)
+            cell["source"] = lines
+    out = Path(out)
+    atomic_write(out / "kernel-metadata.json", json.dumps(kernel_metadata(user), indent=2) + "\n")
+    atomic_write(out / KERNEL_NOTEBOOK, json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+    return out
