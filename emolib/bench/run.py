@@ -187,13 +187,13 @@ def run_annotate_bench(out="BENCHMARKS.md", models=None, data=None, work=None, c
     files = scaling.make_videos(data, work / "videos", videos)
     quiet_ray()
     ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    results = {}
-    for label, kind in (("Haar", "haar"), ("BlazeFace", "blazeface")):
-        variant = scaling.with_detector(Path(models), work / f"models-{kind}", kind)
-        results[label] = {"runs": [scaling.throughput(files, variant, work / kind, workers) for workers in (1, 2)],
-                          "parts": scaling.breakdown(files[0], variant)}
-    atomic_write(out, scaling.update_section(out, scaling.markdown(results, command, os.cpu_count() or 1)))
-    return results
+    detectors = (("Haar", "haar"), ("BlazeFace", "blazeface"))
+    results = {label: {"runs": [scaling.throughput(files, scaling.with_detector(Path(models), work / f"models-{kind}", kind), work / kind, workers)
+                                for workers in (1, 2)]} for label, kind in detectors}
+    speed = [scaling.file_speed(files[0], {label: scaling.with_detector(Path(models), work / f"models-{frames}-{kind}", kind, frames)
+                                           for label, kind in detectors}) for frames in (scaling.FRAMES, None)]
+    atomic_write(out, scaling.update_section(out, scaling.markdown(results, speed, command, os.cpu_count() or 1)))
+    return {"throughput": results, "one_file": speed}
 
 
 def run_stream_bench(out="BENCHMARKS.md", data=None, work=None, command: str = "emolib bench --stream", size: str = "full",

@@ -15,6 +15,9 @@ from .report import replace_section
 
 START, END = "<!-- annotate-scaling:start -->", "<!-- annotate-scaling:end -->"
 VIDEO_SECONDS = 20.0
+WINDOW, HOP = 4.0, 1.0
+FRAMES = 16  # frames per window of the per-file comparison: the best recipe's and the starter's
+PROBABILITY_COLUMNS = ("prob_", "voice_", "face_", "fusion_")
 
 
 def make_videos(data: Path, folder: Path, count: int, seconds: float = VIDEO_SECONDS) -> list[Path]:
@@ -73,43 +76,40 @@ def throughput(videos: list[Path], models, work: Path, workers: int) -> dict:
             "throughput": audio_seconds / wall}
 
 
-def breakdown(video: Path, models) -> dict:
-    """Seconds one process spends on one file: decoding, face detection + crops, the voice and face encoders, the rest."""
-    from ..audio import WINDOW_SECONDS
-    from ..faces import detect
-    from ..infer.inputs import prepare_audio
+def file_speed(video: Path, models: dict, runs: int = 2) -> dict:
+    """One process, one file, every front end of ``models`` ({label: models folder}) per window (each window detects and embeds
+    its own frames, as annotate did before windows shared frames) and with shared frames (now): seconds (best of ``runs``,
+    alternated), frames detected, and the largest difference of the rows' probabilities, shared vs per window."""
     from ..infer.predictor import Predictor
-    from ..infer.timeline import timeline_inputs, timeline_rows
-    from ..transforms import crop_clip
+    from ..infer.timeline import speech_threshold_of, timeline_inputs, timeline_rows
 
-    predictor = Predictor.from_dir(models, threads=1)
-    started = time.perf_counter()
-    inputs = timeline_inputs(video, None, WINDOW_SECONDS, 1.0, predictor.face_settings.frames)
-    parts = {"decode (audio + frames)": time.perf_counter() - started}
-    started = time.perf_counter()
-    crops = [crop_clip(images, predictor.face_settings, [detect(image, predictor.face_settings.detector) for image in images])[0]
-             for images in inputs.images if images]
-    parts["face detection + crops"] = time.perf_counter() - started
-    started = time.perf_counter()
-    for clip in inputs.clips:
-        wave = prepare_audio(clip, 16000, predictor.audio_settings)[0]
-        if wave is not None:
-            predictor.voice_features(wave)
-    parts["voice encoder"] = time.perf_counter() - started
-    started = time.perf_counter()
-    for images in crops:
-        predictor.face_features(images)
-    parts["face encoder"] = time.perf_counter() - started
-    started = time.perf_counter()
-    timeline_rows(predictor, inputs, progress=False)
-    whole = time.perf_counter() - started
-    parts["rest (fusion, bookkeeping)"] = max(0.0, whole - parts["face detection + crops"] - parts["voice encoder"] - parts["face encoder"])
-    return {"seconds": inputs.seconds, "windows": len(inputs.starts), "parts": parts}
+    predictors = {label: Predictor.from_dir(folder, threads=1) for label, folder in models.items()}
+    results, tables = {}, {}
+    for attempt in range(runs):
+        for label, predictor in predictors.items():
+            for share in (False, True):
+                started = time.perf_counter()
+                inputs = timeline_inputs(video, None, WINDOW, HOP, predictor.face_settings.frames, speech_threshold_of(predictor))
+                decoded = time.perf_counter() - started
+                table = timeline_rows(predictor, inputs, progress=False, share_frames=share)
+                seconds = time.perf_counter() - started
+                key = (label, share)
+                if key not in results or seconds < results[key]["seconds"]:
+                    frames = sum(len(ids) for ids in inputs.frame_ids)
+                    results[key] = {"seconds": seconds, "decode": decoded, "audio_seconds": inputs.seconds, "windows": len(inputs.starts),
+                                    "detected": len({n for ids in inputs.frame_ids for n in ids}) if share else frames}
+                tables[key] = table
+    for label in predictors:
+        columns = [column for column in tables[(label, True)].columns if column.startswith(PROBABILITY_COLUMNS) and not column.endswith("_pred")]
+        difference = np.nanmax(np.abs(tables[(label, True)][columns].to_numpy(float) - tables[(label, False)][columns].to_numpy(float)))
+        results[(label, True)]["max_diff"] = float(difference)
+        results[(label, True)]["same_labels"] = tables[(label, True)]["label"].tolist() == tables[(label, False)]["label"].tolist()
+    return {"frames": next(iter(predictors.values())).face_settings.frames, "paths": results}
 
 
-def with_detector(models: Path, folder: Path, kind: str) -> Path:
+def with_detector(models: Path, folder: Path, kind: str, frames: int | None = None) -> Path:
     """A copy of the models folder whose face settings use the ``kind`` detector (BlazeFace with aligned crops, or Haar with
-    box crops); the weights are the same, so only the front end differs."""
+    box crops) and ``frames`` frames per window (None: as stored); the weights are the same, so only the front end differs."""
     import json
     import shutil
 
@@ -123,15 +123,17 @@ def with_detector(models: Path, folder: Path, kind: str) -> Path:
         if face is not None:
             face["detector"] = {**face.get("detector", {}), "kind": kind}
             face["align"] = kind == "blazeface"
+            if frames is not None:
+                face["frames"] = frames
         if config.get("voice_checkpoint"):
             config.update(voice_checkpoint="../voice", face_checkpoint="../face")
         (folder / name / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     return folder
 
 
-def markdown(results: dict, command: str, cpus: int) -> str:
-    """The BENCHMARKS.md section: per detector, the throughput table, efficiency and breakdown, then the comparison and the
-    cluster estimate."""
+def markdown(results: dict, speed: list[dict], command: str, cpus: int) -> str:
+    """The BENCHMARKS.md section: per detector, the Ray throughput table and efficiency; then one process on one file, per window
+    and with shared frames, for each frames-per-window setting of ``speed`` (``file_speed``'s results); and the cluster estimate."""
     lines = [START, "## Archive annotation (`emolib annotate`, Ray Data)", "",
              f"`{command}`, one run on this machine ({cpus} logical CPUs), tiny demo models through the fast path, "
              f"{next(iter(results.values()))['runs'][0]['files']} synthetic videos of about {VIDEO_SECONDS:.0f} s (mpeg4 + AAC, 480x360), "
@@ -144,26 +146,34 @@ def markdown(results: dict, command: str, cpus: int) -> str:
                   f"{run['throughput']:.2f} |" for run in result["runs"]]
     lines += ["", "Scaling efficiency 1 -> 2 actors (throughput with 2 / twice the throughput with 1): " + "; ".join(
         f"{detector} {result['runs'][-1]['throughput'] / (2 * result['runs'][0]['throughput']):.0%}" for detector, result in results.items()) + ".", ""]
-    first = next(iter(results.values()))["parts"]
-    lines += [f"Where one file's time goes (one process, one thread; {first['seconds']:.0f} s of audio, {first['windows']} windows):", "",
-              "| part | " + " | ".join(f"{detector} s | {detector} share" for detector in results) + " |",
-              "| --- |" + " ---: | ---: |" * len(results)]
-    names = list(first["parts"])
-    totals = {detector: sum(result["parts"]["parts"].values()) for detector, result in results.items()}
-    for name in names:
-        lines.append(f"| {name} | " + " | ".join(f"{result['parts']['parts'][name]:.2f} | {result['parts']['parts'][name] / totals[detector]:.0%}"
-                                                   for detector, result in results.items()) + " |")
-    compute = {detector: result["parts"]["seconds"] / totals[detector] for detector, result in results.items()}
-    lines.append("| **audio s per wall s, one process** | " + " | ".join(f"**{compute[detector]:.1f}** | " for detector in results) + "|")
-    if {"Haar", "BlazeFace"} <= set(results):
-        lines += ["", f"Single-process throughput, BlazeFace / Haar: **{compute['BlazeFace'] / compute['Haar']:.2f}x**; with 2 actors: "
-                  f"{results['BlazeFace']['runs'][-1]['throughput'] / results['Haar']['runs'][-1]['throughput']:.2f}x."]
-    best = max(compute, key=compute.get)
-    per_worker = results[best]["runs"][-1]["throughput"] / 2
+    first = next(iter(speed[0]["paths"].values()))
+    lines += [f"One process, one thread, one file ({first['audio_seconds']:.0f} s of audio, {first['windows']} windows; best of 2 alternated runs): "
+              "each window on its own (as annotate ran before windows shared frames: every window detects and embeds its frames) "
+              "and with shared frames (now: a frame that several windows hold is detected once, and each face crop embedded once). "
+              "The rows of both are compared.", "",
+              "| frames per window | face detector | windows | frames detected | decode s | total s | audio s per wall s | vs Haar per window | "
+              "max prob. diff vs per window |", "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    ratios = {}
+    for setting in speed:
+        paths = setting["paths"]
+        base = paths[("Haar", False)]
+        for (label, share), path in paths.items():
+            ratio = base["seconds"] / path["seconds"]
+            ratios[(setting["frames"], label, share)] = ratio
+            diff = f"{path['max_diff']:.1e}" + ("" if path["same_labels"] else " (labels differ)") if share else ""
+            lines.append(f"| {setting['frames']} | {label}, {'shared frames' if share else 'per window'} | {path['windows']} | {path['detected']} | "
+                         f"{path['decode']:.2f} | {path['seconds']:.2f} | {path['audio_seconds'] / path['seconds']:.1f} | {ratio:.2f}x | {diff} |")
+    lines.append("")
+    for setting in speed:
+        ratio = ratios[(setting["frames"], "BlazeFace", True)]
+        lines.append(f"- {setting['frames']} frames per window: BlazeFace with shared frames / Haar per window: **{ratio:.2f}x** "
+                     f"(goal 2x: {'met' if ratio >= 2 else 'not met'}).")
+    best = max((path["audio_seconds"] / path["seconds"] for path in speed[0]["paths"].values()))
+    per_worker = max(result["runs"][-1]["throughput"] for result in results.values()) / 2
     lines += ["", f"The timed Ray runs include each actor's start-up (importing torch and loading the models once) and Ray's scheduling, "
-              f"which a longer archive amortises: per actor, the measured {per_worker:.2f} audio s per wall s ({best}) is a lower bound and "
-              f"{compute[best]:.1f} an upper one. On paper (not measured): N nodes with W actors each run at about N x W x that "
-              f"(1,000 hours of audio on 10 nodes of 16 actors: {1000 * 3600 / (160 * compute[best]) / 3600:.1f} to "
+              f"which a longer archive amortises: per actor, the measured {per_worker:.2f} audio s per wall s is a lower bound and "
+              f"{best:.1f} (one process above) an upper one. On paper (not measured): N nodes with W actors each run at about N x W x that "
+              f"(1,000 hours of audio on 10 nodes of 16 actors: {1000 * 3600 / (160 * best) / 3600:.1f} to "
               f"{1000 * 3600 / (160 * per_worker) / 3600:.1f} h), as long as decoding and reading the files keep up.", END]
     return "\n".join(lines)
 

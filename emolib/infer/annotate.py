@@ -54,19 +54,23 @@ def decode(row: dict, window: float, hop: float, frames: int, speech_threshold: 
 
 
 def pack(inputs) -> bytes:
-    """TimelineInputs as one .npz (arrays only, no pickles): the windows' audio and frames, and a JSON header."""
+    """TimelineInputs as one .npz (arrays only, no pickles): the windows' audio, each decoded frame once (windows share frames)
+    and a JSON header with each window's frame numbers."""
     import json
 
     import numpy as np
 
+    frame_ids = inputs.frame_ids if inputs.frame_ids is not None else [list(range(len(images or []))) for images in inputs.images]
     arrays = {"header": np.frombuffer(json.dumps({"starts": inputs.starts, "ends": inputs.ends, "notes": inputs.notes,
                                                   "seconds": inputs.seconds, "window_notes": inputs.window_notes, "speech": inputs.speech,
-                                                  "tail": inputs.tail}).encode(), dtype=np.uint8)}
-    for index, (clip, images) in enumerate(zip(inputs.clips, inputs.images)):
+                                                  "tail": inputs.tail, "frame_ids": inputs.frame_ids,
+                                                  "stored_ids": frame_ids}).encode(), dtype=np.uint8)}
+    for index, (clip, images, ids) in enumerate(zip(inputs.clips, inputs.images, frame_ids)):
         if clip is not None:
             arrays[f"clip{index}"] = clip
-        for number, image in enumerate(images or []):
-            arrays[f"image{index}_{number}"] = image
+        for number, image in zip(ids, images or []):
+            name = f"frame{number}" if inputs.frame_ids is not None else f"frame{index}_{number}"
+            arrays.setdefault(name, image)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
@@ -84,12 +88,12 @@ def unpack(data: bytes):
         header = json.loads(archive["header"].tobytes())
         count = len(header["starts"])
         clips = [archive[f"clip{index}"] if f"clip{index}" in archive else None for index in range(count)]
-        images = []
-        for index in range(count):
-            names = sorted((name for name in archive.files if name.startswith(f"image{index}_")), key=lambda name: int(name.split("_")[1]))
-            images.append([archive[name] for name in names] or None)
+        frames = {name: archive[name] for name in archive.files if name.startswith("frame")}
+    shared = header["frame_ids"] is not None
+    images = [[frames[f"frame{number}" if shared else f"frame{index}_{number}"] for number in ids] or None
+              for index, ids in enumerate(header["stored_ids"])]
     return TimelineInputs(header["starts"], header["ends"], clips, images, header["notes"], header["seconds"], header["window_notes"],
-                          header["speech"], header["tail"])
+                          header["speech"], header["tail"], header["frame_ids"])
 
 
 class Annotator:

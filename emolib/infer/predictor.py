@@ -42,7 +42,7 @@ from ..transforms import AudioSettings, FaceSettings, crop_clip
 from .batch import is_batch, predictions_table
 from .folder import calibration_note, common_labels, folder_settings
 from .inputs import load_inputs, prepare_audio, prepare_frames, speech_rule
-from .people import find_faces, main_face, other_faces
+from .people import find_faces, main_face, other_faces, track_features
 from .prediction import Prediction, PredictionError, probability_dict
 
 MODEL_KINDS = ("voice", "face", "fusion")
@@ -206,17 +206,26 @@ class Predictor:
 
     def face_features(self, crops: np.ndarray):
         """Pooled face embedding (1, D) of a clip's crops (the model's temporal pooling), through transforms.face_pixels."""
+        return self.pooled_face(self.frame_embeddings(crops))
+
+    def frame_embeddings(self, crops: np.ndarray) -> np.ndarray:
+        """Per-frame embeddings (F, D) of face crops (F, S, S, 3): what the model's temporal pooling takes."""
         import torch
 
         from ..transforms import face_pixels
 
         pixels = face_pixels(crops, self.face_settings)
         if self.fast is not None and self.fast.face is not None:
-            with torch.inference_mode():
-                return self.face.from_frozen(torch.from_numpy(self.fast.face.face_embeddings(pixels.numpy()))[None]).float()
-        pixels = pixels[None].to(self.device)
+            return self.fast.face.face_embeddings(pixels.numpy())
         with torch.inference_mode():
-            return self.face.features(pixels).float()
+            return self.face.frozen_features(pixels[None].to(self.device))[0].float().cpu().numpy()
+
+    def pooled_face(self, embeddings: np.ndarray):
+        """The clip embedding (1, D) from per-frame embeddings (F, D)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.face.from_frozen(torch.from_numpy(np.ascontiguousarray(embeddings))[None].to(self.device)).float()
 
     def _classify(self, model, features) -> dict:
         import torch
@@ -238,7 +247,8 @@ class Predictor:
     # ---------------------------------------------------------------- predict
 
     def predict(self, audio=None, sample_rate=None, image=None, audio_name: str = "audio array", image_name: str = "image",
-                whole_image: bool = False, image_scale=None, speech_seconds: float | None = None, speaker=None) -> Prediction:
+                whole_image: bool = False, image_scale=None, speech_seconds: float | None = None, speaker=None, frame_ids=None,
+                shared=None) -> Prediction:
         """Predict from an audio array (any rate, mono or (frames, channels)) and/or an RGB image or frames.
 
         ``whole_image`` treats each image as an already-cropped face (no detection, no margin). ``image_scale`` (x, y): the
@@ -246,6 +256,8 @@ class Predictor:
         input's own pixels. ``speech_seconds``: the audio's speech, measured over the whole file or stream it is a window of
         (``speech.seconds_in``; the timeline and the stream give it), else measured on ``audio``. ``speaker``: the running
         ``egemaps.SpeakerStats`` of the session or file this audio is a window of (an eGeMAPS voice model's speaker normalisation).
+        ``frame_ids`` and ``shared`` (``people.SharedFrames``): the frames' numbers in the file that overlapping windows share, so that
+        each frame is detected and each face crop embedded once (the timeline; the same result as without).
 
         ``image`` is an RGB (H, W, 3) array, a list of frames, or an (F, H, W, 3) array; the
         frames' embeddings are averaged like a training clip's. Raises PredictionError when
@@ -271,15 +283,20 @@ class Predictor:
         if frames is not None and self.face is None:
             notes.append(f"no face model in {self.models_dir}: image ignored")
         elif frames is not None:
-            faces = find_faces(frames, self.face_settings, whole_image)
-            settings = replace(self.face_settings, margin=0.0, align=False) if whole_image else self.face_settings
-            crops, found, boxes = crop_clip(frames, settings, faces.detections)
+            shared = shared if frame_ids is not None and not whole_image else None
+            faces = find_faces(frames, self.face_settings, whole_image, frame_ids, shared)
+            if shared is None:
+                settings = replace(self.face_settings, margin=0.0, align=False) if whole_image else self.face_settings
+                crops, found, _ = crop_clip(frames, settings, faces.detections)
+            else:  # the main track's crops are embedded (once per frame and face) only if it has any
+                found = np.array([faces.main is not None and i in faces.main.faces for i in range(len(frames))], dtype=bool)
             result["face_found"] = clip_has_face(found)
             result["frames_with_face"] = int(found.sum())
             if result["face_found"]:
                 index = int(np.flatnonzero(found)[0])
-                result.update(face_box=tuple(int(v) for v in boxes[index]), face_frame=index, faces=other_faces(self, frames, faces))
-                face_features = self.face_features(crops)
+                result.update(face_box=tuple(int(v) for v in faces.main.faces[index].box), face_frame=index,
+                              faces=other_faces(self, frames, faces, frame_ids, shared))
+                face_features = self.face_features(crops) if shared is None else track_features(self, frames, faces.main, frame_ids, shared)
                 result["face"] = self._classify(self.face, face_features)
         have_voice, have_face = voice_features is not None, face_features is not None
         if not have_voice and not have_face:

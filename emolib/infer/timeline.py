@@ -23,6 +23,7 @@ from ..labels import display_name
 from ..media import timed_media
 from ..video import read_frames_at
 from .display import label_colours
+from .people import SharedFrames
 from .prediction import PredictionError
 from .predictor import Predictor
 
@@ -60,6 +61,7 @@ class TimelineInputs:
     window_notes: list = field(default_factory=list)
     speech: list | None = None  # each window's seconds of speech, from Silero's segments over the whole file (None: not measured)
     tail: bool = False  # the last window ends at the file's end, off the hop grid (window_starts)
+    frame_ids: list | None = None  # each window's frame numbers in the file (its images'): overlapping windows share frames
 
 
 def timeline_inputs(video, audio=None, window: float = WINDOW_SECONDS, hop: float = 1.0, frames: int = 0,
@@ -76,7 +78,8 @@ def timeline_inputs(video, audio=None, window: float = WINDOW_SECONDS, hop: floa
     plans = [media.frame_indices(start, end, frames) for start, end in zip(starts, ends)]
     decoded = read_frames_at(video, [index for plan in plans for index in plan]) if any(plans) else {}
     clips = [media.audio_between(start, end) for start, end in zip(starts, ends)]
-    images = [[decoded[index] for index in plan if index in decoded] or None for plan in plans]
+    frame_ids = [[index for index in plan if index in decoded] for plan in plans]
+    images = [[decoded[index] for index in ids] or None for ids in frame_ids]
     window_notes = [media.window_notes(start, end) for start, end in zip(starts, ends)]
     speech = None
     if speech_threshold is not None and media.wave is not None:
@@ -87,17 +90,20 @@ def timeline_inputs(video, audio=None, window: float = WINDOW_SECONDS, hop: floa
     tail = len(starts) > 1 and abs(starts[-1] - starts[-2] - hop) > 1e-6
     if tail:
         window_notes[-1] = window_notes[-1] + [f"last window: ends at the file's end ({ends[-1]:g} s), overlapping the one before"]
-    return TimelineInputs(starts, ends, clips, images, media.notes, media.duration, window_notes, speech, tail)
+    return TimelineInputs(starts, ends, clips, images, media.notes, media.duration, window_notes, speech, tail, frame_ids)
 
 
-def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool = True, speaker=None):
+def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool = True, speaker=None, share_frames: bool = True):
     """One row per window of ``inputs``: start, end, label, source, modalities, each model's probabilities, notes. ``speaker``: the
-    speaker statistics to standardise an eGeMAPS voice by (default: the file's own running estimate)."""
+    speaker statistics to standardise an eGeMAPS voice by (default: the file's own running estimate). With ``share_frames`` (and
+    ``inputs.frame_ids``), a frame that several windows hold is detected and its face crops embedded once (``people.SharedFrames``;
+    the same rows as without, which predicts every window on its own)."""
     import pandas as pd
     from tqdm.auto import tqdm
 
     rows = []
     speaker = speaker if speaker is not None else new_speaker(predictor)  # a file is one session: the running statistics of its speech
+    shared = SharedFrames() if share_frames and inputs.frame_ids is not None else None
     for index, (start, end, clip, images) in enumerate(tqdm(list(zip(inputs.starts, inputs.ends, inputs.clips, inputs.images)), desc="timeline",
                                                             unit="window", disable=not progress)):
         row = {"start": start, "end": round(end, 6), "tail": inputs.tail and index == len(inputs.starts) - 1}
@@ -105,7 +111,8 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
         try:
             prediction = predictor.predict(clip if clip is not None and clip.size else None, SAMPLE_RATE, images,
                                            audio_name=f"audio {start:g}-{end:g} s", image_name=f"frames {start:g}-{end:g} s",
-                                           speech_seconds=inputs.speech[index] if inputs.speech is not None else None, speaker=speaker)
+                                           speech_seconds=inputs.speech[index] if inputs.speech is not None else None, speaker=speaker,
+                                           frame_ids=inputs.frame_ids[index] if shared is not None else None, shared=shared)
         except PredictionError as error:
             rows.append({**row, "label": "", "source": "", "modalities": "", "face_found": False, "notes": "; ".join(notes + [str(error)])})
             continue
