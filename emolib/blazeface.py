@@ -1,8 +1,9 @@
-"""BlazeFace, MediaPipe's face detector, run by OpenCV's TFLite reader: every face with 6 keypoints.
+"""BlazeFace, MediaPipe's face detector, run by ONNX Runtime: every face with 6 keypoints.
 
 The two models ship in ``emolib/assets/blazeface`` (Apache-2.0; README there says where they come
-from): ``short`` (128 px input, faces within about 2 m) and ``full`` (192 px, small and distant
-faces). The image is letterboxed to a square, scaled to [-1, 1] and run once; each of the model's
+from and how MediaPipe's TFLite files were converted to ONNX): ``short`` (128 px input, faces within about 2 m) and
+``full`` (192 px, small and distant faces). ONNX Runtime runs them 1.4-1.7x faster than OpenCV's TFLite reader did
+(``cv2.dnn``, which read the original files; their outputs agree within 4e-4), one session per model and process. The image is letterboxed to a square, scaled to [-1, 1] and run once; each of the model's
 SSD anchors (laid out as MediaPipe's SsdAnchorsCalculator does) regresses a box and 6 keypoints
 relative to itself, and a score. Overlapping detections are merged by MediaPipe's weighted
 non-maximum suppression (score-weighted mean of the boxes and keypoints of each cluster).
@@ -10,6 +11,7 @@ non-maximum suppression (score-weighted mean of the boxes and keypoints of each 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -20,8 +22,8 @@ from .errors import ModelError
 
 KEYPOINTS = ("right_eye", "left_eye", "nose_tip", "mouth", "right_ear", "left_ear")  # the subject's right eye is on the image's left
 MODELS = {  # name: (file, input size, anchor strides, anchors per layer, MediaPipe's score threshold)
-    "short": ("face_detection_short_range.tflite", 128, (8, 16, 16, 16), 2, 0.5),
-    "full": ("face_detection_full_range.tflite", 192, (4,), 1, 0.6),
+    "short": ("face_detection_short_range.onnx", 128, (8, 16, 16, 16), 2, 0.5),
+    "full": ("face_detection_full_range.onnx", 192, (4,), 1, 0.6),
 }
 SCORE_CLIP = 100.0
 REGRESSION_VALUES = 16  # box (cx, cy, w, h) + 6 keypoints (x, y)
@@ -55,8 +57,9 @@ def anchors(size: int, strides: tuple, per_layer: int) -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def load(model: str):
-    """(OpenCV net, anchors) of ``model`` ("short" or "full"), once per process."""
-    import cv2
+    """(ONNX Runtime session, anchors) of ``model`` ("short" or "full"), once per process: ONNX Runtime's threads (one per
+    physical core; ``$EMOLIB_THREADS`` overrides), not spin-waiting (as the fast path's sessions: robust on a shared machine)."""
+    import onnxruntime as ort
 
     if model not in MODELS:
         raise ModelError(f"BlazeFace model {model!r}: expected one of {', '.join(MODELS)}")
@@ -64,10 +67,14 @@ def load(model: str):
     path = resources.files("emolib") / "assets" / "blazeface" / name
     if not path.is_file():
         raise ModelError(f"{path}: BlazeFace model missing from the emolib package (reinstall emolib)")
-    if not hasattr(cv2.dnn, "readNetFromTFLite"):
-        raise ModelError(f"OpenCV {cv2.__version__} cannot read .tflite models; BlazeFace needs opencv-python>=4.8")
-    net = cv2.dnn.readNetFromTFLite(str(path))
-    return net, anchors(size, strides, per_layer)
+    options = ort.SessionOptions()
+    threads = os.environ.get("EMOLIB_THREADS", "").strip()
+    options.intra_op_num_threads = int(threads) if threads.isdigit() and int(threads) > 0 else 0
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session, anchors(size, strides, per_layer)
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
@@ -92,10 +99,9 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int
 
 def raw_outputs(image: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray, float, float, float]:
     """The network's (scores (N,), regressions (N, 16)) for ``image`` and the letterbox (side, x pad, y pad)."""
-    net, _ = load(model)
+    session, _ = load(model)
     blob, side, left, top = letterbox(image, MODELS[model][1])
-    net.setInput(blob)
-    outputs = net.forward(net.getUnconnectedOutLayersNames())  # told apart by shape: the output names differ between the models
+    outputs = session.run(None, {session.get_inputs()[0].name: blob})  # told apart by shape: the output names differ between the models
     scores = next(output for output in outputs if output.shape[-1] == 1).reshape(-1).astype(np.float64)
     regressions = next(output for output in outputs if output.shape[-1] == REGRESSION_VALUES).reshape(-1, REGRESSION_VALUES)
     return scores, regressions, side, left, top
