@@ -1,9 +1,11 @@
 """BlazeFace, MediaPipe's face detector, run by ONNX Runtime: every face with 6 keypoints.
 
 The two models ship in ``emolib/assets/blazeface`` (Apache-2.0; README there says where they come
-from and how MediaPipe's TFLite files were converted to ONNX): ``short`` (128 px input, faces within about 2 m) and
-``full`` (192 px, small and distant faces). ONNX Runtime runs them 1.4-1.7x faster than OpenCV's TFLite reader did
-(``cv2.dnn``, which read the original files; their outputs agree within 4e-4), one session per model and process. The image is letterboxed to a square, scaled to [-1, 1] and run once; each of the model's
+from and how MediaPipe's TFLite files were converted to ONNX): ``short`` (128 px input, faces within
+about 2 m) and ``full`` (192 px, small and distant faces). ONNX Runtime runs them 1.4-1.7x faster per
+frame than OpenCV's TFLite reader (``cv2.dnn``, which read the original files; the outputs agree within
+4e-4), one session per model and process. The image is letterboxed to a square, scaled to [-1, 1] and
+run once; each of the model's
 SSD anchors (laid out as MediaPipe's SsdAnchorsCalculator does) regresses a box and 6 keypoints
 relative to itself, and a score. Overlapping detections are merged by MediaPipe's weighted
 non-maximum suppression (score-weighted mean of the boxes and keypoints of each cluster).
