@@ -60,17 +60,14 @@ def pack(inputs) -> bytes:
 
     import numpy as np
 
-    frame_ids = inputs.frame_ids if inputs.frame_ids is not None else [list(range(len(images or []))) for images in inputs.images]
     arrays = {"header": np.frombuffer(json.dumps({"starts": inputs.starts, "ends": inputs.ends, "notes": inputs.notes,
                                                   "seconds": inputs.seconds, "window_notes": inputs.window_notes, "speech": inputs.speech,
-                                                  "tail": inputs.tail, "frame_ids": inputs.frame_ids,
-                                                  "stored_ids": frame_ids}).encode(), dtype=np.uint8)}
-    for index, (clip, images, ids) in enumerate(zip(inputs.clips, inputs.images, frame_ids)):
+                                                  "tail": inputs.tail, "frame_ids": inputs.frame_ids}).encode(), dtype=np.uint8)}
+    for index, (clip, images, ids) in enumerate(zip(inputs.clips, inputs.images, inputs.frame_ids)):
         if clip is not None:
             arrays[f"clip{index}"] = clip
         for number, image in zip(ids, images or []):
-            name = f"frame{number}" if inputs.frame_ids is not None else f"frame{index}_{number}"
-            arrays.setdefault(name, image)
+            arrays.setdefault(f"frame{number}", image)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
@@ -89,9 +86,7 @@ def unpack(data: bytes):
         count = len(header["starts"])
         clips = [archive[f"clip{index}"] if f"clip{index}" in archive else None for index in range(count)]
         frames = {name: archive[name] for name in archive.files if name.startswith("frame")}
-    shared = header["frame_ids"] is not None
-    images = [[frames[f"frame{number}" if shared else f"frame{index}_{number}"] for number in ids] or None
-              for index, ids in enumerate(header["stored_ids"])]
+    images = [[frames[f"frame{number}"] for number in ids] or None for ids in header["frame_ids"]]
     return TimelineInputs(header["starts"], header["ends"], clips, images, header["notes"], header["seconds"], header["window_notes"],
                           header["speech"], header["tail"], header["frame_ids"])
 

@@ -40,8 +40,6 @@ class SharedFrames:
 
     faces: dict = field(default_factory=dict)
     embeddings: dict = field(default_factory=dict)
-    detected: int = 0  # frames detected, and crops embedded, so far (each once)
-    embedded: int = 0
 
 
 def find_faces(frames: list[np.ndarray], settings, whole_image: bool = False, frame_ids=None, shared: SharedFrames | None = None) -> ClipFaces:
@@ -54,7 +52,6 @@ def find_faces(frames: list[np.ndarray], settings, whole_image: bool = False, fr
         for frame, number in zip(frames, frame_ids):
             if number not in shared.faces:
                 shared.faces[number] = detect(frame, settings.detector)
-                shared.detected += 1
             detections.append(shared.faces[number])
     else:
         detections = [detect(frame, settings.detector) for frame in frames]
@@ -76,7 +73,6 @@ def track_features(predictor, frames, track: Track, frame_ids=None, shared: Shar
         crops = np.stack([face_crop(frames[index], faces[index], settings.image_size, settings.margin, settings.align) for _, index in part])
         for (key, _), embedding in zip(part, predictor.frame_embeddings(crops)):
             shared.embeddings[key] = embedding
-        shared.embedded += len(part)
     return predictor.pooled_face(np.stack([shared.embeddings[key] for key in keys]))
 
 
