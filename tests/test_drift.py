@@ -142,4 +142,6 @@ def test_packaged_probes_are_what_the_generator_makes():
     for name, faces in (("calibration", shipped.calibration_faces), ("check", shipped.check_faces)):
         assert faces.shape == made[name].shape
         assert np.abs(faces.astype(float) - made[name]).mean() < 4.0, f"{name} crops differ from the generator's"
-    assert len(shipped.speech_windows()) == 4
+    assert len(shipped.real_speech) == 6 and all(1.0 < len(wave) / 16000 < 6.0 for wave in shipped.real_speech)
+    # the voice check runs on every synthetic clip and real recording alone, then the synthetic clips in a row
+    assert len(shipped.speech_windows()) == 3 + 6 + 1

@@ -15,20 +15,23 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
 
 from ..files import atomic_write, cache_root, file_digest
 
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3  # 3: checked on real speech too (the packaged RAVDESS probes); int8-bf16
 FAST_DIR = "fast"
 OPSET = 17
 QUANTIZE_MIN_PARAMS = 5_000_000
 QUANTIZE_CHOICES = ("auto", "int8", "fp32")
+# the int8 voice model with its conv front end in bf16 (``frontend``): tried first by "auto" on CPUs with native bf16
+INT8_BF16 = "int8-bf16"
 # build-time check on probe inputs; int8 gets half the 0.02 tolerance the predictions must keep, as headroom for real inputs
-MIN_COSINE = {"int8": 0.995, "fp32": 0.9999}
-MAX_PROB_DIFF = {"int8": 0.01, "fp32": 1e-3}
+MIN_COSINE = {"int8": 0.995, INT8_BF16: 0.995, "fp32": 0.9999}
+MAX_PROB_DIFF = {"int8": 0.01, INT8_BF16: 0.01, "fp32": 1e-3}
 
 
 def user_cache_dir() -> Path:
@@ -116,6 +119,8 @@ def remove_stale(folder: Path, prefix: str, keep: str) -> None:
     if folder.name == "in-memory":
         return
     for path in folder.glob(f"{prefix}-*.json"):
+        if not re.fullmatch(re.escape(prefix) + r"-[0-9a-f]{16}\.json", path.name):
+            continue  # another variant whose name starts the same ("voice-int8" and "voice-int8-bf16")
         path = path.with_suffix(".onnx")
         if path.name != keep:
             for stale in (path, path.with_suffix(".json")):
@@ -135,6 +140,25 @@ def pick_variant(model, quantize: str) -> str:
     return "int8" if parameter_count(model.encoder) >= QUANTIZE_MIN_PARAMS else "fp32"
 
 
+def attempts(kind: str, model, quantize: str) -> list[str]:
+    """The variants to try, best first, each falling back to the next when it fails its check: the picked variant, then
+    fp32. ``auto`` puts the int8 voice model with a bf16 conv front end first where this CPU runs bf16 natively and the
+    encoder's front end has the plain wav2vec2 form."""
+    variant = pick_variant(model, quantize)
+    tried = [variant, "fp32"] if variant != "fp32" else ["fp32"]
+    if kind == "voice" and variant == "int8" and quantize == "auto" and bf16_front_end(model):
+        tried.insert(0, INT8_BF16)
+    return tried
+
+
+def bf16_front_end(model) -> bool:
+    """True when ``model``'s voice encoder can run its conv front end in bf16 here (``frontend``)."""
+    from .frontend import bf16_cpu, supported
+
+    extractor = getattr(getattr(model, "encoder", None), "feature_extractor", None)
+    return extractor is not None and supported(extractor) and bf16_cpu()
+
+
 def passes(check: dict, variant: str) -> bool:
     return check["min_cosine"] >= MIN_COSINE[variant] and check["max_prob_diff"] <= MAX_PROB_DIFF[variant]
 
@@ -151,9 +175,8 @@ def shape_settings(kind: str, settings) -> dict:
 
 def find_fast_file(kind: str, model, settings, quantize: str = "auto") -> tuple[Path, dict] | None:
     """(path, build record) of a cached fast file of ``model`` that passed its check, or None."""
-    variant = pick_variant(model, quantize)
     weights = weights_digest(model)
-    for attempt in ([variant, "fp32"] if variant != "fp32" else ["fp32"]):
+    for attempt in attempts(kind, model, quantize):
         name = f"{kind}-{attempt}-{cache_key(kind, weights, shape_settings(kind, settings), attempt)}.onnx"
         found = find_cached(cache_folders(model), name)
         if found is None:

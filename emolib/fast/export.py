@@ -54,8 +54,8 @@ from pathlib import Path
 import numpy as np
 
 from ..files import file_digest, umask_mode
-from .cache import OPSET, RECIPE_VERSION, passes, remove_stale, say, shape_settings, write_record
-from .session import VOICE_INPUTS, FastModel
+from .cache import INT8_BF16, OPSET, RECIPE_VERSION, passes, remove_stale, say, shape_settings, write_record
+from .session import CONV_FEATURES, VOICE_INPUTS, FastModel
 
 # the transformer's linear layers: attention q/k/v/out projections and the feed-forward pair (any wav2vec2-family naming)
 VOICE_INT8_NODES = re.compile(r"/encoder/.*layers\.\d+/.*(proj|dense|fc\d?|linear)[^/]*/(MatMul|Gemm)")
@@ -112,6 +112,32 @@ def _voice_module(model, names: list[str]):
     return VoiceFeatures(model).eval()
 
 
+@contextlib.contextmanager
+def _without_front_end(model):
+    """``model`` whose encoder takes its conv front end's output, (B, T', C) (``frontend.ConvFrontEnd``), in place of the
+    waveform: the feature extractor is swapped for a transpose while the graph is exported."""
+    import torch
+
+    class FrontEndOutput(torch.nn.Module):
+        def forward(self, conv_features):
+            return conv_features.transpose(1, 2)
+
+    encoder = model.encoder
+    extractor = encoder.feature_extractor
+    encoder.feature_extractor = FrontEndOutput()
+    try:
+        yield model
+    finally:
+        encoder.feature_extractor = extractor
+
+
+def front_end(model):
+    """The bf16 conv front end of a voice model (its feature extractor's weights must be loaded)."""
+    from .frontend import ConvFrontEnd
+
+    return ConvFrontEnd(model.encoder.feature_extractor)
+
+
 def _face_module(model):
     """The exported face graph: pixels (F, 3, S, S) -> per-frame embeddings (F, D); the clip mean is taken outside."""
     return model.encoder
@@ -139,7 +165,9 @@ def export_voice(model, settings, path: Path, variant: str, workdir: Path, probe
 
     int8: the transformer layers' linear layers (attention projections and feed-forward) get
     int8 weights and dynamic int8 activations; the conv feature encoder and the feature
-    projection stay fp32 (see the module docstring for why).
+    projection stay fp32 (see the module docstring for why). int8-bf16: the same graph without
+    the conv feature encoder, which runs in bf16 before it (``frontend``; its input is
+    ``conv_features``, (1, T', C)).
     """
     import torch
 
@@ -148,7 +176,14 @@ def export_voice(model, settings, path: Path, variant: str, workdir: Path, probe
     dummy = {"input_values": torch.zeros(1, samples), "attention_mask": torch.ones(1, samples, dtype=torch.long),
              "speech_mask": torch.ones(1, samples, dtype=torch.long)}
     fp32 = workdir / "voice-fp32.onnx"
-    _export(_voice_module(model, names), tuple(dummy[name] for name in names), fp32, names, ["features"])
+    if variant == INT8_BF16:
+        with torch.no_grad():
+            dummy["input_values"] = model.encoder.feature_extractor(dummy["input_values"]).transpose(1, 2).contiguous()
+        with _without_front_end(model):
+            graph_names = [CONV_FEATURES if name == "input_values" else name for name in names]
+            _export(_voice_module(model, names), tuple(dummy[name] for name in names), fp32, graph_names, ["features"])
+    else:
+        _export(_voice_module(model, names), tuple(dummy[name] for name in names), fp32, names, ["features"])
     if variant == "fp32":
         os.replace(fp32, path)
         return
@@ -206,6 +241,20 @@ def export_face(model, settings, path: Path, variant: str, workdir: Path, probes
 
 # ---------------------------------------------------------------- check and build
 
+# what each layer group of a fast file runs in (the build record's "layers"; emolib bench's table)
+LAYER_VARIANTS = {
+    ("voice", "fp32"): {"conv feature encoder": "fp32", "feature projection": "fp32", "transformer linear layers": "fp32",
+                        "attention products, norms, pooling": "fp32"},
+    ("voice", "int8"): {"conv feature encoder": "fp32", "feature projection": "fp32",
+                        "transformer linear layers": "int8 (dynamic activations)", "attention products, norms, pooling": "fp32"},
+    ("voice", INT8_BF16): {"conv feature encoder": "bf16 (PyTorch oneDNN; GroupNorm folded into the first product)",
+                           "feature projection": "fp32", "transformer linear layers": "int8 (dynamic activations)",
+                           "attention products, norms, pooling": "fp32"},
+    ("face", "fp32"): {"convolutions": "fp32", "final pooling": "fp32"},
+    ("face", "int8"): {"convolutions": "int8 static (per-channel 7-bit weights, calibrated activations)", "final pooling": "int8"},
+}
+
+
 
 def _check(kind: str, model, fast: FastModel, settings, probes) -> dict:
     """Compare a fast session with the eager fp32 model on ``probes``: cosine and head probabilities."""
@@ -256,10 +305,11 @@ def build(kind, model, settings, variant, folder: Path, name: str, weights: str,
             write_record(target.with_suffix(".json"), record)
             say(log, f"{kind}: ONNX export ({variant}) failed ({reason})")
             return None, record
-        fast = FastModel(kind, staged, {"variant": variant}, threads)
+        fast = FastModel(kind, staged, {"variant": variant}, threads, front_end(model) if variant == INT8_BF16 else None)
         check = _check(kind, model, fast, settings, probes)
         record = {
-            "ok": passes(check, variant), "kind": kind, "variant": variant, "weights_sha256": weights,
+            "ok": passes(check, variant), "kind": kind, "variant": variant, "layers": LAYER_VARIANTS[(kind, variant)],
+            "weights_sha256": weights,
             "settings": shape_settings(kind, settings), "recipe": RECIPE_VERSION, "check": check,
             "build_seconds": round(time.time() - started, 1), "versions": _versions(),
         }

@@ -1,8 +1,10 @@
 """The inputs a fast-path export is calibrated and checked on: ``Probes``, and the packaged default set.
 
-The packaged files (``emolib/fast/probes/``: synthetic speech and drawn face crops) are made by
-``emolib.data.synth.probes``; this module only reads them. Callers may pass their own Probes,
-e.g. crops and recordings from their data, to ``Predictor`` / ``FastPath``.
+The packaged files (``emolib/fast/probes/``): synthetic speech and drawn face crops made by
+``emolib.data.synth.probes``, and six real recordings of two RAVDESS actors (``ravdess-*.flac``: actors 3 and 4,
+six emotions, 16 kHz; licence and source in the folder's README.md), so every voice export is checked on
+real speech with its silences, not only on synthetic speech. This module only reads them. Callers may pass
+their own Probes, e.g. crops and recordings from their data, to ``Predictor`` / ``FastPath``.
 """
 from __future__ import annotations
 
@@ -16,24 +18,28 @@ from ..errors import ModelError
 
 PROBE_FOLDER = Path(__file__).with_name("probes")
 SPEECH_GLOB = "speech-*.flac"
+REAL_SPEECH_GLOB = "ravdess-*.flac"
 CALIBRATION_FILE = "faces-calibration.jpg"
 CHECK_FILE = "faces-check.jpg"
 
 
 @dataclass(frozen=True)
 class Probes:
-    """Speech clips (16 kHz mono float32), face crops to calibrate int8 activations on, and face crops to check exports on.
+    """Speech clips (16 kHz mono float32), face crops to calibrate int8 activations on, face crops to check exports on,
+    and real recordings of people (16 kHz mono float32).
 
-    The voice check uses each clip alone (a zero-padded window) and all of them in a row (a full window).
+    The voice check uses each clip and each real recording alone (a zero-padded window) and the clips in a row (a full
+    window).
     """
 
     speech: tuple
     calibration_faces: np.ndarray
     check_faces: np.ndarray
+    real_speech: tuple = ()
 
     def speech_windows(self) -> list[np.ndarray]:
-        """The voice check's recordings: each clip alone, then all of them in a row."""
-        return [*self.speech, np.concatenate(self.speech)]
+        """The voice check's recordings: each clip alone, each real recording alone, then the clips in a row."""
+        return [*self.speech, *self.real_speech, np.concatenate(self.speech)]
 
 
 @lru_cache(maxsize=1)
@@ -43,13 +49,16 @@ def default_probes() -> Probes:
 
     from ..audio import to_model_rate
 
-    speech = []
-    for path in sorted(PROBE_FOLDER.glob(SPEECH_GLOB)):
-        samples, rate = soundfile.read(str(path), dtype="float32")
-        speech.append(to_model_rate(samples, rate, name=str(path)))
-    if not speech:
-        raise ModelError(f"{PROBE_FOLDER}: no probe recordings ({SPEECH_GLOB}); the emolib installation is incomplete")
-    return Probes(tuple(speech), _read_strip(PROBE_FOLDER / CALIBRATION_FILE), _read_strip(PROBE_FOLDER / CHECK_FILE))
+    found = {}
+    for pattern in (SPEECH_GLOB, REAL_SPEECH_GLOB):
+        found[pattern] = []
+        for path in sorted(PROBE_FOLDER.glob(pattern)):
+            samples, rate = soundfile.read(str(path), dtype="float32")
+            found[pattern].append(to_model_rate(samples, rate, name=str(path)))
+        if not found[pattern]:
+            raise ModelError(f"{PROBE_FOLDER}: no probe recordings ({pattern}); the emolib installation is incomplete")
+    return Probes(tuple(found[SPEECH_GLOB]), _read_strip(PROBE_FOLDER / CALIBRATION_FILE), _read_strip(PROBE_FOLDER / CHECK_FILE),
+                  tuple(found[REAL_SPEECH_GLOB]))
 
 
 def _read_strip(path: Path) -> np.ndarray:

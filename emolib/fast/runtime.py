@@ -16,11 +16,13 @@ import json
 from pathlib import Path
 
 from ..errors import ModelError
-from .cache import cache_folders, cache_key, find_cached, find_fast_file, pick_variant, say, shape_settings, trusted, weights_digest, writable
+from .cache import INT8_BF16, attempts, cache_folders, cache_key, find_cached, find_fast_file, say, shape_settings, trusted, weights_digest, writable
 from .session import FastModel, available, physical_cores
 
 
 NOT_EXPORTED = ("egemaps", "fer-mini-xception")  # models with no ONNX form (``exportable`` False): loaded whole, run eagerly
+# encoder weights a lean model keeps: the voice conv front end, which runs in PyTorch before an int8-bf16 graph (17 MB)
+KEEP_LOADED = "encoder.feature_extractor."
 
 
 def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads: int | None = None, log=None, probes=None) -> FastModel | None:
@@ -32,11 +34,9 @@ def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads:
     """
     if not getattr(model, "exportable", True):
         return None
-    variant = pick_variant(model, quantize)
     weights = weights_digest(model)
     folders = cache_folders(model)
-    candidates = [variant, "fp32"] if variant != "fp32" else ["fp32"]
-    for attempt in candidates:
+    for attempt in attempts(kind, model, quantize):
         name = f"{kind}-{attempt}-{cache_key(kind, weights, shape_settings(kind, settings), attempt)}.onnx"
         found = find_cached(folders, name)
         if found is not None:
@@ -48,7 +48,7 @@ def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads:
                 found = None
         if found is not None:
             try:
-                return FastModel(kind, found, record, threads)
+                return FastModel(kind, found, record, threads, _front_end(model) if attempt == INT8_BF16 else None)
             except Exception as error:  # noqa: BLE001 - a damaged file is rebuilt
                 say(log, f"{kind}: cached fast file {found} is unusable ({type(error).__name__}); rebuilding it")
         folder = next((folder for folder in folders if writable(folder)), None)
@@ -64,6 +64,12 @@ def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads:
             return fast
     say(log, f"{kind}: the ONNX export does not reproduce the eager model; using eager PyTorch")
     return None
+
+
+def _front_end(model):
+    from .export import front_end
+
+    return front_end(model)
 
 
 def load_checkpoint(path, quantize: str = "auto"):
@@ -110,6 +116,11 @@ def _placeholder(tensor):
     return torch.zeros((), dtype=tensor.dtype).expand(tensor.shape)
 
 
+def _replaced(name: str) -> bool:
+    """True for the weights a lean model holds as placeholders: the encoder's, but for its voice conv front end."""
+    return name.startswith("encoder.") and not name.startswith(KEEP_LOADED)
+
+
 def _materialize_lean(model, weights: Path):
     """Fill a meta-device model: encoder tensors as placeholders, the rest from the weights file; None if it does not fit."""
     from safetensors import safe_open
@@ -119,7 +130,7 @@ def _materialize_lean(model, weights: Path):
         with safe_open(str(weights), framework="pt") as file:
             stored = set(file.keys())
             for name, tensor in model.state_dict().items():
-                if name.startswith("encoder."):
+                if _replaced(name):
                     if name not in stored:
                         return None
                     state[name] = _placeholder(tensor)
@@ -151,7 +162,7 @@ def release_encoder_weights(model) -> None:
     """Replace a loaded encoder's weights by placeholders (the fast session has them); frees their memory."""
     if getattr(model, "lean", False) or getattr(model, "checkpoint_dir", None) is None:
         return
-    state = {name: (_placeholder(tensor) if name.startswith("encoder.") else tensor) for name, tensor in model.state_dict().items()}
+    state = {name: (_placeholder(tensor) if _replaced(name) else tensor) for name, tensor in model.state_dict().items()}
     model.load_state_dict(state, strict=True, assign=True)
     model.lean = True
 

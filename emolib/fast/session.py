@@ -16,6 +16,8 @@ from ..errors import ModelError
 
 # what transforms.voice_inputs gives, in the exported graph's order (speech_mask only for speech-only models)
 VOICE_INPUTS = ("input_values", "attention_mask", "speech_mask")
+# a graph after a bf16 conv front end (``frontend``) takes the front end's output in place of the waveform
+CONV_FEATURES = "conv_features"
 
 
 def available() -> tuple[bool, str]:
@@ -62,15 +64,24 @@ def session_options(threads: int | None = None):
 
 
 class FastModel:
-    """One cached ONNX Runtime session for a voice or face model, with its build record."""
+    """One cached ONNX Runtime session for a voice or face model, with its build record.
 
-    def __init__(self, kind: str, path: Path, record: dict, threads: int | None = None):
+    ``front``: for a graph that takes ``conv_features``, the module (``frontend.ConvFrontEnd``) that makes them from
+    the waveform, run in PyTorch before the session.
+    """
+
+    def __init__(self, kind: str, path: Path, record: dict, threads: int | None = None, front=None):
         import onnxruntime as ort
 
         self.kind, self.path, self.record = kind, Path(path), record
         self.variant = record.get("variant", "fp32")
         self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-        self.inputs = [node.name for node in self.session.get_inputs()]  # what a feed must give (read once, not per prediction)
+        graph_inputs = [node.name for node in self.session.get_inputs()]
+        if (CONV_FEATURES in graph_inputs) != (front is not None):
+            raise ModelError(f"fast voice graph {self.path} and its conv front end do not match")
+        self.front = front
+        # what a feed must give (read once, not per prediction)
+        self.inputs = [("input_values" if name == CONV_FEATURES else name) for name in graph_inputs]
 
     def __repr__(self) -> str:
         return f"FastModel({self.kind}, {self.variant}, {self.path})"
@@ -82,6 +93,10 @@ class FastModel:
         given = {name: np.asarray(inputs[name]) for name in VOICE_INPUTS if name in inputs}
         if sorted(given) != sorted(self.inputs):
             raise ModelError(f"fast voice graph {self.path} takes {', '.join(self.inputs)}; given {', '.join(given)}")
+        if self.front is not None:
+            import torch
+
+            given[CONV_FEATURES] = self.front(torch.from_numpy(given.pop("input_values"))).numpy()
         return self.session.run(None, given)[0]
 
     def face_embeddings(self, pixels: np.ndarray) -> np.ndarray:

@@ -1,0 +1,146 @@
+"""The voice model's convolutional front end in bf16 (PyTorch, oneDNN), for CPUs with native bf16.
+
+The wav2vec2-family feature encoder (seven 1-D convolutions, 512 channels, GELU; the first one followed by
+a per-channel GroupNorm in the ``group`` models) is 35-60 % of the int8 voice model's time in ONNX Runtime,
+whose CPU kernels have no bf16 convolution. Static int8 there moved real speech's pooled embeddings to
+cosine 0.65 (BENCHMARKS.md): quiet frames (the silences of real recordings) have activations far below
+a per-tensor int8 step, and the feature projection's LayerNorm scales each frame back to unit size. bf16
+keeps a relative precision (8 bits of mantissa) for every value, loud or quiet, so it does not have
+that failure; on CPUs with AMX or AVX512-BF16 its matrix products run 4-6x faster than fp32.
+
+``ConvFrontEnd`` computes exactly what the encoder's ``feature_extractor`` does, restated for speed:
+
+- the first layer (1 input channel, kernel 10, stride 5) and its GroupNorm are one matrix product: the
+  per-channel mean and variance of a linear convolution follow from the mean and covariance of the
+  waveform's k-sample patches (k x k, in float64), so the norm's scale and shift are folded into the
+  weights and bias before the product; GELU follows;
+- every other layer is a matrix product over a strided view of the (time, channels) activations: k
+  consecutive frames are k*C contiguous values, so no im2col copy is made for stride = kernel, and one
+  for overlapping kernels;
+- activations stay (batch, time, channels), the layout the products want and the encoder goes on with.
+
+``supported(extractor)`` says whether an encoder's front end has this form; ``bf16_cpu()`` whether this
+CPU runs bf16 natively (the fast path uses the front end only then; elsewhere ONNX Runtime runs it fp32).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DTYPE = torch.bfloat16
+
+
+def bf16_cpu() -> bool:
+    """True when this CPU has native bf16 arithmetic (AMX tiles or AVX512-BF16) and PyTorch's oneDNN can use it."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    try:
+        native = any(probe() for probe in probes if probe is not None)
+    except Exception:  # noqa: BLE001 - an unusual build: no bf16 front end
+        return False
+    return bool(native and torch.backends.mkldnn.is_available())
+
+
+def _norm_kind(layer) -> str | None:
+    norm = getattr(layer, "layer_norm", None)
+    if norm is None:
+        return None
+    if isinstance(norm, nn.GroupNorm):
+        return "group" if norm.num_groups == norm.num_channels else "other"
+    return "layer" if isinstance(norm, nn.LayerNorm) else "other"
+
+
+def supported(extractor) -> bool:
+    """True when ``extractor`` (a wav2vec2-family feature encoder) is convolutions + GELU with at most a per-channel
+    GroupNorm on the first layer, or a LayerNorm over channels on every layer."""
+    layers = list(getattr(extractor, "conv_layers", []))
+    if not layers:
+        return False
+    for index, layer in enumerate(layers):
+        conv = getattr(layer, "conv", None)
+        if not isinstance(conv, nn.Conv1d) or conv.groups != 1 or conv.padding != (0,) or conv.dilation != (1,):
+            return False
+        activation = getattr(layer, "activation", None)
+        if type(activation).__name__ not in ("GELUActivation", "GELU") or getattr(activation, "approximate", "none") != "none":
+            return False
+        kind = _norm_kind(layer)
+        if kind == "other" or (kind == "group" and index != 0):
+            return False
+    return layers[0].conv.in_channels == 1
+
+
+class ConvFrontEnd(nn.Module):
+    """``extractor``'s output, transposed to (B, T', C) (the layout the encoder goes on with), from waveforms (B, N), its
+    products in ``dtype``; see the module docstring."""
+
+    def __init__(self, extractor, dtype: torch.dtype = DTYPE):
+        super().__init__()
+        if not supported(extractor):
+            raise ValueError("this voice encoder's front end is not a plain wav2vec2-style convolution stack")
+        self.dtype = dtype
+        self.kernels, self.strides, self.norms = [], [], []
+        self.weights = nn.ParameterList()
+        self.biases = []
+        for layer in extractor.conv_layers:
+            conv = layer.conv
+            kernel, stride = conv.kernel_size[0], conv.stride[0]
+            # (out, in, k) -> (k * in, out): row j * in + c multiplies frame j's channel c
+            weight = conv.weight.detach().float().permute(2, 1, 0).reshape(kernel * conv.in_channels, conv.out_channels)
+            self.weights.append(nn.Parameter(weight.contiguous(), requires_grad=False))
+            self.biases.append(None if conv.bias is None else conv.bias.detach().float())
+            self.kernels.append(kernel)
+            self.strides.append(stride)
+            kind = _norm_kind(layer)
+            norm = layer.layer_norm if kind else None
+            self.norms.append(None if norm is None else (kind, norm.weight.detach().float(), norm.bias.detach().float(), norm.eps))
+        # the weights in the product's dtype (the first layer's are rescaled per input, from float32)
+        self.cast = [weight.to(dtype).contiguous() for weight in self.weights]
+
+    @torch.inference_mode()
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        hidden = self._first(waves.float())
+        for index in range(1, len(self.kernels)):
+            hidden = self._layer(index, hidden)
+        return hidden.float()
+
+    def _first(self, waves: torch.Tensor) -> torch.Tensor:
+        """Layer 0 (+ its per-channel GroupNorm folded into the product) + GELU: (B, N) -> (B, T, C) in ``dtype``."""
+        kernel, stride, weight, bias, norm = self.kernels[0], self.strides[0], self.weights[0], self.biases[0], self.norms[0]
+        patches = waves.unfold(1, kernel, stride)  # (B, T, k), a view
+        if norm is not None and norm[0] == "group":
+            _, gamma, beta, eps = norm
+            wide = patches.double()
+            mean = wide.mean(1)  # (B, k)
+            centred = wide - mean[:, None]
+            covariance = centred.transpose(1, 2) @ centred / patches.shape[1]  # (B, k, k)
+            weight64 = weight.double()  # (k, C)
+            conv_bias = 0.0 if bias is None else bias.double()
+            channel_mean = mean @ weight64 + conv_bias  # (B, C)
+            channel_var = torch.einsum("kc,bkl,lc->bc", weight64, covariance, weight64)
+            scale = gamma.double() / torch.sqrt(channel_var + eps)  # (B, C)
+            shift = beta.double() - channel_mean * scale + conv_bias * scale
+            folded = weight64[None] * scale[:, None, :]  # (B, k, C)
+            hidden = torch.baddbmm(shift[:, None, :].to(self.dtype), patches.to(self.dtype), folded.to(self.dtype))
+        else:
+            hidden = patches.to(self.dtype) @ self.cast[0]
+            if bias is not None:
+                hidden = hidden + bias.to(self.dtype)
+            hidden = self._layer_norm(0, hidden)
+        return nn.functional.gelu(hidden)
+
+    def _layer(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        kernel, stride = self.kernels[index], self.strides[index]
+        batch, frames, channels = hidden.shape
+        out_frames = (frames - kernel) // stride + 1
+        hidden = hidden.contiguous()
+        windows = hidden.as_strided((batch, out_frames, kernel * channels), (frames * channels, stride * channels, 1))
+        hidden = windows @ self.cast[index]
+        if self.biases[index] is not None:
+            hidden = hidden + self.biases[index].to(self.dtype)
+        return nn.functional.gelu(self._layer_norm(index, hidden))
+
+    def _layer_norm(self, index: int, hidden: torch.Tensor) -> torch.Tensor:
+        norm = self.norms[index]
+        if norm is None:
+            return hidden
+        _, gamma, beta, eps = norm
+        return nn.functional.layer_norm(hidden.float(), gamma.shape, gamma, beta, eps).to(self.dtype)

@@ -1,0 +1,176 @@
+"""The voice conv front end in bf16 (emolib.fast.frontend) and the int8-bf16 fast voice file, checked on real speech.
+
+Real speech: the RAVDESS recordings of the fixture (tests/data/real/ravdess, actors 1 and 20), which keep their silences;
+the packaged probes the build check uses are other actors (3 and 4). Any CPU runs these tests: bf16 arithmetic is emulated
+where the CPU has none (slower, same numbers); the runtime's choice of the file is made to believe in native bf16 here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+from emolib.audio import load_audio
+from emolib.fast import cache as fast_cache, frontend
+from emolib.fast.export import voice_arrays
+from emolib.fast.frontend import ConvFrontEnd, supported
+from emolib.infer.predictor import Predictor
+from emolib.models.backbones import TINY_VOICE_CONFIG
+from emolib.transforms import AudioSettings
+
+from test_predict import make_untrained_models
+
+REAL = Path(__file__).parent / "data" / "real" / "ravdess"
+FIXTURE_CLIPS = sorted(REAL.glob("Actor_*/*.flac"))
+
+
+@pytest.fixture(autouse=True)
+def private_user_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOLIB_CACHE", str(tmp_path / "user-cache"))
+
+
+def real_windows(count: int | None = None) -> list[np.ndarray]:
+    """4 s model windows (zero-padded: RAVDESS clips are 3-4 s, with silence before and after the sentence)."""
+    settings = AudioSettings()
+    return [voice_arrays(load_audio(path), settings)["input_values"] for path in FIXTURE_CLIPS[:count]]
+
+
+def encoder(**changes) -> Wav2Vec2Model:
+    torch.manual_seed(1)
+    return Wav2Vec2Model(Wav2Vec2Config(**{**TINY_VOICE_CONFIG, **changes})).eval()
+
+
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    return float((got - want).norm() / want.norm())
+
+
+@pytest.mark.parametrize("changes", [{}, {"feat_extract_norm": "layer", "conv_bias": True}], ids=["group norm", "layer norm + bias"])
+def test_front_end_computes_the_feature_encoder_on_real_speech(changes):
+    extractor = encoder(**changes).feature_extractor
+    assert supported(extractor)
+    windows = torch.from_numpy(np.concatenate(real_windows(6)))
+    with torch.inference_mode():
+        want = extractor(windows).transpose(1, 2)
+        exact = ConvFrontEnd(extractor, torch.float32)(windows)
+        fast = ConvFrontEnd(extractor)(windows)
+    assert exact.shape == fast.shape == want.shape
+    # float32: the GroupNorm folded into the first product is the same arithmetic, reordered
+    assert relative_error(exact, want) < 1e-4
+    # bf16 keeps ~3 significant digits of every value, loud or quiet: per clip, and on the quietest frames alone
+    for index in range(len(windows)):
+        assert relative_error(fast[index], want[index]) < 0.03
+    energy = want.norm(dim=2)
+    quiet = energy < energy.quantile(0.1)
+    assert relative_error(fast[quiet], want[quiet]) < 0.05
+
+
+def test_front_ends_of_other_forms_are_left_to_onnx_runtime(tmp_path, monkeypatch):
+    relu = encoder(feat_extract_activation="relu").feature_extractor
+    assert not supported(relu)
+    with pytest.raises(ValueError, match="front end"):
+        ConvFrontEnd(relu)
+    model = type("Voice", (), {"encoder": encoder(feat_extract_activation="relu")})()
+    monkeypatch.setattr(frontend, "bf16_cpu", lambda: True)
+    monkeypatch.setattr(fast_cache, "QUANTIZE_MIN_PARAMS", 0)
+    assert fast_cache.attempts("voice", model, "auto") == ["int8", "fp32"]
+    model.encoder = encoder()
+    assert fast_cache.attempts("voice", model, "auto") == ["int8-bf16", "int8", "fp32"]
+    assert fast_cache.attempts("voice", model, "int8") == ["int8", "fp32"]  # forcing int8 names the ONNX Runtime file
+    assert fast_cache.attempts("face", model, "auto") == ["int8", "fp32"]
+    monkeypatch.setattr(frontend, "bf16_cpu", lambda: False)
+    assert fast_cache.attempts("voice", model, "auto") == ["int8", "fp32"]
+
+
+@pytest.fixture
+def bf16_here(monkeypatch):
+    """This CPU counts as one with native bf16, and the tiny models as large enough for int8."""
+    monkeypatch.setattr(frontend, "bf16_cpu", lambda: True)
+    monkeypatch.setattr(fast_cache, "QUANTIZE_MIN_PARAMS", 0)
+
+
+def voice_outputs(predictor: Predictor, windows) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled features, head probabilities) of each real clip through ``predictor``'s voice path."""
+    features = np.concatenate([np.asarray(predictor.voice_features(wave)) for wave in windows])
+    with torch.inference_mode():
+        probabilities = torch.softmax(predictor.voice.classify(torch.from_numpy(features)), dim=1).numpy()
+    return features, probabilities
+
+
+@pytest.mark.parametrize("variant", ["int8-bf16", "int8"])
+def test_fast_voice_files_agree_with_eager_on_real_speech(tmp_path, bf16_here, variant):
+    """The fast voice files (bf16 conv front end + int8 transformer; all-ONNX int8) against eager fp32 on the 50 real
+    recordings of the fixture: embeddings, and the probabilities of a head trained on real labels."""
+    models = make_untrained_models(tmp_path / "models")
+    eager = Predictor.from_dir(models, fast=False)
+    waves = [load_audio(path) for path in FIXTURE_CLIPS]
+    eager_features, _ = voice_outputs(eager, waves)
+    # a head with real labels: logistic regression on the eager features of actor 1, emotion from the file name
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.array([int(path.name.split("-")[2]) for path in FIXTURE_CLIPS])
+    train = np.array(["Actor_01" in str(path) for path in FIXTURE_CLIPS])
+    scaled = (eager_features - eager_features.mean(0)) / eager_features.std(0)
+    head = LogisticRegression(max_iter=2000).fit(scaled[train], labels[train])
+
+    fast = Predictor.from_dir(models, quantize="auto" if variant == "int8-bf16" else "int8")
+    assert fast.fast.voice.variant == variant
+    record = fast.fast.voice.record
+    assert record["ok"] and record["layers"]["conv feature encoder"].startswith("bf16" if variant == "int8-bf16" else "fp32")
+    assert record["layers"]["transformer linear layers"].startswith("int8")
+    fast_features, _ = voice_outputs(fast, waves)
+    cosines = (fast_features * eager_features).sum(1) / np.linalg.norm(fast_features, axis=1) / np.linalg.norm(eager_features, axis=1)
+    assert cosines.min() > 0.99, cosines.min()
+    rescale = lambda features: (features - eager_features.mean(0)) / eager_features.std(0)  # noqa: E731
+    p_eager, p_fast = head.predict_proba(rescale(eager_features)), head.predict_proba(rescale(fast_features))
+    assert np.abs(p_eager - p_fast).max() < 0.02
+    assert (p_eager.argmax(1) == p_fast.argmax(1)).mean() >= 0.96
+
+
+def test_int8_bf16_file_is_reloaded_lean_and_left_where_bf16_is_missing(tmp_path, bf16_here, monkeypatch):
+    models = make_untrained_models(tmp_path / "models")
+    built = Predictor.from_dir(models)
+    assert built.fast.voice.variant == "int8-bf16"
+    files = sorted(path.name for path in (models / "voice" / "fast").glob("*.onnx"))
+    assert len(files) == 1 and files[0].startswith("voice-int8-bf16-")
+    wave = load_audio(FIXTURE_CLIPS[0])
+    first = built.voice_features(wave)
+
+    again = Predictor.from_dir(models)  # from the cache: the encoder is not read, but for its conv front end
+    assert again.fast.voice.variant == "int8-bf16" and again.voice.lean
+    stored = again.voice.encoder.feature_extractor.conv_layers[1].conv.weight
+    assert stored.stride() != (0, 0, 0) and float(stored.detach().abs().sum()) > 0
+    assert np.abs(again.voice_features(wave) - first).max() < 1e-5
+    positional = dict(again.voice.encoder.named_parameters())["encoder.pos_conv_embed.conv.bias"]
+    assert positional.stride() == (0,)  # the rest of the encoder lives in the ONNX file
+
+    monkeypatch.setattr(frontend, "bf16_cpu", lambda: False)
+    elsewhere = Predictor.from_dir(models)  # the same folder on a CPU without bf16: the ONNX Runtime file
+    assert elsewhere.fast.voice.variant == "int8"
+    record = json.loads(next((models / "voice" / "fast").glob("voice-int8-bf16-*.json")).read_text())
+    assert record["layers"]["conv feature encoder"].startswith("bf16") and record["recipe"] == fast_cache.RECIPE_VERSION
+
+
+def test_front_end_that_breaks_the_check_falls_back(tmp_path, bf16_here, monkeypatch, capsys):
+    """A bf16 front end that does not reproduce eager (here: per-tensor rounding to 16 levels, what broke int8 front ends on
+    quiet frames) fails the build check, says so, and the all-ONNX int8 file is used."""
+    original = ConvFrontEnd.forward
+
+    def off(self, waves):
+        out = original(self, waves)
+        step = float(out.abs().max()) / 8
+        return torch.round(out / step) * step
+
+    monkeypatch.setattr(ConvFrontEnd, "forward", off)
+    models = make_untrained_models(tmp_path / "models")
+    predictor = Predictor.from_dir(models)
+    assert predictor.fast.voice.variant == "int8"
+    assert "int8-bf16 export differs from eager fp32" in capsys.readouterr().err
+    records = [json.loads(path.read_text()) for path in (models / "voice" / "fast").glob("voice-*.json")]
+    assert {record["variant"]: record["ok"] for record in records} == {"int8-bf16": False, "int8": True}
