@@ -174,3 +174,25 @@ def test_front_end_that_breaks_the_check_falls_back(tmp_path, bf16_here, monkeyp
     assert "int8-bf16 export differs from eager fp32" in capsys.readouterr().err
     records = [json.loads(path.read_text()) for path in (models / "voice" / "fast").glob("voice-*.json")]
     assert {record["variant"]: record["ok"] for record in records} == {"int8-bf16": False, "int8": True}
+
+
+def test_bench_fast_real_section_on_tiny_models(tmp_path, bf16_here):
+    """`emolib bench --fast-real`'s path with tiny encoders on the fixture's real recordings: a row per variant (bf16 front end,
+    all-ONNX int8, the static int8 front end tried), heads chosen without the test actors, and a section a later run replaces."""
+    from emolib.bench import run as bench_run
+
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\nkept text\n")
+    results = bench_run.run_fast_real_bench(REAL.parent, out, tmp_path / "work", command="emolib bench --fast-real X", size="tiny",
+                                            per_actor=25)
+    assert results["clips"] == 50 and results["actors"] == 2 and results["test_actors"] == 1
+    rows = results["rows"]
+    assert list(rows) == ["eager fp32", "int8-bf16", "int8", "static int8 conv front end (tried)"]
+    assert rows["eager fp32"]["heads"]["calibrated"]["max_prob_diff"] == 0.0
+    for name in ("int8-bf16", "int8"):
+        assert rows[name]["min_cosine"] > 0.99 and rows[name]["used"].startswith("yes")
+    assert rows["static int8 conv front end (tried)"]["used"] == "no"
+    text = out.read_text()
+    assert "kept text" in text and text.count("## The fast voice files on real speech") == 1 and "| int8-bf16 |" in text
+    bench_run.run_fast_real_bench(REAL.parent, out, tmp_path / "work", command="emolib bench --fast-real X", size="tiny", per_actor=25)
+    assert out.read_text().count("## The fast voice files on real speech") == 1

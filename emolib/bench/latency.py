@@ -94,6 +94,16 @@ def gemm_rates(threads: int, size: int = 2048, repeats: int = 8) -> dict:
         session.run(None, feed)
         best = min(timed(lambda: session.run(None, feed)) for _ in range(repeats))
         rates[label] = 2 * size**3 / best / 1e9
+    from ..fast.frontend import bf16_cpu
+
+    if bf16_cpu():  # the bf16 conv front end's roof: PyTorch (oneDNN) bf16 matrix products
+        import torch
+
+        a, b = (torch.from_numpy(rng.standard_normal((size, size)).astype(np.float32)).bfloat16() for _ in range(2))
+        with torch.inference_mode():
+            a @ b
+            best = min(timed(lambda: a @ b) for _ in range(repeats))
+        rates["bf16"] = 2 * size**3 / best / 1e9
     return rates
 
 
@@ -104,13 +114,14 @@ def timed(function) -> float:
 
 
 def flop_budget(predictor) -> dict:
-    """GFLOPs (2 x multiply-adds) of one live prediction, split by what the fast path runs in fp32 and in int8."""
+    """GFLOPs (2 x multiply-adds) of one live prediction: the voice conv front end, the rest of the voice model the fast path
+    runs in fp32, its int8 linears, and the face model (int8)."""
     import torch
 
     from ..fast.runtime import load_encoder_weights
     from ..fast.export import VOICE_INT8_NODES, voice_arrays
 
-    counts = {"voice fp32": 0.0, "voice int8": 0.0, "face": 0.0}
+    counts = {"voice conv front end": 0.0, "voice fp32": 0.0, "voice int8": 0.0, "face": 0.0}
     hooks = []
 
     def counter(bucket_of):
@@ -129,7 +140,8 @@ def flop_budget(predictor) -> dict:
     for module in voice.encoder.modules():
         if isinstance(module, (torch.nn.Conv1d, torch.nn.Linear)):
             int8 = VOICE_INT8_NODES.search("/encoder/" + names[module].replace(".", "/").replace("layers/", "layers.") + "/MatMul")
-            hooks.append(module.register_forward_hook(counter(lambda m, int8=int8: "voice int8" if int8 else "voice fp32")))
+            bucket = "voice int8" if int8 else "voice conv front end" if names[module].startswith("feature_extractor.") else "voice fp32"
+            hooks.append(module.register_forward_hook(counter(lambda m, bucket=bucket: bucket)))
     for module in face.encoder.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
             hooks.append(module.register_forward_hook(counter(lambda m: "face")))

@@ -40,6 +40,7 @@ def fast_build_records(models_dir) -> dict:
         for path in sorted((Path(models_dir) / kind / "fast").glob(f"{kind}-*.json")):
             record = json.loads(path.read_text())
             records[f"{kind} {record.get('variant')}"] = {"check": record.get("check"), "build_seconds": record.get("build_seconds"), "ok": record.get("ok"),
+                                                          "variant": record.get("variant"), "layers": record.get("layers"),
                                                           "file_mb": round(path.with_suffix(".onnx").stat().st_size / 1e6, 1)}
     return records
 
@@ -59,7 +60,7 @@ def machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = cpu_model()
     present = set(cpuinfo.split())
-    flags = ", ".join(flag for flag in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if flag in present) or "none of avx2/avx512"
+    flags = ", ".join(flag for flag in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16") if flag in present) or "none of avx2/avx512"
     return {"cpu": model, "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(), "flags": flags,
             "python": platform.python_version(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "torch_threads": torch.get_num_threads()}
@@ -129,11 +130,12 @@ def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=
 
 def keep_sections(out, text: str) -> str:
     """``text`` followed by the sections ``out`` already has from ``emolib bench --faces`` and ``--annotate``."""
-    from . import faces, real, recipe, scaling, streaming
+    from . import faces, fastreal, real, recipe, scaling, streaming
 
     old = Path(out).read_text() if Path(out).is_file() else ""
     for start, end in ((faces.START, faces.END), (scaling.START, scaling.END), (streaming.START, streaming.END), (recipe.START, recipe.END),
-                       (real.START, real.END), (real.VOICES_START, real.VOICES_END)):
+                       (real.START, real.END), (real.VOICES_START, real.VOICES_END),
+                       (fastreal.START, fastreal.END)):
         if start in old and end in old:
             text = text.rstrip() + "\n\n" + old[old.index(start): old.index(end) + len(end)] + "\n"
     return text
@@ -165,6 +167,21 @@ def run_real_bench(real_dir, out="BENCHMARKS.md", work=None, command: str = "emo
     work = Path(work) if work else default_work() / "real"
     results = {"speech": real.speech_rows(real_dir, work), "decoding": real.decoding_rows(real_dir, work)}
     atomic_write(out, real.update_section(out, real.markdown(results["speech"], results["decoding"], command, machine())))
+    return results
+
+
+def run_fast_real_bench(real_dir, out="BENCHMARKS.md", work=None, command: str = "emolib bench --fast-real DIR", size: str = "full",
+                        per_actor: int = 12) -> dict:
+    """The fast voice files against eager on real RAVDESS speech (``bench.fastreal``), written to its section of ``out``."""
+    from ..errors import EmolibError
+    from ..files import atomic_write
+    from . import fastreal
+
+    if not fastreal.ravdess_clips(real_dir, per_actor):
+        raise EmolibError(f"--fast-real {real_dir}: no ravdess/Actor_NN/*.flac recordings there")
+    work = Path(work) if work else default_work()
+    results = fastreal.measure(full_size_models(work / "full-size", size), real_dir, per_actor)
+    atomic_write(out, fastreal.update_section(out, fastreal.markdown(results, command, machine())))
     return results
 
 

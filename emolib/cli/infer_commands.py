@@ -258,6 +258,9 @@ def _bench(parser):
     parser.add_argument("--real", default=None, metavar="DIR",
                         help="only measure speech detection on real recordings against room noise, and VP6 decoding: DIR holds "
                              "ravdess/Actor_NN/*.flac and cremad/VideoFlash, cremad/AudioMP3 (e.g. tests/data/real; its section of --out)")
+    parser.add_argument("--fast-real", default=None, metavar="DIR",
+                        help="only check the fast voice files of the full-size random-init encoder against eager on real speech "
+                             "(DIR/ravdess/Actor_NN/*.flac): embeddings, a head trained on real labels, each variant (its section of --out)")
     parser.add_argument("--recipe", choices=RECIPES, default=None,
                         help="only measure live latency, eager vs fast, of full-size models built as this training recipe makes them "
                              "(e.g. best: weighted layers, attentive statistics, speech-only voice; 16-frame face with attention; its section of --out)")
@@ -265,7 +268,14 @@ def _bench(parser):
     def run(args):
         import shlex
 
-        from ..bench.run import run_annotate_bench, run_bench, run_face_bench, run_real_bench, run_recipe_bench, run_stream_bench
+        from ..bench.run import (run_annotate_bench, run_bench, run_face_bench, run_fast_real_bench, run_real_bench, run_recipe_bench,
+                                 run_stream_bench)
+
+        if args.fast_real:
+            run_fast_real_bench(args.fast_real, args.out, args.work,
+                                command=f"emolib bench --fast-real {shlex.quote(args.fast_real)} --out {shlex.quote(args.out)}")
+            print(f"benchmarks: {args.out}")
+            return
 
         if args.real:
             run_real_bench(args.real, args.out, args.work, command=f"emolib bench --real {shlex.quote(args.real)} --out {shlex.quote(args.out)}")

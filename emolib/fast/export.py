@@ -194,8 +194,10 @@ def export_voice(model, settings, path: Path, variant: str, workdir: Path, probe
     keep_fp32 = [node.name for node in graph.graph.node if node.op_type in ("MatMul", "Gemm") and not VOICE_INT8_NODES.search(node.name)]
     del graph
     with _quiet():
+        # per-channel weights: half the pooled-embedding error of per-tensor ones on real speech (1 - cosine 2.9e-4 -> 1.3e-4,
+        # full-size random-init encoder, 30 RAVDESS clips), at the same speed
         quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-                         nodes_to_exclude=keep_fp32)
+                         nodes_to_exclude=keep_fp32, per_channel=True)
 
 
 def _reader(feeds: list[dict]):
@@ -246,9 +248,10 @@ LAYER_VARIANTS = {
     ("voice", "fp32"): {"conv feature encoder": "fp32", "feature projection": "fp32", "transformer linear layers": "fp32",
                         "attention products, norms, pooling": "fp32"},
     ("voice", "int8"): {"conv feature encoder": "fp32", "feature projection": "fp32",
-                        "transformer linear layers": "int8 (dynamic activations)", "attention products, norms, pooling": "fp32"},
+                        "transformer linear layers": "int8 (per-channel weights, dynamic activations)",
+                        "attention products, norms, pooling": "fp32"},
     ("voice", INT8_BF16): {"conv feature encoder": "bf16 (PyTorch oneDNN; GroupNorm folded into the first product)",
-                           "feature projection": "fp32", "transformer linear layers": "int8 (dynamic activations)",
+                           "feature projection": "fp32", "transformer linear layers": "int8 (per-channel weights, dynamic activations)",
                            "attention products, norms, pooling": "fp32"},
     ("face", "fp32"): {"convolutions": "fp32", "final pooling": "fp32"},
     ("face", "int8"): {"convolutions": "int8 static (per-channel 7-bit weights, calibrated activations)", "final pooling": "int8"},
