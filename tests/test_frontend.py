@@ -196,3 +196,29 @@ def test_bench_fast_real_section_on_tiny_models(tmp_path, bf16_here):
     assert "kept text" in text and text.count("## The fast voice files on real speech") == 1 and "| int8-bf16 |" in text
     bench_run.run_fast_real_bench(REAL.parent, out, tmp_path / "work", command="emolib bench --fast-real X", size="tiny", per_actor=25)
     assert out.read_text().count("## The fast voice files on real speech") == 1
+
+
+def test_bench_profile_names_the_front_end(tmp_path, bf16_here):
+    """The operator profile of an int8-bf16 voice file feeds its graph the front end's output and lists the front end's time."""
+    from emolib.bench.latency import profiles
+
+    predictor = Predictor.from_dir(make_untrained_models(tmp_path / "models"))
+    voice = profiles(predictor)["voice"]
+    names = [name for name, _ in voice]
+    assert names[0] != "other operators" and "bf16 conv front end (PyTorch, before the graph)" in names
+    assert all(milliseconds >= 0 for _, milliseconds in voice)
+
+
+def test_a_full_bench_keeps_the_sections_other_commands_wrote(tmp_path):
+    """`emolib bench` rewrites its own tables and keeps the rest: the fast-real section and the Kaggle rehearsal's figures
+    (written from a GPU run, which no CPU run can make again)."""
+    from emolib.bench import fastreal
+    from emolib.bench.run import REHEARSAL, keep_sections
+
+    out = tmp_path / "BENCHMARKS.md"
+    rehearsal = f"{REHEARSAL[0]}\n## Kaggle rehearsal\n\nseconds per epoch on a T4\n{REHEARSAL[1]}"
+    real = f"{fastreal.START}\n## The fast voice files on real speech\n{fastreal.END}"
+    out.write_text(f"# Benchmarks\n\nold tables\n\n{real}\n\n{rehearsal}\n")
+    text = keep_sections(out, "# Benchmarks\n\nnew tables\n")
+    assert "new tables" in text and "old tables" not in text
+    assert rehearsal in text and real in text

@@ -128,6 +128,9 @@ def run_bench(out="BENCHMARKS.md", models=None, data=None, runs: int = 20, work=
     return results
 
 
+REHEARSAL = ("<!-- rehearsal:start -->", "<!-- rehearsal:end -->")  # the Kaggle rehearsal's figures, written by hand from a GPU run
+
+
 def keep_sections(out, text: str) -> str:
     """``text`` followed by the sections ``out`` already has from ``emolib bench --faces`` and ``--annotate``."""
     from . import faces, fastreal, real, recipe, scaling, streaming
@@ -135,7 +138,7 @@ def keep_sections(out, text: str) -> str:
     old = Path(out).read_text() if Path(out).is_file() else ""
     for start, end in ((faces.START, faces.END), (scaling.START, scaling.END), (streaming.START, streaming.END), (recipe.START, recipe.END),
                        (real.START, real.END), (real.VOICES_START, real.VOICES_END),
-                       (fastreal.START, fastreal.END)):
+                       (fastreal.START, fastreal.END), REHEARSAL):
         if start in old and end in old:
             text = text.rstrip() + "\n\n" + old[old.index(start): old.index(end) + len(end)] + "\n"
     return text

@@ -90,6 +90,10 @@ class FastModel:
         """Pooled features (B, D) of ``inputs``: a mapping with ``transforms.voice_inputs``' arrays, batched (B, N); other keys
         (a dataset item's label) are ignored. The voice inputs given must be the graph's: a speech mask for a graph without one
         (or none for one with it) is refused rather than dropped."""
+        return self.session.run(None, self.graph_feed(inputs))[0]
+
+    def graph_feed(self, inputs) -> dict:
+        """The session's feed for voice ``inputs``: the arrays it takes, with the conv front end run first when it has one."""
         given = {name: np.asarray(inputs[name]) for name in VOICE_INPUTS if name in inputs}
         if sorted(given) != sorted(self.inputs):
             raise ModelError(f"fast voice graph {self.path} takes {', '.join(self.inputs)}; given {', '.join(given)}")
@@ -97,7 +101,7 @@ class FastModel:
             import torch
 
             given[CONV_FEATURES] = self.front(torch.from_numpy(given.pop("input_values"))).numpy()
-        return self.session.run(None, given)[0]
+        return given
 
     def face_embeddings(self, pixels: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.float32)})[0]
