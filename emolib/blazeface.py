@@ -28,6 +28,9 @@ MODELS = {  # name: (file, input size, anchor strides, anchors per layer, MediaP
     "full": ("face_detection_full_range.onnx", 192, (4,), 1, 0.6),
 }
 SCORE_CLIP = 100.0
+# images per network run; per image, against one at a time (2-core Xeon): short range 1.29x at 8, 1.24x at 16; full range
+# 1.35x at 8, 1.40x at 16, 1.18x at 32
+BATCH = 16
 REGRESSION_VALUES = 16  # box (cx, cy, w, h) + 6 keypoints (x, y)
 
 
@@ -75,8 +78,46 @@ def load(model: str):
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(batch_axis(path.read_bytes()), options, providers=["CPUExecutionProvider"])
     return session, anchors(size, strides, per_layer)
+
+
+def batch_axis(model_bytes: bytes) -> bytes:
+    """The converted model with its first axis open: any number of images per run (the files, as converted, take one).
+
+    The axis is named on the inputs and outputs, the shapes inferred inside the graph are dropped (ONNX Runtime infers
+    them again), the reshapes to (1, -1, k) keep the batch instead (0: copy the input's axis) and the full-range model's
+    upsamplings take their batch from their input. The weights and every computing operator are unchanged: an image's outputs are the same bytes in a batch of 16 as alone (``test_blazeface``)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load_from_string(model_bytes)
+    for value in list(graph.graph.input) + list(graph.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "images"
+    del graph.graph.value_info[:]
+    constants = {tensor.name: tensor for tensor in graph.graph.initializer}
+    nodes = []
+    for node in graph.graph.node:
+        if node.op_type == "Reshape" and node.input[1] in constants:
+            shape = numpy_helper.to_array(constants[node.input[1]]).copy()
+            if shape[0] == 1:  # (shared by several reshapes: changed once)
+                shape[0] = 0
+                constants[node.input[1]].CopyFrom(numpy_helper.from_array(shape, node.input[1]))
+        if node.op_type == "Resize" and len(node.input) == 4 and node.input[3] in constants:
+            # the full-range model's upsampling to fixed (1, C, H, W) sizes: the input's own batch, then (C, H, W)
+            sizes = numpy_helper.to_array(constants[node.input[3]])
+            name = node.name or node.output[0]
+            graph.graph.initializer.extend([numpy_helper.from_array(sizes[1:].astype(np.int64), f"{name}/sizes_chw"),
+                                            numpy_helper.from_array(np.array([0], np.int64), f"{name}/zero"),
+                                            numpy_helper.from_array(np.array([1], np.int64), f"{name}/one")])
+            nodes += [onnx.helper.make_node("Shape", [node.input[0]], [f"{name}/shape"]),
+                      onnx.helper.make_node("Slice", [f"{name}/shape", f"{name}/zero", f"{name}/one"], [f"{name}/batch"]),
+                      onnx.helper.make_node("Concat", [f"{name}/batch", f"{name}/sizes_chw"], [f"{name}/sizes"], axis=0)]
+            node.input[3] = f"{name}/sizes"
+        nodes.append(node)
+    del graph.graph.node[:]
+    graph.graph.node.extend(nodes)
+    return graph.SerializeToString()
 
 
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int]:
@@ -99,14 +140,20 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int
     return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None]), float(side), pad_left / scale, pad_top / scale
 
 
-def raw_outputs(image: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray, float, float, float]:
-    """The network's (scores (N,), regressions (N, 16)) for ``image`` and the letterbox (side, x pad, y pad)."""
+def raw_outputs(images: list[np.ndarray], model: str) -> list[tuple[np.ndarray, np.ndarray, float, float, float]]:
+    """The network's (scores (N,), regressions (N, 16)) for each of ``images`` and its letterbox (side, x pad, y pad); the
+    images run ``BATCH`` at a time."""
     session, _ = load(model)
-    blob, side, left, top = letterbox(image, MODELS[model][1])
-    outputs = session.run(None, {session.get_inputs()[0].name: blob})  # told apart by shape: the output names differ between the models
-    scores = next(output for output in outputs if output.shape[-1] == 1).reshape(-1).astype(np.float64)
-    regressions = next(output for output in outputs if output.shape[-1] == REGRESSION_VALUES).reshape(-1, REGRESSION_VALUES)
-    return scores, regressions, side, left, top
+    boxes = [letterbox(image, MODELS[model][1]) for image in images]
+    results = []
+    for start in range(0, len(boxes), BATCH):
+        part = boxes[start : start + BATCH]
+        blob = np.concatenate([box[0] for box in part])
+        outputs = session.run(None, {session.get_inputs()[0].name: blob})  # told apart by shape: the output names differ between the models
+        scores = next(output for output in outputs if output.shape[-1] == 1).reshape(len(part), -1).astype(np.float64)
+        regressions = next(output for output in outputs if output.shape[-1] == REGRESSION_VALUES).reshape(len(part), -1, REGRESSION_VALUES)
+        results += [(scores[index], regressions[index], *part[index][1:]) for index in range(len(part))]
+    return results
 
 
 def decode(scores: np.ndarray, regressions: np.ndarray, anchor_centres: np.ndarray, size: int, threshold: float):
@@ -147,13 +194,13 @@ def weighted_nms(scores, boxes, keypoints, threshold: float):
     return merged
 
 
-def candidates(image: np.ndarray, model: str, threshold: float | None = None):
-    """(scores, boxes, keypoints) of ``model``'s anchors above ``threshold`` (None: MediaPipe's for it), in the letterbox square's
-    [0, 1] coordinates (the same square for both models), and the letterbox (side, x pad, y pad)."""
+def candidates(images: list[np.ndarray], model: str, threshold: float | None = None) -> list:
+    """For each image: (scores, boxes, keypoints) of ``model``'s anchors above ``threshold`` (None: MediaPipe's for it), in the
+    letterbox square's [0, 1] coordinates (the same square for both models), and the letterbox (side, x pad, y pad)."""
     _, anchor_centres = load(model)
     size, default_threshold = MODELS[model][1], MODELS[model][4]
-    scores, regressions, side, left, top = raw_outputs(image, model)
-    return decode(scores, regressions, anchor_centres, size, default_threshold if threshold is None else threshold), (side, left, top)
+    return [(decode(scores, regressions, anchor_centres, size, default_threshold if threshold is None else threshold), (side, left, top))
+            for scores, regressions, side, left, top in raw_outputs(images, model)]
 
 
 def detect(image: np.ndarray, model: str = "short", threshold: float | None = None, nms_iou: float = 0.3) -> list[Face]:
@@ -161,12 +208,19 @@ def detect(image: np.ndarray, model: str = "short", threshold: float | None = No
 
     ``model`` "both" runs the short- and the full-range model and merges their detections with one weighted NMS (a face both
     find becomes the score-weighted mean of their boxes): near faces and small, distant ones alike, as in a group photo."""
+    return detect_many([image], model, threshold, nms_iou)[0]
+
+
+def detect_many(images: list[np.ndarray], model: str = "short", threshold: float | None = None, nms_iou: float = 0.3) -> list[list[Face]]:
+    """``detect`` of each image, the networks run on ``BATCH`` images at a time."""
+    if not images:
+        return []
     if model == "both":
-        found = [candidates(image, name, threshold) for name in ("short", "full")]
-        merged = tuple(np.concatenate([arrays[index] for arrays, _ in found]) for index in range(3))
-        return faces_in_image(weighted_nms(*merged, nms_iou), found[0][1], image.shape)
-    arrays, letterbox_ = candidates(image, model, threshold)
-    return faces_in_image(weighted_nms(*arrays, nms_iou), letterbox_, image.shape)
+        found = zip(candidates(images, "short", threshold), candidates(images, "full", threshold))
+        return [faces_in_image(weighted_nms(*(np.concatenate([near[0][index], far[0][index]]) for index in range(3)), nms_iou),
+                               near[1], image.shape) for image, (near, far) in zip(images, found)]
+    return [faces_in_image(weighted_nms(*arrays, nms_iou), letterbox_, image.shape)
+            for image, (arrays, letterbox_) in zip(images, candidates(images, model, threshold))]
 
 
 def faces_in_image(found, letterbox_, shape) -> list[Face]:

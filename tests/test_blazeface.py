@@ -198,3 +198,25 @@ def test_a_drawn_box_lands_on_the_face_of_a_working_copy():
     axes = figure.axes[0]
     assert axes.images[0].get_extent() == [0, 400, 200, 0]  # the 200x100 copy is stretched over the 400x200 input's pixels
     assert axes.patches[0].get_xy() == (200, 100)
+
+
+@pytest.mark.parametrize("model", ["short", "full", "both", "auto"])
+def test_images_detected_together_get_the_faces_they_get_alone(model, monkeypatch):
+    """A batch of real images of different sizes (and more of them than one network run takes) gives each image exactly the
+    faces and keypoints it gets alone: the batch axis changes nothing but speed."""
+    from skimage import data
+
+    from emolib.faces import detect_many
+
+    monkeypatch.setattr(blazeface, "BATCH", 3)
+    messi = cv2.cvtColor(cv2.imread(str(MESSI)), cv2.COLOR_BGR2RGB)
+    people = [data.astronaut(), messi, face_image(), np.ascontiguousarray(data.astronaut()[60:260, 120:330]),
+              np.zeros((90, 160, 3), np.uint8), np.ascontiguousarray(messi[:, ::-1])]
+    detector = Detector(model=model)
+    alone = [detect(image, detector) for image in people]
+    together = detect_many(people, detector)
+    assert sum(map(bool, alone)) >= 3  # faces in most images (not a batch of empty results)
+    for one, batch in zip(alone, together):
+        assert [(face.box, face.score) for face in one] == [(face.box, face.score) for face in batch]
+        for a, b in zip(one, batch):
+            np.testing.assert_array_equal(a.keypoints, b.keypoints)

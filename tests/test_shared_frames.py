@@ -39,8 +39,8 @@ def test_shared_frames_give_the_rows_of_windows_on_their_own(crowd, monkeypatch,
     predictor = Predictor.from_dir(models, fast=fast)
     inputs = timeline_inputs(video, None, 4.0, 1.0, FRAMES)
     calls = []
-    detect = people.detect
-    monkeypatch.setattr(people, "detect", lambda frame, detector: calls.append(1) or detect(frame, detector))
+    detect_many = people.detect_many
+    monkeypatch.setattr(people, "detect_many", lambda frames, detector: calls.extend([1] * len(frames)) or detect_many(frames, detector))
 
     embedded = []
     embeddings = predictor.frame_embeddings

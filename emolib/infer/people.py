@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..faces import as_faces, crop_track, detect, face_crop
+from ..faces import as_faces, crop_track, detect_many, face_crop
 from ..tracks import Track, link, ordered
 
 EMBED_BATCH = 32  # face crops per encoder call when a window brings new frames
@@ -42,19 +42,28 @@ class SharedFrames:
     embeddings: dict = field(default_factory=dict)
 
 
+def detect_all(shared: SharedFrames, windows, frame_ids, settings) -> None:
+    """Detect the faces of every frame the windows hold (``windows``: each window's frames; ``frame_ids``: their numbers) that
+    ``shared`` does not have yet, all in one ``detect_many`` (BlazeFace then runs full batches, not a window's few new frames)."""
+    new = {}
+    for frames, numbers in zip(windows, frame_ids):
+        for frame, number in zip(frames or [], numbers):
+            if number not in shared.faces:
+                new.setdefault(number, frame)
+    shared.faces.update(zip(new, detect_many(list(new.values()), settings.detector)))
+
+
 def find_faces(frames: list[np.ndarray], settings, whole_image: bool = False, frame_ids=None, shared: SharedFrames | None = None) -> ClipFaces:
     """Detect and track the faces of ``frames`` with ``settings.detector``; ``whole_image``: each frame is one face. With
     ``shared`` and the frames' numbers ``frame_ids``, a frame another window already had is not detected again."""
     if whole_image:
         detections = [[(0, 0, frame.shape[1], frame.shape[0])] for frame in frames]
     elif shared is not None and frame_ids is not None:
-        detections = []
-        for frame, number in zip(frames, frame_ids):
-            if number not in shared.faces:
-                shared.faces[number] = detect(frame, settings.detector)
-            detections.append(shared.faces[number])
+        new = {number: frame for frame, number in zip(frames, frame_ids) if number not in shared.faces}
+        shared.faces.update(zip(new, detect_many(list(new.values()), settings.detector)))
+        detections = [shared.faces[number] for number in frame_ids]
     else:
-        detections = [detect(frame, settings.detector) for frame in frames]
+        detections = detect_many(frames, settings.detector)
     return ClipFaces(detections, ordered(link(as_faces(detections))))
 
 

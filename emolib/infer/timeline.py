@@ -23,7 +23,7 @@ from ..labels import display_name
 from ..media import timed_media
 from ..video import read_frames_at
 from .display import label_colours
-from .people import SharedFrames
+from .people import SharedFrames, detect_all
 from .prediction import PredictionError
 from .predictor import Predictor
 
@@ -104,6 +104,8 @@ def timeline_rows(predictor: Predictor, inputs: TimelineInputs, progress: bool =
     rows = []
     speaker = speaker if speaker is not None else new_speaker(predictor)  # a file is one session: the running statistics of its speech
     shared = SharedFrames() if share_frames and inputs.frame_ids is not None else None
+    if shared is not None and predictor.face is not None:
+        detect_all(shared, inputs.images, inputs.frame_ids, predictor.face_settings)
     for index, (start, end, clip, images) in enumerate(tqdm(list(zip(inputs.starts, inputs.ends, inputs.clips, inputs.images)), desc="timeline",
                                                             unit="window", disable=not progress)):
         row = {"start": start, "end": round(end, 6), "tail": inputs.tail and index == len(inputs.starts) - 1}
