@@ -88,18 +88,18 @@ def test_face_settings_chosen_at_training_are_used_by_inference(custom_face_mode
     predictor = Predictor.from_dir(root / "models", fast=False)
     assert predictor.face_settings == CUSTOM_FACE
     detectors, crop_shapes = [], []
-    original_detect, original_crop = people_module.detect, predictor_module.crop_clip
+    original_detect, original_crop = people_module.detect_many, predictor_module.crop_clip
 
-    def detect(frame, detector):
+    def detect(frames, detector):
         detectors.append(detector)
-        return original_detect(frame, detector)
+        return original_detect(frames, detector)
 
     def crop(frames, settings, detections=None):
         crops = original_crop(frames, settings, detections)
         crop_shapes.append(crops[0].shape)
         return crops
 
-    monkeypatch.setattr(people_module, "detect", detect)
+    monkeypatch.setattr(people_module, "detect_many", detect)
     monkeypatch.setattr(predictor_module, "crop_clip", crop)
     video = manifest["video_path"].iloc[0]
     prediction = predictor.predict_files(video=video)
