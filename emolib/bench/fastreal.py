@@ -21,29 +21,31 @@ matter, and the median cosine between different clips' eager embeddings says how
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..eval.calibration import fit_temperature, scaled
+from .latency import timed
+from .real import real_clips
 from .report import replace_section
 
 START, END = "<!-- fast-real:start -->", "<!-- fast-real:end -->"
 TRAIN_SHARE = 0.6
 VALIDATION_SHARE = 0.25  # of the training actors
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(100.0), 200))
 RUNS = 10
 
 
 def ravdess_clips(root, per_actor: int) -> list[Path]:
-    """``per_actor`` recordings of each actor under ``root/ravdess`` (evenly spread over the actor's files, in name order)."""
+    """``per_actor`` of each actor's recordings among ``real.real_clips``' RAVDESS ones (evenly spread, in name order)."""
+    by_actor = {}
+    for path in real_clips(root)["RAVDESS"]:
+        by_actor.setdefault(path.parent.name, []).append(path)
     clips = []
-    for actor in sorted((Path(root) / "ravdess").glob("Actor_*")):
-        files = sorted(path for path in actor.iterdir() if path.suffix.lower() in (".flac", ".wav"))
-        step = max(1, len(files) // per_actor)
-        clips += files[::step][:per_actor]
+    for _, files in sorted(by_actor.items()):
+        clips += files[:: max(1, len(files) // per_actor)][:per_actor]
     return clips
 
 
@@ -89,34 +91,20 @@ def _heads(features, labels, actors, names) -> tuple[dict, np.ndarray]:
         scores[c] = (balanced_accuracy_score(labels[validation], model.predict(features[validation])), -c)
     best = max(scores, key=scores.get)  # the best validation UAR; the strongest regularisation among equals
     calibrated = LogisticRegression(C=best, max_iter=5000).fit(features[fit], labels[fit])
-    logits = calibrated.decision_function(features[validation])
-    index = np.searchsorted(calibrated.classes_, labels[validation])
-
-    def nll(temperature) -> float:
-        scaled = logits / temperature
-        scaled = scaled - scaled.max(1, keepdims=True)
-        return float(-(scaled[np.arange(len(index)), index] - np.log(np.exp(scaled).sum(1))).mean())
-
-    temperature = float(min(TEMPERATURES, key=nll))
+    truth = np.searchsorted(calibrated.classes_, labels[validation])
+    temperature = fit_temperature(calibrated.predict_proba(features[validation]), truth)["temperature"]  # as training fits one
     loose = LogisticRegression(C=1.0, max_iter=5000).fit(features[train], labels[train])
     return {"calibrated": (calibrated, temperature, best), "unregularised": (loose, 1.0, 1.0)}, ~train
 
 
 def _probabilities(head, features) -> np.ndarray:
     model, temperature, _ = head
-    logits = model.decision_function(features) / temperature
-    logits = logits - logits.max(1, keepdims=True)
-    return np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return scaled(model.predict_proba(features), temperature)
 
 
 def _p50(function) -> float:
-    function()
-    times = []
-    for _ in range(RUNS):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return float(np.percentile(times, 50))
+    function()  # warm-up
+    return float(np.percentile([timed(function) for _ in range(RUNS)], 50))
 
 
 def measure(models_dir, real_dir, per_actor: int = 12, progress: bool = True) -> dict:

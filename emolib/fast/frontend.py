@@ -77,23 +77,21 @@ class ConvFrontEnd(nn.Module):
         if not supported(extractor):
             raise ValueError("this voice encoder's front end is not a plain wav2vec2-style convolution stack")
         self.dtype = dtype
-        self.kernels, self.strides, self.norms = [], [], []
-        self.weights = nn.ParameterList()
-        self.biases = []
+        self.kernels, self.strides, self.norms, self.biases, self.cast = [], [], [], [], []
         for layer in extractor.conv_layers:
             conv = layer.conv
             kernel, stride = conv.kernel_size[0], conv.stride[0]
             # (out, in, k) -> (k * in, out): row j * in + c multiplies frame j's channel c
-            weight = conv.weight.detach().float().permute(2, 1, 0).reshape(kernel * conv.in_channels, conv.out_channels)
-            self.weights.append(nn.Parameter(weight.contiguous(), requires_grad=False))
+            weight = conv.weight.detach().float().permute(2, 1, 0).reshape(kernel * conv.in_channels, conv.out_channels).contiguous()
+            if not self.cast:
+                self.first = weight  # float32: the first layer's weights are rescaled per input before the cast
+            self.cast.append(weight.to(dtype).contiguous())  # the weights in the product's dtype
             self.biases.append(None if conv.bias is None else conv.bias.detach().float())
             self.kernels.append(kernel)
             self.strides.append(stride)
             kind = _norm_kind(layer)
             norm = layer.layer_norm if kind else None
             self.norms.append(None if norm is None else (kind, norm.weight.detach().float(), norm.bias.detach().float(), norm.eps))
-        # the weights in the product's dtype (the first layer's are rescaled per input, from float32)
-        self.cast = [weight.to(dtype).contiguous() for weight in self.weights]
 
     @torch.inference_mode()
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
@@ -104,7 +102,7 @@ class ConvFrontEnd(nn.Module):
 
     def _first(self, waves: torch.Tensor) -> torch.Tensor:
         """Layer 0 (+ its per-channel GroupNorm folded into the product) + GELU: (B, N) -> (B, T, C) in ``dtype``."""
-        kernel, stride, weight, bias, norm = self.kernels[0], self.strides[0], self.weights[0], self.biases[0], self.norms[0]
+        kernel, stride, weight, bias, norm = self.kernels[0], self.strides[0], self.first, self.biases[0], self.norms[0]
         patches = waves.unfold(1, kernel, stride)  # (B, T, k), a view
         if norm is not None and norm[0] == "group":
             _, gamma, beta, eps = norm

@@ -59,8 +59,7 @@ def find_faces(frames: list[np.ndarray], settings, whole_image: bool = False, fr
     if whole_image:
         detections = [[(0, 0, frame.shape[1], frame.shape[0])] for frame in frames]
     elif shared is not None and frame_ids is not None:
-        new = {number: frame for frame, number in zip(frames, frame_ids) if number not in shared.faces}
-        shared.faces.update(zip(new, detect_many(list(new.values()), settings.detector)))
+        detect_all(shared, [frames], [frame_ids], settings)
         detections = [shared.faces[number] for number in frame_ids]
     else:
         detections = detect_many(frames, settings.detector)
