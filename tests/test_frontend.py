@@ -187,13 +187,19 @@ def test_bench_fast_real_section_on_tiny_models(tmp_path, bf16_here):
                                             per_actor=25)
     assert results["clips"] == 50 and results["actors"] == 2 and results["test_actors"] == 1
     rows = results["rows"]
-    assert list(rows) == ["eager fp32", "int8-bf16", "int8", "static int8 conv front end (tried)"]
+    nearest = "int8, weights rounded to nearest (before)"
+    assert list(rows) == ["eager fp32", "int8-bf16", "int8", nearest, "static int8 conv front end (tried)"]
     assert rows["eager fp32"]["heads"]["calibrated"]["max_prob_diff"] == 0.0
+    assert rows["eager fp32"]["heads"]["folds"] == {"max_prob_diff": 0.0, "same_top": 1.0, "changed_margins": []}
+    assert results["folds"] == 2  # two actors: each scored by a head fitted on the other
     for name in ("int8-bf16", "int8"):
         assert rows[name]["min_cosine"] > 0.99 and rows[name]["used"].startswith("yes")
-    assert rows["static int8 conv front end (tried)"]["used"] == "no"
+        folds = rows[name]["heads"]["folds"]
+        assert len(folds["changed_margins"]) == round((1 - folds["same_top"]) * 50)
+    assert rows["static int8 conv front end (tried)"]["used"] == rows[nearest]["used"] == "no"
     text = out.read_text()
     assert "kept text" in text and text.count("## The fast voice files on real speech") == 1 and "| int8-bf16 |" in text
+    assert "speaker-disjoint folds" in text and f"| {nearest} |" in text
     bench_run.run_fast_real_bench(REAL.parent, out, tmp_path / "work", command="emolib bench --fast-real X", size="tiny", per_actor=25)
     assert out.read_text().count("## The fast voice files on real speech") == 1
 

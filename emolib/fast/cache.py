@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..files import atomic_write, cache_root, file_digest
 
-RECIPE_VERSION = 3  # 3: checked on real speech too (the packaged RAVDESS probes); int8-bf16
+RECIPE_VERSION = 4  # 3: checked on real speech too (the packaged RAVDESS probes); int8-bf16. 4: GPTQ voice weights, fp32 front-end tail
 FAST_DIR = "fast"
 OPSET = 17
 QUANTIZE_MIN_PARAMS = 5_000_000

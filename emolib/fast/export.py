@@ -9,7 +9,9 @@ What runs where, and why (measured on a shared 2-core AVX2 EPYC without VNNI; BE
   checkpoint's fixed window (the Predictor always feeds exactly that 4 s window); a speech-only model's
   graph takes the window's speech mask as a third input (Silero runs outside the graph). For large
   encoders the 72 linear layers of the transformer (attention projections and feed-forward)
-  get int8 weights and dynamic int8 activations (``quantize_dynamic``, ~1.6x their fp32 time).
+  get int8 weights and dynamic int8 activations (``quantize_dynamic``, ~1.6x their fp32 time),
+  the weights rounded by GPTQ on the probes' speech (``gptq``: the rounding, not the activations,
+  was most of the int8 error on real speech).
   Kept fp32, on purpose:
   * the conv feature encoder (~20 of the 65 GFLOPs; ONNX Runtime's Conv already runs it near
     fp32 peak). Int8 there (dynamic ConvInteger: slower than fp32; static QLinearConv: 2.5x
@@ -52,9 +54,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..files import file_digest, umask_mode
+from . import gptq
 from .cache import INT8_BF16, OPSET, RECIPE_VERSION, passes, remove_stale, say, shape_settings, write_record
+from .probes import default_probes
 from .session import CONV_FEATURES, VOICE_INPUTS, FastModel
 
 # the transformer's linear layers: attention q/k/v/out projections and the feed-forward pair (any wav2vec2-family naming)
@@ -160,12 +165,14 @@ def _export(module, args: tuple, path: Path, input_names, output_names, dynamic_
         submodule.training = mode
 
 
-def export_voice(model, settings, path: Path, variant: str, workdir: Path, probes=None) -> None:
+def export_voice(model, settings, path: Path, variant: str, workdir: Path, probes=None, rounding: str = "gptq") -> None:
     """Write the voice graph for ``settings``' window to ``path``.
 
     int8: the transformer layers' linear layers (attention projections and feed-forward) get
     int8 weights and dynamic int8 activations; the conv feature encoder and the feature
-    projection stay fp32 (see the module docstring for why). int8-bf16: the same graph without
+    projection stay fp32 (see the module docstring for why); the int8 weights are rounded by GPTQ
+    (``gptq``) on ``probes``' speech windows (default: the packaged probes), or to the nearest step with
+    ``rounding="nearest"``. int8-bf16: the same graph without
     the conv feature encoder, which runs in bf16 before it (``frontend``; its input is
     ``conv_features``, (1, T', C)).
     """
@@ -191,13 +198,38 @@ def export_voice(model, settings, path: Path, variant: str, workdir: Path, probe
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     graph = onnx.load(str(fp32), load_external_data=False)
-    keep_fp32 = [node.name for node in graph.graph.node if node.op_type in ("MatMul", "Gemm") and not VOICE_INT8_NODES.search(node.name)]
+    nodes = [node for node in graph.graph.node if node.op_type in ("MatMul", "Gemm")]
+    keep_fp32 = [node.name for node in nodes if not VOICE_INT8_NODES.search(node.name)]
+    linears = _linears(model, [node for node in nodes if node.name not in keep_fp32])
     del graph
     with _quiet():
         # per-channel weights: half the pooled-embedding error of per-tensor ones on real speech (1 - cosine 2.9e-4 -> 1.3e-4,
         # full-size random-init encoder, 30 RAVDESS clips), at the same speed
         quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
                          nodes_to_exclude=keep_fp32, per_channel=True)
+    if rounding == "gptq" and linears:
+        windows = (probes or default_probes()).speech_windows()
+        moments = gptq.second_moments(model, {name: module for name, (module, _) in linears.items()},
+                                      [voice_arrays(wave, settings) for wave in windows])
+        gptq.rewrite(path, {weight: gptq.round_weights(module.weight.detach(), moments[name])
+                            for name, (module, weight) in tqdm(linears.items(), desc="voice int8 weights (GPTQ)", leave=False)})
+
+
+def _linears(model, nodes) -> dict:
+    """{module name: (torch Linear, the graph's weight initializer)} for the exported MatMul ``nodes`` whose scope names a
+    Linear of ``model`` with that weight's shape (the TorchScript exporter names nodes after the module path)."""
+    import torch
+
+    found = {}
+    for node in nodes:
+        name = ".".join(node.name.strip("/").split("/")[:-1])
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            continue
+        if isinstance(module, torch.nn.Linear) and node.op_type == "MatMul":
+            found[name] = (module, node.input[1])
+    return found
 
 
 def _reader(feeds: list[dict]):
@@ -248,10 +280,12 @@ LAYER_VARIANTS = {
     ("voice", "fp32"): {"conv feature encoder": "fp32", "feature projection": "fp32", "transformer linear layers": "fp32",
                         "attention products, norms, pooling": "fp32"},
     ("voice", "int8"): {"conv feature encoder": "fp32", "feature projection": "fp32",
-                        "transformer linear layers": "int8 (per-channel weights, dynamic activations)",
+                        "transformer linear layers": "int8 (per-channel weights rounded by GPTQ on the probes, dynamic activations)",
                         "attention products, norms, pooling": "fp32"},
-    ("voice", INT8_BF16): {"conv feature encoder": "bf16 (PyTorch oneDNN; GroupNorm folded into the first product)",
-                           "feature projection": "fp32", "transformer linear layers": "int8 (per-channel weights, dynamic activations)",
+    ("voice", INT8_BF16): {"conv feature encoder": "bf16 (PyTorch oneDNN; GroupNorm folded into the first product), its last "
+                                                   "three layers fp32",
+                           "feature projection": "fp32",
+                           "transformer linear layers": "int8 (per-channel weights rounded by GPTQ on the probes, dynamic activations)",
                            "attention products, norms, pooling": "fp32"},
     ("face", "fp32"): {"convolutions": "fp32", "final pooling": "fp32"},
     ("face", "int8"): {"convolutions": "int8 static (per-channel 7-bit weights, calibrated activations)", "final pooling": "int8"},

@@ -1,0 +1,105 @@
+"""GPTQ rounding of the voice transformer's int8 weights (emolib.fast.gptq) and its place in the int8 voice export."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+import onnx
+import onnxruntime
+from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from emolib.fast import gptq
+from emolib.fast.export import VOICE_INT8_NODES, _linears, export_voice
+from emolib.fast.probes import default_probes
+from emolib.models.nets import VoiceConfig, VoiceModel
+from emolib.transforms import AudioSettings
+
+
+def nearest(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    scale = np.abs(weight).max(1) / 127
+    return np.clip(np.round(weight / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
+def correlated_inputs(rows: int = 3000, columns: int = 64, seed: int = 0) -> np.ndarray:
+    """Frames whose features are strongly correlated (as a layer's inputs are), some of them large; one distribution
+    (the same mixing), ``seed`` draws the frames."""
+    fixed = np.random.default_rng(0)
+    mixing = fixed.normal(size=(8, columns)) * fixed.uniform(0.2, 3.0, size=columns)
+    generator = np.random.default_rng(seed + 1)
+    return (generator.normal(size=(rows, 8)) @ mixing + 0.05 * generator.normal(size=(rows, columns))).astype(np.float32)
+
+
+def output_error(inputs: np.ndarray, weight: np.ndarray, codes: np.ndarray, scale: np.ndarray) -> float:
+    return float(np.linalg.norm(inputs @ (weight - codes * scale[:, None]).T))
+
+
+def test_gptq_rounding_cuts_the_layer_output_error_on_the_grid_of_nearest_rounding():
+    generator = np.random.default_rng(1)
+    weight = (0.02 * generator.normal(size=(48, 64))).astype(np.float32)
+    calibration, held_out = correlated_inputs(seed=2), correlated_inputs(seed=3)
+    codes, scale = gptq.round_weights(torch.from_numpy(weight), torch.from_numpy(calibration.astype(np.float64).T @ calibration))
+    near_codes, near_scale = nearest(weight)
+    assert codes.dtype == np.int8 and codes.shape == weight.shape and np.abs(codes.astype(int)).max() <= 127
+    np.testing.assert_allclose(scale, near_scale, rtol=1e-6)  # the same grid: only the rounding differs
+    assert (codes != near_codes).mean() > 0.05
+    # on frames it was not fitted on (same distribution), the layer's output error is a fraction of nearest rounding's
+    assert output_error(held_out, weight, codes, scale) < 0.6 * output_error(held_out, weight, near_codes, near_scale)
+
+
+def test_uncorrelated_inputs_leave_nearest_rounding():
+    """With independent inputs no column's error can be made up by another: GPTQ is nearest rounding."""
+    generator = np.random.default_rng(4)
+    weight = generator.normal(size=(16, 32)).astype(np.float32)
+    codes, _ = gptq.round_weights(torch.from_numpy(weight), torch.diag(torch.rand(32, dtype=torch.float64) + 0.5))
+    np.testing.assert_array_equal(codes, nearest(weight)[0])
+
+
+def matmul_graph(path, weight_t: np.ndarray) -> None:
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="/encoder/layers.0/fc/MatMul")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, weight_t.shape[0]])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, weight_t.shape[1]])],
+                              [numpy_helper.from_array(weight_t, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_rewrite_puts_the_codes_into_the_quantized_graph(tmp_path):
+    generator = np.random.default_rng(5)
+    weight = (0.02 * generator.normal(size=(24, 40))).astype(np.float32)  # (out, in), as torch stores it
+    matmul_graph(tmp_path / "fp32.onnx", weight.T.copy())
+    quantize_dynamic(str(tmp_path / "fp32.onnx"), str(tmp_path / "int8.onnx"), weight_type=QuantType.QInt8, per_channel=True)
+    inputs = correlated_inputs(200, 40, seed=6)
+    codes, scale = gptq.round_weights(torch.from_numpy(weight), torch.from_numpy(inputs.astype(np.float64).T @ inputs))
+    gptq.rewrite(tmp_path / "int8.onnx", {"w": (codes, scale)})
+    stored = {tensor.name: numpy_helper.to_array(tensor) for tensor in onnx.load(str(tmp_path / "int8.onnx")).graph.initializer}
+    np.testing.assert_array_equal(stored["w_quantized"], codes.T)
+    np.testing.assert_array_equal(stored["w_scale"], scale)
+    session = onnxruntime.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": inputs})[0]
+    want = inputs @ (codes * scale[:, None]).T  # the graph computes with the new weights (its activations int8 too)
+    assert np.abs(got - want).max() < 0.02 * np.abs(want).max()
+    with pytest.raises(ValueError, match="w: the quantized graph's weights"):
+        gptq.rewrite(tmp_path / "int8.onnx", {"w": (codes[:, :10], scale)})
+
+
+def test_the_int8_voice_export_carries_gptq_weights(tmp_path):
+    """Every int8 transformer linear of the exported voice graph holds the GPTQ codes of its torch weights (calibrated on
+    the probes' speech), not nearest rounding's."""
+    torch.manual_seed(0)
+    model = VoiceModel(VoiceConfig(backbone="tiny", freeze="none", num_labels=6)).eval()
+    settings = AudioSettings()
+    graphs = {}
+    for rounding in ("gptq", "nearest"):
+        export_voice(model, settings, tmp_path / f"{rounding}.onnx", "int8", tmp_path, default_probes(), rounding=rounding)
+        graphs[rounding] = {tensor.name: numpy_helper.to_array(tensor) for tensor in onnx.load(str(tmp_path / f"{rounding}.onnx")).graph.initializer}
+    fp32 = onnx.load(str(tmp_path / "voice-fp32.onnx"), load_external_data=False)
+    nodes = [node for node in fp32.graph.node if node.op_type == "MatMul" and VOICE_INT8_NODES.search(node.name)]
+    linears = _linears(model, nodes)
+    assert len(linears) == len(nodes) == 6 * model.encoder.config.num_hidden_layers
+    for name, (module, weight) in linears.items():
+        near = graphs["nearest"][f"{weight}_quantized"]
+        np.testing.assert_array_equal(near, nearest(module.weight.detach().numpy())[0].T)
+        assert (graphs["gptq"][f"{weight}_quantized"] != near).any(), name
