@@ -200,6 +200,8 @@ def test_bench_fast_real_section_on_tiny_models(tmp_path, bf16_here):
     text = out.read_text()
     assert "kept text" in text and text.count("## The fast voice files on real speech") == 1 and "| int8-bf16 |" in text
     assert "speaker-disjoint folds" in text and f"| {nearest} |" in text
+    goals = [line for line in text.splitlines() if "within 0.01:" in line]  # one verdict line per variant in use
+    assert [line.split(":")[0] for line in goals] == ["- int8-bf16", "- int8"]
     bench_run.run_fast_real_bench(REAL.parent, out, tmp_path / "work", command="emolib bench --fast-real X", size="tiny", per_actor=25)
     assert out.read_text().count("## The fast voice files on real speech") == 1
 

@@ -103,3 +103,26 @@ def test_the_int8_voice_export_carries_gptq_weights(tmp_path):
         near = graphs["nearest"][f"{weight}_quantized"]
         np.testing.assert_array_equal(near, nearest(module.weight.detach().numpy())[0].T)
         assert (graphs["gptq"][f"{weight}_quantized"] != near).any(), name
+
+
+def test_fast_sessions_leave_the_residual_norm_unfused(tmp_path):
+    """ONNX Runtime fuses residual add + LayerNorm into SkipLayerNormalization, 3x slower on x86 CPUs than its own two
+    operators (emolib.fast.session.DISABLED_OPTIMIZERS); the fast path's sessions keep them apart."""
+    from emolib.fast.session import new_session, session_options
+
+    width = 32
+    nodes = [helper.make_node("Add", ["x", "skip"], ["sum"]), helper.make_node("LayerNormalization", ["sum", "g", "b"], ["y"], axis=-1)]
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 8, width]) for name in ("x", "skip")]
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, width])],
+                              [numpy_helper.from_array(np.ones(width, np.float32), "g"), numpy_helper.from_array(np.zeros(width, np.float32), "b")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "norm.onnx"))
+
+    def operators(session_factory, name) -> set:
+        options = session_options(1)
+        options.optimized_model_filepath = str(tmp_path / name)
+        session_factory(options)
+        return {node.op_type for node in onnx.load(str(tmp_path / name)).graph.node}
+
+    plain = operators(lambda options: onnxruntime.InferenceSession(str(tmp_path / "norm.onnx"), options, providers=["CPUExecutionProvider"]), "plain.onnx")
+    assert "SkipLayerNormalization" in plain  # what ONNX Runtime does by default
+    assert "SkipLayerNormalization" not in operators(lambda options: new_session(tmp_path / "norm.onnx", options), "fast.onnx")

@@ -164,21 +164,19 @@ def operator_profile(fast_model, feed: dict, runs: int = 3, top: int = 7) -> lis
     """ONNX Runtime's per-operator time (ms per run, largest first) of a fast model's file on ``feed``."""
     import collections
 
-    import onnxruntime as ort
-
-    from ..fast.session import session_options
+    from ..fast.session import new_session, session_options
 
     options = session_options(fast_model.session.get_session_options().intra_op_num_threads)
     with tempfile.TemporaryDirectory(prefix="emolib-bench-profile-") as folder:
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder) / "profile")
-        session = ort.InferenceSession(str(fast_model.path), options, providers=["CPUExecutionProvider"])
+        session = new_session(fast_model.path, options)
         session.run(None, feed)
         session.end_profiling()
         options = session_options(fast_model.session.get_session_options().intra_op_num_threads)
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(folder) / "measured")
-        session = ort.InferenceSession(str(fast_model.path), options, providers=["CPUExecutionProvider"])
+        session = new_session(fast_model.path, options)
         for _ in range(runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())
