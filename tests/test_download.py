@@ -341,8 +341,10 @@ def test_a_silent_server_is_left_after_its_read_timeout_and_named(release_tree, 
     result = download(tmp_path / "cremad", sources=sources(first, second), workers=2, progress=False, listing=listing)
     assert result["fetched"] == len(files) and genuine(tmp_path / "cremad", files)
     assert time.monotonic() - started < 10  # two stalls of two tries of 0.5 s, then the source is left out
-    assert result["stalled"][first.url] == dl.STALLS
-    assert result["source_skips"][f"stalled {dl.STALLS} times: left out"] == len(files) - dl.STALLS
+    # left out once it has stalled STALLS times; transfers the other worker had already started there may stall too
+    stalled = result["stalled"][first.url]
+    assert dl.STALLS <= stalled <= dl.STALLS + 1
+    assert result["source_skips"][f"stalled {dl.STALLS} times: left out"] == len(files) - stalled
     line = dl.summary(result)
     assert f"stalled: {first.url} (2 files, then left out)" in line
 
