@@ -346,7 +346,7 @@ def test_a_silent_server_is_left_after_its_read_timeout_and_named(release_tree, 
     assert dl.STALLS <= stalled <= dl.STALLS + 1
     assert result["source_skips"][f"stalled {dl.STALLS} times: left out"] == len(files) - stalled
     line = dl.summary(result)
-    assert f"stalled: {first.url} (2 files, then left out)" in line
+    assert f"stalled: {first.url} ({stalled} files, then left out)" in line
 
 
 def test_a_file_may_not_outlast_its_deadline(release_tree, servers, tmp_path, monkeypatch):
