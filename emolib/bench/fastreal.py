@@ -139,7 +139,8 @@ def measure(models_dir, real_dir, per_actor: int = 12, progress: bool = True) ->
                                 for feed in tqdm(feeds, desc="voice eager", disable=not progress, leave=False)])
         eager_p50 = _p50(lambda: model.features(**{key: torch.from_numpy(value) for key, value in feeds[0].items()}))
     mean, std = eager.mean(0), eager.std(0) + 1e-6  # one standardisation without labels, the same for every side
-    heads, test = _heads((eager - mean) / std, labels, actors, names[: min(len(names) - 1, max(1, int(round(len(names) * TRAIN_SHARE))))])
+    train_names = names[: min(len(names) - 1, max(1, int(round(len(names) * TRAIN_SHARE))))]
+    heads, test = _heads((eager - mean) / std, labels, actors, train_names)
     p_eager = {name: _probabilities(head, (eager[test] - mean) / std) for name, head in heads.items()}
     # every clip once, each scored by a calibrated head that never saw its actor (FOLDS speaker-disjoint folds): more test
     # clips than the one split, so one near-tie clip weighs 1/240 of the agreement rather than 1/96

@@ -200,7 +200,7 @@ def export_voice(model, settings, path: Path, variant: str, workdir: Path, probe
     graph = onnx.load(str(fp32), load_external_data=False)
     nodes = [node for node in graph.graph.node if node.op_type in ("MatMul", "Gemm")]
     keep_fp32 = [node.name for node in nodes if not VOICE_INT8_NODES.search(node.name)]
-    linears = _linears(model, [node for node in nodes if node.name not in keep_fp32])
+    linears = _linears(model, [node for node in nodes if VOICE_INT8_NODES.search(node.name)])
     del graph
     with _quiet():
         # per-channel weights: half the pooled-embedding error of per-tensor ones on real speech (1 - cosine 2.9e-4 -> 1.3e-4,
@@ -217,7 +217,7 @@ def export_voice(model, settings, path: Path, variant: str, workdir: Path, probe
 
 def _linears(model, nodes) -> dict:
     """{module name: (torch Linear, the graph's weight initializer)} for the exported MatMul ``nodes`` whose scope names a
-    Linear of ``model`` with that weight's shape (the TorchScript exporter names nodes after the module path)."""
+    Linear of ``model`` (the TorchScript exporter names nodes after the module path; ``gptq.rewrite`` checks the shapes)."""
     import torch
 
     found = {}

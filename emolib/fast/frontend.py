@@ -81,14 +81,13 @@ class ConvFrontEnd(nn.Module):
         super().__init__()
         if not supported(extractor):
             raise ValueError("this voice encoder's front end is not a plain wav2vec2-style convolution stack")
-        self.dtype = dtype
         self.kernels, self.strides, self.norms, self.biases, self.cast = [], [], [], [], []
         for index, layer in enumerate(extractor.conv_layers):
             conv = layer.conv
             kernel, stride = conv.kernel_size[0], conv.stride[0]
             # (out, in, k) -> (k * in, out): row j * in + c multiplies frame j's channel c
             weight = conv.weight.detach().float().permute(2, 1, 0).reshape(kernel * conv.in_channels, conv.out_channels).contiguous()
-            if not self.cast:
+            if index == 0:
                 self.first = weight  # float32: the first layer's weights are rescaled per input before the cast
             self.cast.append(weight.to(dtype if index < fp32_from else torch.float32).contiguous())  # in the product's dtype
             self.biases.append(None if conv.bias is None else conv.bias.detach().float())
