@@ -15,7 +15,7 @@ import pytest
 
 from emolib.cli.main import main
 from emolib.data import download as dl
-from emolib.data import release
+from emolib.data import release, transfer
 from emolib.data.download import download
 
 NAMES = ["1001_DFA_ANG_XX", "1001_IEO_HAP_HI", "1002_TIE_SAD_XX", "1003_WSI_FEA_XX"]
@@ -162,7 +162,7 @@ def test_fetch_with_four_workers_then_a_rerun_fetches_nothing(release_tree, serv
     result = download(root, sources=sources(first), workers=4, progress=False, listing=listing)
     assert result["fetched"] == len(files) and result["failed"] == 0 and genuine(root, files)
     assert {oct((root / path).stat().st_mode & 0o777) for path in files} == {"0o644"}
-    assert not list((root / dl.PARTIAL_DIR).rglob("*.part"))
+    assert not list((root / transfer.PARTIAL_DIR).rglob("*.part"))
     requests_before = len(first.log)
     again = download(root, sources=sources(first), workers=4, progress=False, listing=listing)
     assert again["present"] == len(files) and again["fetched"] == 0 and len(first.log) == requests_before
@@ -186,7 +186,7 @@ def test_a_partial_file_of_a_killed_run_is_continued(release_tree, servers, tmp_
     first, _ = servers
     path = "VideoFlash/1003_WSI_FEA_XX.flv"
     root = tmp_path / "cremad"
-    part = root / dl.PARTIAL_DIR / f"{path}.part"
+    part = root / transfer.PARTIAL_DIR / f"{path}.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(files[path][:50_000])
     assert not (root / path).exists()
@@ -199,7 +199,7 @@ def test_a_partial_file_of_a_killed_run_is_continued(release_tree, servers, tmp_
 def test_a_bad_first_source_falls_back_to_the_second(release_tree, servers, tmp_path, mode, reason, monkeypatch):
     from urllib3.util.retry import Retry
 
-    monkeypatch.setattr(dl, "RETRIES", Retry(total=2, backoff_factor=0.01, status_forcelist=(500,), allowed_methods=frozenset({"GET"}),
+    monkeypatch.setattr(transfer, "RETRIES", Retry(total=2, backoff_factor=0.01, status_forcelist=(500,), allowed_methods=frozenset({"GET"}),
                                              raise_on_status=False))  # a persistent 500 is retried, quickly
     files, listing = release_tree
     first, second = servers
@@ -219,7 +219,7 @@ def test_a_wrong_hash_is_never_put_in_place(release_tree, servers, tmp_path, cap
     root = tmp_path / "cremad"
     code = main(["download", "cremad", "--to", str(root), "--no-builtin-sources", "--source", first.url, "--source", second.url])
     out = capsys.readouterr().out
-    assert code == 1 and not (root / bad).exists() and not list((root / dl.PARTIAL_DIR).rglob("*.part"))
+    assert code == 1 and not (root / bad).exists() and not list((root / transfer.PARTIAL_DIR).rglob("*.part"))
     assert "failed 1 (SHA-256 differs from the release's: 1)" in out and bad in out and "register" in out
     assert genuine(root, {path: data for path, data in files.items() if path != bad})
     first.modes.clear()
@@ -333,7 +333,7 @@ def test_an_undecodable_encoding_is_that_source_failing_not_the_run(release_tree
 def test_a_silent_server_is_left_after_its_read_timeout_and_named(release_tree, servers, tmp_path, monkeypatch):
     import time
 
-    monkeypatch.setattr(dl, "READ_TIMEOUT", 0.5)
+    monkeypatch.setattr(transfer, "READ_TIMEOUT", 0.5)
     files, listing = release_tree
     first, second = servers
     first.modes.update({path: "silent" for path in files})
@@ -343,14 +343,14 @@ def test_a_silent_server_is_left_after_its_read_timeout_and_named(release_tree, 
     assert time.monotonic() - started < 10  # two stalls of two tries of 0.5 s, then the source is left out
     # left out once it has stalled STALLS times; transfers the other worker had already started there may stall too
     stalled = result["stalled"][first.url]
-    assert dl.STALLS <= stalled <= dl.STALLS + 1
-    assert result["source_skips"][f"stalled {dl.STALLS} times: left out"] == len(files) - stalled
+    assert transfer.STALLS <= stalled <= transfer.STALLS + 1
+    assert result["source_skips"][f"stalled {transfer.STALLS} times: left out"] == len(files) - stalled
     line = dl.summary(result)
     assert f"stalled: {first.url} ({stalled} files, then left out)" in line
 
 
 def test_a_file_may_not_outlast_its_deadline(release_tree, servers, tmp_path, monkeypatch):
-    monkeypatch.setattr(dl, "DEADLINE", 1.0)
+    monkeypatch.setattr(transfer, "DEADLINE", 1.0)
     files, listing = release_tree
     first, second = servers
     path = "AudioWAV/1001_DFA_ANG_XX.wav"
@@ -365,7 +365,7 @@ def test_a_416_for_a_partial_file_starts_it_from_zero(release_tree, servers, tmp
     first, _ = servers
     path = "VideoFlash/1003_WSI_FEA_XX.flv"
     root = tmp_path / "cremad"
-    part = root / dl.PARTIAL_DIR / f"{path}.part"
+    part = root / transfer.PARTIAL_DIR / f"{path}.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(b"x" * 1000)  # not even the file's first bytes: a server may rightly refuse to continue it
     first.modes[path] = "416"
@@ -401,7 +401,7 @@ def test_ctrl_c_stops_within_a_second_and_keeps_the_partial_files(release_tree, 
     assert time.monotonic() - interrupted < 2.5, "Ctrl-C took too long"
     assert process.returncode == 130 and "partial files are kept" in err and "Traceback" not in err
     if mode == "drip":
-        assert list((root / dl.PARTIAL_DIR).rglob("*.part"))
+        assert list((root / transfer.PARTIAL_DIR).rglob("*.part"))
 
 
 @pytest.mark.parametrize("dry_run", [True, False])

@@ -26,7 +26,8 @@ def _download(parser):
     def run(args):
         import sys
 
-        from ..data.download import PARTIAL_DIR, check_destination, download, dry_run_lines, licence_lines, sources_for, summary
+        from ..data.download import check_destination, download, dry_run_lines, licence_lines, sources_for, summary
+        from ..data.transfer import PARTIAL_DIR
         from ..data.release import parse_parts
 
         if args.what == "weights":
