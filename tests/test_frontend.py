@@ -15,12 +15,14 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from transformers import Wav2Vec2Config, Wav2Vec2Model
+from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model
 
 from emolib.audio import load_audio
 from emolib.fast import cache as fast_cache, frontend
 from emolib.fast.export import voice_arrays
-from emolib.fast.frontend import ConvFrontEnd, supported
+from emolib.fast.frontend import ConvFrontEnd, PositionalConv, VoiceFrontEnd, positional_supported, supported
+from emolib.fast.session import CONV_FEATURES, POSITIONS
+from emolib.models.nets import VoiceConfig, VoiceModel
 from emolib.infer.predictor import Predictor
 from emolib.models.backbones import TINY_VOICE_CONFIG
 from emolib.transforms import AudioSettings
@@ -69,6 +71,76 @@ def test_front_end_computes_the_feature_encoder_on_real_speech(changes):
     energy = want.norm(dim=2)
     quiet = energy < energy.quantile(0.1)
     assert relative_error(fast[quiet], want[quiet]) < 0.05
+
+
+def test_front_end_reuses_its_buffers_and_never_returns_one():
+    """The front end's intermediates live in buffers kept for the last input shape; what it returns is the caller's: a later
+    call (same shape, or another batch size) leaves an earlier result as it was, and equal inputs give equal outputs."""
+    extractor = encoder().feature_extractor
+    front = ConvFrontEnd(extractor)
+    windows = torch.from_numpy(np.concatenate(real_windows(3)))
+    with torch.inference_mode():
+        first = front(windows[:1])
+        kept = first.clone()
+        buffers = {key: buffer.data_ptr() for key, buffer in front._workspace.items()}
+        second = front(windows[1:2])
+        assert {key: buffer.data_ptr() for key, buffer in front._workspace.items()} == buffers  # reused, not made again
+        assert torch.equal(first, kept) and not torch.equal(first, second)
+        both = front(windows[:2])  # another shape: its own buffers; each item as computed alone
+        assert torch.allclose(both[0], kept, atol=1e-6) and torch.allclose(both[1], second, atol=1e-6)
+        assert torch.equal(front(windows[:1]), kept)
+        assert torch.equal(first, kept)
+
+
+def voice_model(backbone=None) -> VoiceModel:
+    torch.manual_seed(2)
+    model = VoiceModel(VoiceConfig(backbone="tiny", freeze="none", num_labels=6)).eval()
+    if backbone is not None:
+        model.encoder = backbone.eval()
+    return model
+
+
+@pytest.mark.parametrize("changes", [{}, {"feat_extract_norm": "layer", "do_stable_layer_norm": True, "conv_bias": True}],
+                         ids=["group norm (no mask)", "stable layer norm (masked)"])
+def test_voice_front_end_computes_the_positional_conv_on_real_speech(changes):
+    """The positional convolution's output, as the encoder adds it to its frames: bf16 within 3 % of fp32 on real speech,
+    including the frames next to the padding of a short clip (the encoder of a "layer" model zeroes padded frames first)."""
+    model = voice_model(encoder(**changes))
+    assert positional_supported(model.encoder)
+    front = VoiceFrontEnd(model)
+    assert front.outputs == (CONV_FEATURES, POSITIONS)
+    arrays = voice_arrays(load_audio(FIXTURE_CLIPS[0])[:24000], AudioSettings())  # 1.5 s of speech in a 4 s window
+    assert arrays["attention_mask"].min() == 0
+    captured = {}
+    positional = model.encoder.encoder.pos_conv_embed
+    hook = positional.register_forward_hook(lambda module, inputs, output: captured.update(want=output))
+    with torch.inference_mode():
+        model.features(**{name: torch.from_numpy(value) for name, value in arrays.items()})
+    hook.remove()
+    want = captured["want"]
+    got = torch.from_numpy(front(arrays["input_values"], arrays["attention_mask"])[POSITIONS])
+    assert got.shape == want.shape
+    assert relative_error(got, want) < 0.03
+    exact = VoiceFrontEnd(model)
+    exact.conv, exact.positional = ConvFrontEnd(model.encoder.feature_extractor, torch.float32), PositionalConv(positional, torch.float32)
+    assert relative_error(torch.from_numpy(exact(arrays["input_values"], arrays["attention_mask"])[POSITIONS]), want) < 1e-4
+
+
+def test_a_positional_conv_of_another_form_stays_in_the_graph(tmp_path, bf16_here):
+    """HuBERT with a batch norm in its positional conv: the front end gives the conv features only, the graph keeps the
+    positional conv (fp32), and the int8-bf16 file still reproduces eager."""
+    from emolib.fast.runtime import FastPath
+
+    hubert = HubertModel(HubertConfig(**TINY_VOICE_CONFIG, conv_pos_batch_norm=True))
+    model = voice_model(hubert)
+    model.checkpoint_dir = tmp_path
+    assert supported(hubert.feature_extractor) and not positional_supported(hubert)
+    assert VoiceFrontEnd(model).outputs == (CONV_FEATURES,)
+    fast = FastPath(voice=model, audio_settings=AudioSettings()).voice
+    assert fast.variant == "int8-bf16" and fast.record["ok"]
+    assert fast.record["layers"]["positional convolution"] == "fp32"
+    assert [node.name for node in fast.session.get_inputs()][:1] == [CONV_FEATURES]
+    assert POSITIONS not in [node.name for node in fast.session.get_inputs()]
 
 
 def test_front_ends_of_other_forms_are_left_to_onnx_runtime(tmp_path, monkeypatch):
@@ -147,8 +219,11 @@ def test_int8_bf16_file_is_reloaded_lean_and_left_where_bf16_is_missing(tmp_path
     stored = again.voice.encoder.feature_extractor.conv_layers[1].conv.weight
     assert stored.stride() != (0, 0, 0) and float(stored.detach().abs().sum()) > 0
     assert np.abs(again.voice_features(wave) - first).max() < 1e-5
-    positional = dict(again.voice.encoder.named_parameters())["encoder.pos_conv_embed.conv.bias"]
-    assert positional.stride() == (0,)  # the rest of the encoder lives in the ONNX file
+    positional = again.voice.encoder.encoder.pos_conv_embed.conv.weight  # (weight-normed: computed from the stored pair)
+    assert float(positional.detach().abs().sum()) > 0  # the positional conv runs before the graph too
+    query = dict(again.voice.encoder.named_parameters())["encoder.layers.0.attention.q_proj.weight"]
+    assert query.stride() == (0, 0)  # the rest of the encoder lives in the ONNX file
+    assert again.fast.voice.record["layers"]["positional convolution"].startswith("bf16")
 
     monkeypatch.setattr(frontend, "bf16_cpu", lambda: False)
     elsewhere = Predictor.from_dir(models)  # the same folder on a CPU without bf16: the ONNX Runtime file
@@ -208,12 +283,12 @@ def test_bench_fast_real_section_on_tiny_models(tmp_path, bf16_here):
 
 def test_bench_profile_names_the_front_end(tmp_path, bf16_here):
     """The operator profile of an int8-bf16 voice file feeds its graph the front end's output and lists the front end's time."""
-    from emolib.bench.latency import profiles
+    from emolib.bench.latency import FRONT_END_ROWS, profiles
 
     predictor = Predictor.from_dir(make_untrained_models(tmp_path / "models"))
     voice = profiles(predictor)["voice"]
     names = [name for name, _ in voice]
-    assert names[0] != "other operators" and "bf16 conv front end (PyTorch, before the graph)" in names
+    assert names[0] != "other operators" and set(FRONT_END_ROWS) <= set(names)
     assert all(milliseconds >= 0 for _, milliseconds in voice)
 
 

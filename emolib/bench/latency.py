@@ -13,6 +13,9 @@ from ..infer.inputs import prepare_audio
 from ..transforms import crop_clip
 from .inputs import LIVE_STEMS, WARMUP, live_inputs
 
+# the voice profile's rows for what runs in PyTorch before an int8-bf16 graph (``frontend.VoiceFrontEnd``)
+FRONT_END_ROWS = ("bf16 conv front end (PyTorch, before the graph)", "bf16 positional conv + feature projection (PyTorch, before the graph)")
+
 def _percentiles(times: list[float]) -> dict:
     return {"p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90)), "n": len(times)}
 
@@ -114,14 +117,15 @@ def timed(function) -> float:
 
 
 def flop_budget(predictor) -> dict:
-    """GFLOPs (2 x multiply-adds) of one live prediction: the voice conv front end, the rest of the voice model the fast path
+    """GFLOPs (2 x multiply-adds) of one live prediction: the voice front end (bf16 where the CPU has it), the rest of the voice model the fast path
     runs in fp32, its int8 linears, and the face model (int8)."""
     import torch
 
-    from ..fast.runtime import load_encoder_weights
     from ..fast.export import VOICE_INT8_NODES, voice_arrays
+    from ..fast.frontend import positional_supported
+    from ..fast.runtime import load_encoder_weights
 
-    counts = {"voice conv front end": 0.0, "voice fp32": 0.0, "voice int8": 0.0, "face": 0.0}
+    counts = {"voice front end": 0.0, "voice fp32": 0.0, "voice int8": 0.0, "face": 0.0}
     hooks = []
 
     def counter(bucket_of):
@@ -137,10 +141,12 @@ def flop_budget(predictor) -> dict:
     for model in (voice, face):
         load_encoder_weights(model)
     names = {module: name for name, module in voice.encoder.named_modules()}
+    # what the bf16 front end (``frontend.VoiceFrontEnd``) runs: the conv feature encoder, and the positional conv where it can
+    front = ("feature_extractor.", "encoder.pos_conv_embed.") if positional_supported(voice.encoder) else ("feature_extractor.",)
     for module in voice.encoder.modules():
         if isinstance(module, (torch.nn.Conv1d, torch.nn.Linear)):
             int8 = VOICE_INT8_NODES.search("/encoder/" + names[module].replace(".", "/").replace("layers/", "layers.") + "/MatMul")
-            bucket = "voice int8" if int8 else "voice conv front end" if names[module].startswith("feature_extractor.") else "voice fp32"
+            bucket = "voice int8" if int8 else "voice front end" if names[module].startswith(front) else "voice fp32"
             hooks.append(module.register_forward_hook(counter(lambda m, bucket=bucket: bucket)))
     for module in face.encoder.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
@@ -200,13 +206,16 @@ def profiles(fast) -> dict:
         voice = fast.fast.voice
         arrays = voice_arrays(audio, fast.audio_settings)
         result["voice"] = operator_profile(voice, voice.graph_feed(arrays))
-        if voice.front is not None:  # the bf16 conv front end runs in PyTorch before the graph: its own row
+        if voice.front is not None:  # the bf16 front end runs in PyTorch before the graph: its own rows
             import torch
 
             waves = torch.from_numpy(arrays["input_values"])
-            front = min(timed(lambda: voice.front(waves)) for _ in range(5)) * 1000
-            result["voice"] = sorted(result["voice"][:-1] + [("bf16 conv front end (PyTorch, before the graph)", front)],
-                                     key=lambda row: -row[1]) + result["voice"][-1:]
+            conv = min(timed(lambda: voice.front.conv(waves)) for _ in range(5)) * 1000
+            rows = [(FRONT_END_ROWS[0], conv)]
+            if voice.front.positional is not None:
+                whole = min(timed(lambda: voice.front(arrays["input_values"], arrays["attention_mask"])) for _ in range(5)) * 1000
+                rows.append((FRONT_END_ROWS[1], max(0.0, whole - conv)))
+            result["voice"] = sorted(result["voice"][:-1] + rows, key=lambda row: -row[1]) + result["voice"][-1:]
     if fast.fast is not None and fast.fast.face is not None:
         crops, _, _ = crop_clip([frame], fast.face_settings)
         result["face"] = operator_profile(fast.fast.face, {"pixels": face_pixels(crops, fast.face_settings).numpy()})

@@ -65,7 +65,7 @@ def markdown(results: dict) -> str:
         "- voice: ONNX Runtime; the 72 transformer linear layers int8 (dynamic activations; weights rounded by GPTQ on the probes, "
         "`emolib/fast/gptq.py`), the feature projection fp32; residual add + LayerNorm left unfused (ONNX Runtime's fused kernel is "
         "3x slower here); the conv "
-        "feature encoder in bf16 (PyTorch oneDNN, `emolib/fast/frontend.py`; its last three layers fp32) on CPUs with native bf16 (AMX or AVX512-BF16; variant "
+        "feature encoder and the positional conv in bf16 (PyTorch oneDNN, `emolib/fast/frontend.py`; the conv encoder's last three layers fp32) on CPUs with native bf16 (AMX or AVX512-BF16; variant "
         "`int8-bf16`), else fp32 in ONNX Runtime (`int8`); static int8 there broke accuracy on real speech (see the last sections); "
         "exported for the fixed 4 s window.",
         "- face: ResNet in ONNX Runtime, static int8 (QDQ, per-channel 7-bit weights, calibrated on drawn faces).",
@@ -136,7 +136,7 @@ def bounds(results: dict) -> list[str]:
     vnni = "with VNNI" if "vnni" in results["machine"]["flags"] else "without VNNI"  # from this machine's /proc/cpuinfo flags
     total = sum(flops.values())
     eager_rate = total / live["eager"]["p50"]
-    front = flops.get("voice conv front end", 0.0)
+    front = flops.get("voice front end", 0.0)
     bf16 = "bf16" in roof and any(record.get("variant") == "int8-bf16" and record.get("ok") for record in results.get("builds", {}).values())
     front_ms = front / (roof["bf16"] if bf16 else roof["fp32"]) * 1000
     fp32_ms = flops["voice fp32"] / roof["fp32"] * 1000
@@ -149,13 +149,13 @@ def bounds(results: dict) -> list[str]:
     return [
         "## What bounds the latency", "",
         f"Work per live prediction: {total:.1f} GFLOPs (2 x multiply-adds): voice {front + flops['voice fp32'] + flops['voice int8']:.1f} "
-        f"(conv feature encoder {front:.1f}, {'bf16' if bf16 else 'fp32'} in the fast path; {flops['voice fp32']:.1f} more stay fp32: "
-        f"positional conv, feature projection, attention products; {flops['voice int8']:.1f} are the int8 transformer linears), "
+        f"(conv feature encoder and positional conv {front:.1f}, {'bf16' if bf16 else 'fp32'} in the fast path; {flops['voice fp32']:.1f} "
+        f"more stay fp32: feature projection, attention products; {flops['voice int8']:.1f} are the int8 transformer linears), "
         f"face {flops['face']:.1f} (int8).", "",
         f"GEMM roofs measured in this run (2048x2048x2048, same threads): ONNX Runtime fp32 {roof['fp32']:.0f} GFLOP/s, "
         f"int8 (u8s8, CPU {vnni}) {roof['int8']:.0f} GOP/s{bf16_roof}.", "",
         f"- Eager fp32 runs at {eager_rate:.0f} GFLOP/s, {eager_rate / roof['fp32']:.0%} of the fp32 roof.",
-        f"- The fast path's compute floor at these roofs: conv front end {front_ms:.0f} ms + fp32 part {fp32_ms:.0f} ms + int8 part "
+        f"- The fast path's compute floor at these roofs: bf16 front end {front_ms:.0f} ms + fp32 part {fp32_ms:.0f} ms + int8 part "
         f"{int8_ms:.0f} ms = {floor_ms:.0f} ms; measured p50 {fast_ms:.0f} ms, the rest being element-wise operators (GELU, norms, "
         f"dynamic quantization; see the profile) and {detection:.0f} ms of face detection and cropping.",
         f"- All-int8 floor (all {total:.0f} GFLOPs at the int8 roof): {all_int8_ms:.0f} ms; the fast path measures "

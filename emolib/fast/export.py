@@ -60,7 +60,7 @@ from ..files import file_digest, umask_mode
 from . import gptq
 from .cache import INT8_BF16, OPSET, RECIPE_VERSION, passes, remove_stale, say, shape_settings, write_record
 from .probes import default_probes
-from .session import CONV_FEATURES, VOICE_INPUTS, FastModel
+from .session import CONV_FEATURES, POSITIONS, VOICE_INPUTS, FastModel
 
 # the transformer's linear layers: attention q/k/v/out projections and the feed-forward pair (any wav2vec2-family naming)
 VOICE_INT8_NODES = re.compile(r"/encoder/.*layers\.\d+/.*(proj|dense|fc\d?|linear)[^/]*/(MatMul|Gemm)")
@@ -103,7 +103,8 @@ def voice_input_names(settings) -> list[str]:
 
 
 def _voice_module(model, names: list[str]):
-    """The exported voice graph: ``names``' tensors -> pooled features, as VoiceModel.features."""
+    """The exported voice graph: ``names``' tensors -> pooled features, as VoiceModel.features. Inside ``_after_front_end``,
+    ``conv_features`` stand for the waveform and ``positions`` for the positional convolution's output."""
     import torch
 
     class VoiceFeatures(torch.nn.Module):
@@ -112,35 +113,49 @@ def _voice_module(model, names: list[str]):
             self.voice = voice
 
         def forward(self, *tensors):
-            return self.voice.features(**dict(zip(names, tensors)))
+            inputs = dict(zip(names, tensors))
+            if CONV_FEATURES in inputs:
+                inputs["input_values"] = inputs.pop(CONV_FEATURES)
+            if POSITIONS in inputs:
+                self.voice.encoder.encoder.pos_conv_embed.given = inputs.pop(POSITIONS)
+            return self.voice.features(**inputs)
 
     return VoiceFeatures(model).eval()
 
 
 @contextlib.contextmanager
-def _without_front_end(model):
-    """``model`` whose encoder takes its conv front end's output, (B, T', C) (``frontend.ConvFrontEnd``), in place of the
-    waveform: the feature extractor is swapped for a transpose while the graph is exported."""
+def _after_front_end(model, outputs):
+    """``model`` whose encoder starts where ``frontend.VoiceFrontEnd`` stops, while the graph is exported: the feature
+    extractor is swapped for a transpose of the given conv features (B, T', C), and, when the front end's ``outputs`` name
+    ``positions``, the positional convolution module for one that returns them."""
     import torch
 
     class FrontEndOutput(torch.nn.Module):
         def forward(self, conv_features):
             return conv_features.transpose(1, 2)
 
+    class GivenPositions(torch.nn.Module):
+        given = None
+
+        def forward(self, hidden):
+            return self.given
+
     encoder = model.encoder
-    extractor = encoder.feature_extractor
+    extractor, positional = encoder.feature_extractor, encoder.encoder.pos_conv_embed
     encoder.feature_extractor = FrontEndOutput()
+    if POSITIONS in outputs:
+        encoder.encoder.pos_conv_embed = GivenPositions()
     try:
         yield model
     finally:
-        encoder.feature_extractor = extractor
+        encoder.feature_extractor, encoder.encoder.pos_conv_embed = extractor, positional
 
 
 def front_end(model):
-    """The bf16 conv front end of a voice model (its feature extractor's weights must be loaded)."""
-    from .frontend import ConvFrontEnd
+    """The bf16 front end of a voice model (``frontend.VoiceFrontEnd``; its weights must be loaded)."""
+    from .frontend import VoiceFrontEnd
 
-    return ConvFrontEnd(model.encoder.feature_extractor)
+    return VoiceFrontEnd(model)
 
 
 def _face_module(model):
@@ -172,9 +187,9 @@ def export_voice(model, settings, path: Path, variant: str, workdir: Path, probe
     int8 weights and dynamic int8 activations; the conv feature encoder and the feature
     projection stay fp32 (see the module docstring for why); the int8 weights are rounded by GPTQ
     (``gptq``) on ``probes``' speech windows (default: the packaged probes), or to the nearest step with
-    ``rounding="nearest"``. int8-bf16: the same graph without
-    the conv feature encoder, which runs in bf16 before it (``frontend``; its input is
-    ``conv_features``, (1, T', C)).
+    ``rounding="nearest"``. int8-bf16: the same graph without the conv feature encoder and, where its form allows, the
+    positional convolution, which run in bf16 before it (``frontend.VoiceFrontEnd``; its inputs are ``conv_features``,
+    (1, T', C), and ``positions``, (1, T', D)).
     """
     import torch
 
@@ -184,11 +199,11 @@ def export_voice(model, settings, path: Path, variant: str, workdir: Path, probe
              "speech_mask": torch.ones(1, samples, dtype=torch.long)}
     fp32 = workdir / "voice-fp32.onnx"
     if variant == INT8_BF16:
-        with torch.no_grad():
-            dummy["input_values"] = model.encoder.feature_extractor(dummy["input_values"]).transpose(1, 2).contiguous()
-        with _without_front_end(model):
-            graph_names = [CONV_FEATURES if name == "input_values" else name for name in names]
-            _export(_voice_module(model, names), tuple(dummy[name] for name in names), fp32, graph_names, ["features"])
+        front = front_end(model)
+        dummy.update({name: torch.from_numpy(value) for name, value in front(dummy["input_values"].numpy(), dummy["attention_mask"].numpy()).items()})
+        graph_names = list(front.outputs) + [name for name in names if name != "input_values"]
+        with _after_front_end(model, front.outputs):
+            _export(_voice_module(model, graph_names), tuple(dummy[name] for name in graph_names), fp32, graph_names, ["features"])
     else:
         _export(_voice_module(model, names), tuple(dummy[name] for name in names), fp32, names, ["features"])
     if variant == "fp32":
@@ -276,21 +291,28 @@ def export_face(model, settings, path: Path, variant: str, workdir: Path, probes
 # ---------------------------------------------------------------- check and build
 
 # what each layer group of a fast file runs in (the build record's "layers"; emolib bench's table)
+GPTQ_INT8 = "int8 (per-channel weights rounded by GPTQ on the probes, dynamic activations)"
 LAYER_VARIANTS = {
-    ("voice", "fp32"): {"conv feature encoder": "fp32", "feature projection": "fp32", "transformer linear layers": "fp32",
-                        "attention products, norms, pooling": "fp32"},
-    ("voice", "int8"): {"conv feature encoder": "fp32", "feature projection": "fp32",
-                        "transformer linear layers": "int8 (per-channel weights rounded by GPTQ on the probes, dynamic activations)",
-                        "attention products, norms, pooling": "fp32"},
+    ("voice", "fp32"): {"conv feature encoder": "fp32", "feature projection": "fp32", "positional convolution": "fp32",
+                        "transformer linear layers": "fp32", "attention products, norms, pooling": "fp32"},
+    ("voice", "int8"): {"conv feature encoder": "fp32", "feature projection": "fp32", "positional convolution": "fp32",
+                        "transformer linear layers": GPTQ_INT8, "attention products, norms, pooling": "fp32"},
     ("voice", INT8_BF16): {"conv feature encoder": "bf16 (PyTorch oneDNN; GroupNorm folded into the first product), its last "
                                                    "three layers fp32",
-                           "feature projection": "fp32",
-                           "transformer linear layers": "int8 (per-channel weights rounded by GPTQ on the probes, dynamic activations)",
-                           "attention products, norms, pooling": "fp32"},
+                           "feature projection": "fp32", "positional convolution": "fp32",
+                           "transformer linear layers": GPTQ_INT8, "attention products, norms, pooling": "fp32"},
     ("face", "fp32"): {"convolutions": "fp32", "final pooling": "fp32"},
     ("face", "int8"): {"convolutions": "int8 static (per-channel 7-bit weights, calibrated activations)", "final pooling": "int8"},
 }
 
+
+
+def layer_variants(kind: str, variant: str, front=None) -> dict:
+    """What each layer group of a fast file runs in; ``front``: its ``frontend.VoiceFrontEnd``, if it has one."""
+    layers = dict(LAYER_VARIANTS[(kind, variant)])
+    if front is not None and POSITIONS in front.outputs:
+        layers["positional convolution"] = "bf16 (PyTorch oneDNN)"
+    return layers
 
 
 def _check(kind: str, model, fast: FastModel, settings, probes) -> dict:
@@ -345,7 +367,7 @@ def build(kind, model, settings, variant, folder: Path, name: str, weights: str,
         fast = FastModel(kind, staged, {"variant": variant}, threads, front_end(model) if variant == INT8_BF16 else None)
         check = _check(kind, model, fast, settings, probes)
         record = {
-            "ok": passes(check, variant), "kind": kind, "variant": variant, "layers": LAYER_VARIANTS[(kind, variant)],
+            "ok": passes(check, variant), "kind": kind, "variant": variant, "layers": layer_variants(kind, variant, fast.front),
             "weights_sha256": weights,
             "settings": shape_settings(kind, settings), "recipe": RECIPE_VERSION, "check": check,
             "build_seconds": round(time.time() - started, 1), "versions": _versions(),

@@ -21,8 +21,9 @@ from .session import FastModel, available, physical_cores
 
 
 NOT_EXPORTED = ("egemaps", "fer-mini-xception")  # models with no ONNX form (``exportable`` False): loaded whole, run eagerly
-# encoder weights a lean model keeps: the voice conv front end, which runs in PyTorch before an int8-bf16 graph (17 MB)
-KEEP_LOADED = "encoder.feature_extractor."
+# encoder weights a lean model keeps: what runs in PyTorch before an int8-bf16 graph (``frontend.VoiceFrontEnd``): the voice
+# conv front end (17 MB), the feature projection (1.6 MB) and the positional convolution (19 MB)
+KEEP_LOADED = ("encoder.feature_extractor.", "encoder.feature_projection.", "encoder.encoder.pos_conv_embed.")
 
 
 def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads: int | None = None, log=None, probes=None) -> FastModel | None:
@@ -117,7 +118,7 @@ def _placeholder(tensor):
 
 
 def _replaced(name: str) -> bool:
-    """True for the weights a lean model holds as placeholders: the encoder's, but for its voice conv front end."""
+    """True for the weights a lean model holds as placeholders: the encoder's, but for what its voice front end runs."""
     return name.startswith("encoder.") and not name.startswith(KEEP_LOADED)
 
 

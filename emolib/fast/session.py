@@ -16,8 +16,11 @@ from ..errors import ModelError
 
 # what transforms.voice_inputs gives, in the exported graph's order (speech_mask only for speech-only models)
 VOICE_INPUTS = ("input_values", "attention_mask", "speech_mask")
-# a graph after a bf16 conv front end (``frontend``) takes the front end's output in place of the waveform
+# a graph after a bf16 front end (``frontend.VoiceFrontEnd``) takes its conv features in place of the waveform, and the
+# positional convolution's output when the front end computes that too
 CONV_FEATURES = "conv_features"
+POSITIONS = "positions"
+FRONT_END_OUTPUTS = (CONV_FEATURES, POSITIONS)
 # ONNX Runtime's fused residual-add + LayerNorm kernel (SkipLayerNormalization) took 0.44 ms per (199, 768) call on 2 threads
 # of a Xeon with AVX-512, its own Add + LayerNormalization 0.13 ms: left unfused, the full-size int8 voice graph ran in 55.6
 # instead of 64.1 ms (wav2vec2-base's 25 norms; one run, alternated; ``emolib bench``'s voice profile shows the operators)
@@ -77,8 +80,8 @@ def new_session(path, options):
 class FastModel:
     """One cached ONNX Runtime session for a voice or face model, with its build record.
 
-    ``front``: for a graph that takes ``conv_features``, the module (``frontend.ConvFrontEnd``) that makes them from
-    the waveform, run in PyTorch before the session.
+    ``front``: for a graph that takes ``conv_features`` (and ``positions``), the ``frontend.VoiceFrontEnd`` that makes them
+    from the window's arrays, run in PyTorch before the session.
     """
 
     def __init__(self, kind: str, path: Path, record: dict, threads: int | None = None, front=None):
@@ -86,11 +89,11 @@ class FastModel:
         self.variant = record.get("variant", "fp32")
         self.session = new_session(path, session_options(threads))
         graph_inputs = [node.name for node in self.session.get_inputs()]
-        if (CONV_FEATURES in graph_inputs) != (front is not None):
-            raise ModelError(f"fast voice graph {self.path} and its conv front end do not match")
+        if tuple(name for name in graph_inputs if name in FRONT_END_OUTPUTS) != (tuple(front.outputs) if front is not None else ()):
+            raise ModelError(f"fast voice graph {self.path} and its PyTorch front end do not match")
         self.front = front
         # what a feed must give (read once, not per prediction)
-        self.inputs = [("input_values" if name == CONV_FEATURES else name) for name in graph_inputs]
+        self.inputs = [name for name in graph_inputs if name not in FRONT_END_OUTPUTS] + (["input_values"] if front is not None else [])
 
     def __repr__(self) -> str:
         return f"FastModel({self.kind}, {self.variant}, {self.path})"
@@ -107,9 +110,7 @@ class FastModel:
         if sorted(given) != sorted(self.inputs):
             raise ModelError(f"fast voice graph {self.path} takes {', '.join(self.inputs)}; given {', '.join(given)}")
         if self.front is not None:
-            import torch
-
-            given[CONV_FEATURES] = self.front(torch.from_numpy(given.pop("input_values"))).numpy()
+            given.update(self.front(given.pop("input_values"), given.get("attention_mask")))
         return given
 
     def face_embeddings(self, pixels: np.ndarray) -> np.ndarray:

@@ -151,8 +151,7 @@ class VoiceModel(FrozenAwareModule):
     def frame_states(self, input_values, attention_mask=None, speech_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L, T, D) hidden states (L = 1: the last layer; else every layer) and the (B, T) mask of the frames to pool:
         those that cover real audio and, with ``speech_mask`` (samples, 1 = speech), speech."""
-        encoder_mask = attention_mask if self.encoder.config.feat_extract_norm == "layer" else None
-        output = self.encoder(input_values, attention_mask=encoder_mask, output_hidden_states=self.layer_weights is not None)
+        output = self.encoder(input_values, attention_mask=self.encoder_mask(attention_mask), output_hidden_states=self.layer_weights is not None)
         hidden = torch.stack(output.hidden_states, dim=1) if self.layer_weights is not None else output.last_hidden_state.unsqueeze(1)
         frames = hidden.shape[2]
         if attention_mask is None:
@@ -162,6 +161,11 @@ class VoiceModel(FrozenAwareModule):
         if speech_mask is not None:
             mask = mask * speech_frames(speech_mask, frames, self.frame_stride())
         return hidden, mask
+
+    def encoder_mask(self, attention_mask):
+        """The sample mask the encoder itself is given: only encoders with LayerNorm'd conv features (``feat_extract_norm``
+        "layer") were trained with padding masked; the others (wav2vec2-base) see zero padding as audio, as in pre-training."""
+        return attention_mask if self.encoder.config.feat_extract_norm == "layer" else None
 
     def frame_stride(self) -> int:
         """Samples per encoder frame (320 for wav2vec2-base)."""
