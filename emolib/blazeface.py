@@ -61,9 +61,13 @@ def anchors(size: int, strides: tuple, per_layer: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def load(model: str):
+def load(model: str, single: bool = False):
     """(ONNX Runtime session, anchors) of ``model`` ("short" or "full"), once per process: ONNX Runtime's threads (one per
-    physical core; ``$EMOLIB_THREADS`` overrides), not spin-waiting (as the fast path's sessions: robust on a shared machine)."""
+    physical core; ``$EMOLIB_THREADS`` overrides), not spin-waiting (as the fast path's sessions: robust on a shared machine).
+
+    ``single``: the session for one image at a time, on one thread: waking a second thread cost more than it gave on one
+    image (2-core Xeon, ms per image, 2 threads / 1 thread: short range 1.38 / 1.07, full range 4.09 / 3.49; batches of 16:
+    0.86 / 1.27 and 2.76 / 4.56)."""
     import onnxruntime as ort
 
     if model not in MODELS:
@@ -74,7 +78,7 @@ def load(model: str):
         raise ModelError(f"{path}: BlazeFace model missing from the emolib package (reinstall emolib)")
     options = ort.SessionOptions()
     threads = os.environ.get("EMOLIB_THREADS", "").strip()
-    options.intra_op_num_threads = int(threads) if threads.isdigit() and int(threads) > 0 else 0
+    options.intra_op_num_threads = 1 if single else int(threads) if threads.isdigit() and int(threads) > 0 else 0
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
@@ -143,7 +147,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int
 def raw_outputs(images: list[np.ndarray], model: str) -> list[tuple[np.ndarray, np.ndarray, float, float, float]]:
     """The network's (scores (N,), regressions (N, 16)) for each of ``images`` and its letterbox (side, x pad, y pad); the
     images run ``BATCH`` at a time."""
-    session, _ = load(model)
+    session, _ = load(model, single=len(images) == 1)
     boxes = [letterbox(image, MODELS[model][1]) for image in images]
     results = []
     for start in range(0, len(boxes), BATCH):

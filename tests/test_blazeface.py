@@ -203,7 +203,8 @@ def test_a_drawn_box_lands_on_the_face_of_a_working_copy():
 @pytest.mark.parametrize("model", ["short", "full", "both", "auto"])
 def test_images_detected_together_get_the_faces_they_get_alone(model, monkeypatch):
     """A batch of real images of different sizes (and more of them than one network run takes) gives each image exactly the
-    faces and keypoints it gets alone: the batch axis changes nothing but speed."""
+    faces and keypoints it gets alone (on the one-thread session single images use): the batch axis and the threads change
+    nothing but speed."""
     from skimage import data
 
     from emolib.faces import detect_many
@@ -213,8 +214,11 @@ def test_images_detected_together_get_the_faces_they_get_alone(model, monkeypatc
     people = [data.astronaut(), messi, face_image(), np.ascontiguousarray(data.astronaut()[60:260, 120:330]),
               np.zeros((90, 160, 3), np.uint8), np.ascontiguousarray(messi[:, ::-1])]
     detector = Detector(model=model)
-    alone = [detect(image, detector) for image in people]
+    alone = [detect(image, detector) for image in people]  # one image per run: each model's one-thread session
     together = detect_many(people, detector)
+    ranges = ("short", "full") if model in ("both", "auto") else (model,)
+    assert all(blazeface.load(name, single=True)[0].get_session_options().intra_op_num_threads == 1
+               for name in ranges)
     assert sum(map(bool, alone)) >= 3  # faces in most images (not a batch of empty results)
     for one, batch in zip(alone, together):
         assert [(face.box, face.score) for face in one] == [(face.box, face.score) for face in batch]

@@ -23,9 +23,9 @@ that failure; on CPUs with AMX or AVX512-BF16 its matrix products run 4-6x faste
   wav2vec2-base, 240 RAVDESS clips, transformer fp32: 1 - cosine of pooled embeddings 1.3e-5 -> 0.7e-5, a calibrated
   head's largest probability change 0.0063 -> 0.0034; ``emolib bench --fast-real``).
 
-Its big intermediates (13-20 MB each for a 4 s window) go to buffers kept for the last input shape: allocated afresh on
-every call, they were returned to the system and page-faulted back each time, which made the front end 26-28 ms instead
-of 19 ms once an ONNX Runtime session shared the process (full-size wav2vec2-base, one 4 s window, 2 threads).
+Its big intermediates (13-20 MB each for a 4 s window) go to buffers kept for the last input shape (``_buffer``):
+allocated afresh on every call, they were returned to the system and page-faulted back each time, which made the front end
+26-28 ms instead of 19 ms once an ONNX Runtime session shared the process (full-size wav2vec2-base, one 4 s window, 2 threads).
 
 ``PositionalConv``: the transformer's positional convolution (a grouped Conv1d, kernel 128, over the projected frames;
 1.9 GFLOPs for 4 s) in bf16 too: 4.3 ms against 10 ms in fp32 (ONNX Runtime or PyTorch), and on real speech it moved
@@ -124,12 +124,17 @@ class ConvFrontEnd(nn.Module):
                 hidden = self._layer(index, hidden)
             return hidden.to(torch.float32, copy=True)  # never a buffer
 
-    def _buffer(self, key, shape, dtype: torch.dtype) -> torch.Tensor:
-        """A buffer for an intermediate of this input shape, made on its first use and reused by later calls."""
-        buffer = self._workspace.get(key)
-        if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != dtype:
-            buffer = self._workspace[key] = torch.empty(tuple(shape), dtype=dtype)
-        return buffer
+    def _buffer(self, role: str, shape, dtype: torch.dtype) -> torch.Tensor:
+        """A (shape, dtype) view of the workspace's buffer for ``role``, grown to the largest use and reused by later calls.
+
+        Roles: the layers' outputs alternate between "even" and "odd" (a layer reads the other's), "windows" holds one layer's
+        im2col matrix at a time, "input" one layer's input cast to its weights' dtype: ~40 MB for a 4 s window, where a buffer
+        per layer and role took ~70 MB and ran 1.5 ms slower."""
+        size = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
+        flat = self._workspace.get(role)
+        if flat is None or flat.numel() < size:
+            flat = self._workspace[role] = torch.empty(size, dtype=torch.uint8)
+        return flat[:size].view(dtype).view(tuple(shape))
 
     def _first(self, waves: torch.Tensor) -> torch.Tensor:
         """Layer 0 (+ its per-channel GroupNorm folded into the product) + GELU: (B, N) -> (B, T, C) in ``dtype``."""
@@ -149,10 +154,10 @@ class ConvFrontEnd(nn.Module):
             scale = gamma.double() / torch.sqrt(channel_var + eps)  # (B, C)
             shift = beta.double() - channel_mean * scale + conv_bias * scale
             folded = weight64[None] * scale[:, None, :]  # (B, k, C)
-            hidden = self._buffer(0, (patches.shape[0], patches.shape[1], weight.shape[1]), dtype)
+            hidden = self._buffer("even", (patches.shape[0], patches.shape[1], weight.shape[1]), dtype)
             torch.baddbmm(shift[:, None, :].to(dtype), patches.to(dtype), folded.to(dtype), out=hidden)
         else:
-            hidden = self._buffer(0, (patches.shape[0], patches.shape[1], weight.shape[1]), dtype)
+            hidden = self._buffer("even", (patches.shape[0], patches.shape[1], weight.shape[1]), dtype)
             torch.matmul(patches.to(dtype), self.cast[0], out=hidden)
             if bias is not None:
                 hidden.add_(bias.to(dtype))
@@ -165,11 +170,11 @@ class ConvFrontEnd(nn.Module):
         out_frames = (frames - kernel) // stride + 1
         weight = self.cast[index]
         if hidden.dtype != weight.dtype or not hidden.is_contiguous():
-            hidden = self._buffer(("input", index), hidden.shape, weight.dtype).copy_(hidden)
+            hidden = self._buffer("input", hidden.shape, weight.dtype).copy_(hidden)
         windows = hidden.as_strided((batch, out_frames, kernel * channels), (frames * channels, stride * channels, 1))
         if kernel != stride:  # overlapping windows: one matrix of them (im2col)
-            windows = self._buffer(("windows", index), windows.shape, weight.dtype).copy_(windows)
-        out = self._buffer(index, (batch, out_frames, weight.shape[1]), weight.dtype)
+            windows = self._buffer("windows", windows.shape, weight.dtype).copy_(windows)
+        out = self._buffer("odd" if index % 2 else "even", (batch, out_frames, weight.shape[1]), weight.dtype)
         for item in range(batch):  # each item's windows are one matrix, whatever the batch stride
             torch.mm(windows[item], weight, out=out[item])
         if self.biases[index] is not None:
@@ -204,14 +209,17 @@ class PositionalConv(nn.Module):
     def __init__(self, positional, dtype: torch.dtype = DTYPE):
         super().__init__()
         conv = positional.conv
-        self.weight = conv.weight.detach().to(dtype).contiguous()
+        # run as a (1, k) Conv2d on channels-last frames: oneDNN's 2-D kernels took 2.3 ms where its 1-D ones took 3.8 ms
+        # (wav2vec2-base's 768 channels in 16 groups, kernel 128, 199 frames, bf16, 2 threads of a Xeon with AMX)
+        self.weight = conv.weight.detach()[:, :, None, :].to(dtype).contiguous(memory_format=torch.channels_last)
         self.bias = None if conv.bias is None else conv.bias.detach().to(dtype)
         self.padding, self.groups = conv.padding[0], conv.groups
         self.trim, self.activation = positional.padding, positional.activation
 
     @torch.inference_mode()
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        out = nn.functional.conv1d(hidden.transpose(1, 2).to(self.weight.dtype), self.weight, self.bias, padding=self.padding, groups=self.groups)
+        frames = hidden.to(self.weight.dtype).transpose(1, 2)[:, :, None, :]  # (B, D, 1, T): channels-last, no copy
+        out = nn.functional.conv2d(frames, self.weight, self.bias, padding=(0, self.padding), groups=self.groups)[:, :, 0, :]
         return self.activation(self.trim(out.float())).transpose(1, 2).contiguous()
 
 
