@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TARGETS = {"p50_seconds": 0.25, "speedup": 3.0, "prob_diff": 0.02, "uar_points": 1.0, "face_clips_per_second": 20.0, "rss_gb": 1.5}
+TARGETS = {"p50_seconds": 0.25, "speedup": 3.0, "prob_diff": 0.02, "uar_points": 1.0, "face_clips_per_second": 20.0, "rss_gb": 1.5,
+           "all_int8_floor": 1.5}
 
 
 def _ms(seconds: float) -> str:
@@ -159,7 +160,15 @@ def bounds(results: dict) -> list[str]:
         f"{int8_ms:.0f} ms = {floor_ms:.0f} ms; measured p50 {fast_ms:.0f} ms, the rest being element-wise operators (GELU, norms, "
         f"dynamic quantization; see the profile) and {detection:.0f} ms of face detection and cropping.",
         f"- All-int8 floor (all {total:.0f} GFLOPs at the int8 roof): {all_int8_ms:.0f} ms; the fast path measures "
-        f"{fast_ms / all_int8_ms:.2f}x that (goal ≤ 1.5x), {live['eager']['p50'] * 1000 / fast_ms:.2f}x faster than eager (goal ≥ 3x).",
+        f"{fast_ms / all_int8_ms:.2f}x that (goal ≤ {TARGETS['all_int8_floor']}x), {live['eager']['p50'] * 1000 / fast_ms:.2f}x faster than eager "
+        f"(goal ≥ {TARGETS['speedup']:.0f}x).",
+    ] + ([
+        f"- That floor is no target on this CPU: its int8 roof is {roof['int8'] / roof['fp32']:.0f}x its fp32 one, a rate only large "
+        "products reach (a live window gives the transformer's products a few hundred rows), and face detection and cropping alone "
+        f"take {detection / all_int8_ms:.0%} of it."
+        + (" The all-int8 voice file, static int8 conv front end included, measured slower than the int8-bf16 one, not faster "
+           "(the p50 column of 'The fast voice files on real speech', `emolib bench --fast-real`)." if bf16 else ""),
+    ] if fast_ms > TARGETS["all_int8_floor"] * all_int8_ms else []) + [
         "- Static int8 of the conv feature encoder was tried again, calibrated on real speech (see 'The fast voice files on real "
         "speech'): real recordings' silences give conv features far below one per-tensor int8 step, and the feature projection's "
         "LayerNorm scales each frame back to unit size, so their rounding error becomes full-size. bf16 keeps ~3 significant "
