@@ -110,7 +110,7 @@ def test_speech_only_voice_runs_fast_with_its_speech_mask(tmp_path):
     import torch
 
     from emolib.errors import ModelError
-    from emolib.fast.export import voice_arrays
+    from emolib.fast.voice_graph import voice_arrays
 
     models = make_untrained_models(tmp_path / "speech", voice_options={"pooling": "attentive-stats"},
                                    audio_options={"speech_only": True})

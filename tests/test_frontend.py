@@ -19,7 +19,7 @@ from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Mode
 
 from emolib.audio import load_audio
 from emolib.fast import cache as fast_cache, frontend
-from emolib.fast.export import voice_arrays
+from emolib.fast.voice_graph import voice_arrays
 from emolib.fast.frontend import ConvFrontEnd, PositionalConv, VoiceFrontEnd, positional_supported, supported
 from emolib.fast.session import CONV_FEATURES, POSITIONS
 from emolib.models.nets import VoiceConfig, VoiceModel

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from emolib.fast import gptq
-from emolib.fast.export import VOICE_INT8_NODES, _linears, export_voice
+from emolib.fast.voice_graph import VOICE_INT8_NODES, _linears, export_voice
 from emolib.fast.probes import default_probes
 from emolib.models.nets import VoiceConfig, VoiceModel
 from emolib.transforms import AudioSettings

@@ -62,19 +62,20 @@ def _static_int8_front_end(model, settings, folder: Path, probes):
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from ..fast.export import VOICE_INT8_NODES, _quiet, _reader, export_voice, voice_arrays
+    from ..fast.torch_onnx import calibration_reader, quiet
+    from ..fast.voice_graph import VOICE_INT8_NODES, export_voice, voice_arrays
     from ..fast.session import FastModel
 
     fp32, prepared, convs, path = folder / "fp32.onnx", folder / "prepared.onnx", folder / "convs.onnx", folder / "static.onnx"
     export_voice(model, settings, fp32, "fp32", folder)
-    with _quiet():
+    with quiet():
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared))
         front = [node.name for node in graph.graph.node if node.op_type == "Conv" and "feature_extractor" in node.name]
         others = [node.name for node in graph.graph.node if node.op_type == "Conv" and node.name not in front]
         keep = [node.name for node in graph.graph.node if node.op_type in ("MatMul", "Gemm") and not VOICE_INT8_NODES.search(node.name)]
         feeds = [voice_arrays(wave, settings) for wave in probes.real_speech]
-        quantize_static(str(prepared), str(convs), _reader(feeds), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+        quantize_static(str(prepared), str(convs), calibration_reader(feeds), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["Conv"], nodes_to_exclude=others)
         quantize_dynamic(str(convs), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=keep,
                          per_channel=True)
@@ -119,7 +120,8 @@ def measure(models_dir, real_dir, per_actor: int = 12, progress: bool = True) ->
 
     from ..audio import load_audio
     from ..fast.cache import INT8_BF16, bf16_front_end
-    from ..fast.export import build, export_voice, front_end, voice_arrays
+    from ..fast.export import build
+    from ..fast.voice_graph import export_voice, front_end, voice_arrays
     from ..fast.probes import default_probes
     from ..fast.runtime import load_checkpoint, load_encoder_weights
     from ..fast.session import FastModel

@@ -121,7 +121,7 @@ def flop_budget(predictor) -> dict:
     runs in fp32, its int8 linears, and the face model (int8)."""
     import torch
 
-    from ..fast.export import VOICE_INT8_NODES, voice_arrays
+    from ..fast.voice_graph import VOICE_INT8_NODES, voice_arrays
     from ..fast.frontend import positional_supported
     from ..fast.runtime import load_encoder_weights
 
@@ -197,7 +197,7 @@ def operator_profile(fast_model, feed: dict, runs: int = 3, top: int = 7) -> lis
 
 def profiles(fast) -> dict:
     """Per-operator profiles of the fast voice and face sessions on a live input."""
-    from ..fast.export import voice_arrays
+    from ..fast.voice_graph import voice_arrays
     from ..transforms import face_pixels
 
     audio, frame = live_inputs(0)

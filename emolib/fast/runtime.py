@@ -68,7 +68,7 @@ def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads:
 
 
 def _front_end(model):
-    from .export import front_end
+    from .voice_graph import front_end
 
     return front_end(model)
 
