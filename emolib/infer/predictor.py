@@ -35,10 +35,10 @@ from dataclasses import replace
 import numpy as np
 
 from ..errors import ModelError
-from ..faces import clip_has_face
+from ..faces import clip_has_face, crop_track
 from ..eval.calibration import UNCERTAIN, abstained, temperature
 from ..speech import stored_rule
-from ..transforms import AudioSettings, FaceSettings, crop_clip
+from ..transforms import AudioSettings, FaceSettings
 from .batch import is_batch, predictions_table
 from .folder import calibration_note, common_labels, folder_settings
 from .inputs import load_inputs, prepare_audio, prepare_frames, speech_rule
@@ -287,7 +287,7 @@ class Predictor:
             faces = find_faces(frames, self.face_settings, whole_image, frame_ids, shared)
             if shared is None:
                 settings = replace(self.face_settings, margin=0.0, align=False) if whole_image else self.face_settings
-                crops, found, _ = crop_clip(frames, settings, faces.detections)
+                crops, found, _ = crop_track(frames, faces.main, settings.image_size, settings.margin, settings.align)  # linked once
             else:  # the main track's crops are embedded (once per frame and face) only if it has any
                 found = np.array([faces.main is not None and i in faces.main.faces for i in range(len(frames))], dtype=bool)
             result["face_found"] = clip_has_face(found)
