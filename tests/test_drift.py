@@ -87,24 +87,24 @@ def test_face_settings_chosen_at_training_are_used_by_inference(custom_face_mode
     root, manifest = custom_face_model
     predictor = Predictor.from_dir(root / "models", fast=False)
     assert predictor.face_settings == CUSTOM_FACE
-    detectors, crop_shapes = [], []
-    original_detect, original_crop = people_module.detect_many, predictor_module.crop_clip
+    detectors, crops_made = [], []
+    original_detect, original_crop = people_module.detect_many, predictor_module.crop_track
 
     def detect(frames, detector):
         detectors.append(detector)
         return original_detect(frames, detector)
 
-    def crop(frames, settings, detections=None):
-        crops = original_crop(frames, settings, detections)
-        crop_shapes.append(crops[0].shape)
+    def crop(frames, track, size, margin, align):
+        crops = original_crop(frames, track, size, margin, align)
+        crops_made.append((crops[0].shape, margin, align))
         return crops
 
     monkeypatch.setattr(people_module, "detect_many", detect)
-    monkeypatch.setattr(predictor_module, "crop_clip", crop)
+    monkeypatch.setattr(predictor_module, "crop_track", crop)
     video = manifest["video_path"].iloc[0]
     prediction = predictor.predict_files(video=video)
     assert prediction.frames == CUSTOM_FACE.frames and set(detectors) == {CUSTOM_FACE.detector}
-    assert crop_shapes == [(CUSTOM_FACE.frames, 64, 64, 3)]
+    assert crops_made == [((CUSTOM_FACE.frames, 64, 64, 3), CUSTOM_FACE.margin, CUSTOM_FACE.align)]
 
     table = predict_split(manifest, root / "models", "test", root / "eval-cache", "cpu", progress=False)
     assert table["face_pred"].notna().any()

@@ -225,6 +225,16 @@ def test_int8_bf16_file_is_reloaded_lean_and_left_where_bf16_is_missing(tmp_path
     assert query.stride() == (0, 0)  # the rest of the encoder lives in the ONNX file
     assert again.fast.voice.record["layers"]["positional convolution"].startswith("bf16")
 
+    from emolib.errors import ModelError
+    from emolib.fast.session import FastModel
+
+    fast = again.fast.voice
+    conv_only = VoiceFrontEnd(again.voice)
+    conv_only.positional, conv_only.outputs = None, (CONV_FEATURES,)
+    for front in (None, conv_only):  # a graph is never fed by a front end that does not make what it takes
+        with pytest.raises(ModelError, match="do not match"):
+            FastModel("voice", fast.path, fast.record, front=front)
+
     monkeypatch.setattr(frontend, "bf16_cpu", lambda: False)
     elsewhere = Predictor.from_dir(models)  # the same folder on a CPU without bf16: the ONNX Runtime file
     assert elsewhere.fast.voice.variant == "int8"
