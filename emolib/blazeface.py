@@ -60,9 +60,22 @@ def anchors(size: int, strides: tuple, per_layer: int) -> np.ndarray:
     return np.concatenate(centres).astype(np.float32)
 
 
+def _spec(model: str) -> tuple:
+    if model not in MODELS:
+        raise ModelError(f"BlazeFace model {model!r}: expected one of {', '.join(MODELS)}")
+    return MODELS[model]
+
+
+@lru_cache(maxsize=None)
+def model_anchors(model: str) -> np.ndarray:
+    """The anchor centres of ``model`` ("short" or "full"), once per process."""
+    _, size, strides, per_layer, _ = _spec(model)
+    return anchors(size, strides, per_layer)
+
+
 @lru_cache(maxsize=None)
 def load(model: str, single: bool = False):
-    """(ONNX Runtime session, anchors) of ``model`` ("short" or "full"), once per process: ONNX Runtime's threads (one per
+    """The ONNX Runtime session of ``model`` ("short" or "full"), once per process: ONNX Runtime's threads (one per
     physical core; ``$EMOLIB_THREADS`` overrides), not spin-waiting (as the fast path's sessions: robust on a shared machine).
 
     ``single``: the session for one image at a time, on one thread: waking a second thread cost more than it gave on one
@@ -70,10 +83,7 @@ def load(model: str, single: bool = False):
     0.86 / 1.27 and 2.76 / 4.56)."""
     import onnxruntime as ort
 
-    if model not in MODELS:
-        raise ModelError(f"BlazeFace model {model!r}: expected one of {', '.join(MODELS)}")
-    name, size, strides, per_layer, _ = MODELS[model]
-    path = resources.files("emolib") / "assets" / "blazeface" / name
+    path = resources.files("emolib") / "assets" / "blazeface" / _spec(model)[0]
     if not path.is_file():
         raise ModelError(f"{path}: BlazeFace model missing from the emolib package (reinstall emolib)")
     options = ort.SessionOptions()
@@ -82,8 +92,7 @@ def load(model: str, single: bool = False):
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
-    session = ort.InferenceSession(batch_axis(path.read_bytes()), options, providers=["CPUExecutionProvider"])
-    return session, anchors(size, strides, per_layer)
+    return ort.InferenceSession(batch_axis(path.read_bytes()), options, providers=["CPUExecutionProvider"])
 
 
 def batch_axis(model_bytes: bytes) -> bytes:
@@ -147,7 +156,7 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, int, int
 def raw_outputs(images: list[np.ndarray], model: str) -> list[tuple[np.ndarray, np.ndarray, float, float, float]]:
     """The network's (scores (N,), regressions (N, 16)) for each of ``images`` and its letterbox (side, x pad, y pad); the
     images run ``BATCH`` at a time."""
-    session, _ = load(model, single=len(images) == 1)
+    session = load(model, single=len(images) == 1)
     boxes = [letterbox(image, MODELS[model][1]) for image in images]
     results = []
     for start in range(0, len(boxes), BATCH):
@@ -201,7 +210,7 @@ def weighted_nms(scores, boxes, keypoints, threshold: float):
 def candidates(images: list[np.ndarray], model: str, threshold: float | None = None) -> list:
     """For each image: (scores, boxes, keypoints) of ``model``'s anchors above ``threshold`` (None: MediaPipe's for it), in the
     letterbox square's [0, 1] coordinates (the same square for both models), and the letterbox (side, x pad, y pad)."""
-    _, anchor_centres = load(model)
+    anchor_centres = model_anchors(model)
     size, default_threshold = MODELS[model][1], MODELS[model][4]
     return [(decode(scores, regressions, anchor_centres, size, default_threshold if threshold is None else threshold), (side, left, top))
             for scores, regressions, side, left, top in raw_outputs(images, model)]

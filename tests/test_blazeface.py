@@ -214,10 +214,12 @@ def test_images_detected_together_get_the_faces_they_get_alone(model, monkeypatc
     people = [data.astronaut(), messi, face_image(), np.ascontiguousarray(data.astronaut()[60:260, 120:330]),
               np.zeros((90, 160, 3), np.uint8), np.ascontiguousarray(messi[:, ::-1])]
     detector = Detector(model=model)
+    blazeface.load.cache_clear()
     alone = [detect(image, detector) for image in people]  # one image per run: each model's one-thread session
-    together = detect_many(people, detector)
     ranges = ("short", "full") if model in ("both", "auto") else (model,)
-    assert all(blazeface.load(name, single=True)[0].get_session_options().intra_op_num_threads == 1
+    assert blazeface.load.cache_info().currsize == len(ranges)  # and no other session was made for them
+    together = detect_many(people, detector)
+    assert all(blazeface.load(name, single=True).get_session_options().intra_op_num_threads == 1
                for name in ranges)
     assert sum(map(bool, alone)) >= 3  # faces in most images (not a batch of empty results)
     for one, batch in zip(alone, together):
