@@ -28,7 +28,7 @@ allocated afresh on every call, they were returned to the system and page-faulte
 26-28 ms instead of 19 ms once an ONNX Runtime session shared the process (full-size wav2vec2-base, one 4 s window, 2 threads).
 
 ``PositionalConv``: the transformer's positional convolution (a grouped Conv1d, kernel 128, over the projected frames;
-1.9 GFLOPs for 4 s) in bf16 too: 4.3 ms against 10 ms in fp32 (ONNX Runtime or PyTorch), and on real speech it moved
+1.9 GFLOPs for 4 s) in bf16 too: 2.3 ms against 10 ms in fp32 (ONNX Runtime or PyTorch), and on real speech it moved
 the pooled embeddings by a tenth of what the bf16 conv front end does (240 RAVDESS clips, full-size random-init
 wav2vec2-base, transformer fp32: mean 1 - cosine 2.7e-6 -> 2.9e-6, largest of a calibrated head's probability changes
 0.0043 -> 0.0046). ``VoiceFrontEnd`` runs both, and the feature projection between them, before the int8 graph.
@@ -70,6 +70,11 @@ def _norm_kind(layer) -> str | None:
     return "layer" if isinstance(norm, nn.LayerNorm) else "other"
 
 
+def _exact_gelu(module) -> bool:
+    """True for a GELU module computing the exact (erf) form, as the bf16 code does (HF's GELUActivation or torch's GELU)."""
+    return type(module).__name__ in ("GELUActivation", "GELU") and getattr(module, "approximate", "none") == "none"
+
+
 def supported(extractor) -> bool:
     """True when ``extractor`` (a wav2vec2-family feature encoder) is convolutions + GELU with at most a per-channel
     GroupNorm on the first layer, or a LayerNorm over channels on every layer."""
@@ -80,8 +85,7 @@ def supported(extractor) -> bool:
         conv = getattr(layer, "conv", None)
         if not isinstance(conv, nn.Conv1d) or conv.groups != 1 or conv.padding != (0,) or conv.dilation != (1,):
             return False
-        activation = getattr(layer, "activation", None)
-        if type(activation).__name__ not in ("GELUActivation", "GELU") or getattr(activation, "approximate", "none") != "none":
+        if not _exact_gelu(getattr(layer, "activation", None)):
             return False
         kind = _norm_kind(layer)
         if kind == "other" or (kind == "group" and index != 0):
@@ -196,10 +200,7 @@ def positional_supported(encoder) -> bool:
     conv = getattr(positional, "conv", None)
     if not isinstance(conv, nn.Conv1d) or conv.stride != (1,) or conv.dilation != (1,) or not hasattr(encoder, "feature_projection"):
         return False
-    activation = getattr(positional, "activation", None)
-    if type(activation).__name__ not in ("GELUActivation", "GELU") or getattr(activation, "approximate", "none") != "none":
-        return False
-    return {name for name, _ in positional.named_children()} == {"conv", "padding", "activation"}
+    return _exact_gelu(getattr(positional, "activation", None)) and {name for name, _ in positional.named_children()} == {"conv", "padding", "activation"}
 
 
 class PositionalConv(nn.Module):
