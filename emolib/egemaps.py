@@ -109,3 +109,25 @@ def by_speaker(values: np.ndarray, speakers, corpus_mean: np.ndarray, corpus_std
             out[rows] = standardise(values[rows], corpus_mean, corpus_std)
             too_few.append(speaker)
     return out, {"speakers": len(set(speakers)), "by_corpus": too_few}
+
+
+def speaker_features(model, inputs: dict, speaker=None, speaker_norm: bool = True):
+    """(features (1, D), how they were standardised) of an eGeMAPS voice model for one window's ``transforms.voice_inputs``:
+    by the speaker's statistics (``speaker``: the ``SpeakerStats`` this window is added to first) once they are ready, else by
+    the model's corpus statistics; ``speaker_norm`` False (or a model trained without it): the corpus statistics always."""
+    import torch
+
+    with torch.inference_mode():
+        raw = model.frozen_features(inputs["input_values"][None], inputs["attention_mask"][None]).cpu()
+        if not (speaker_norm and model.speaker_norm):
+            how = "off (the corpus statistics)" if model.speaker_norm else "none (the model trained without it)"
+            return model.from_frozen(raw).float(), how
+        if speaker is not None:
+            speaker.add(raw.numpy())
+        if speaker is not None and speaker.ready:
+            floor = np.maximum(1e-3 * model.std.numpy(), 1e-12)
+            standardised = torch.from_numpy(standardise(raw.numpy(), speaker.mean, speaker.std, floor))
+            return model.from_standardised(standardised).float(), f"per speaker: {speaker.count} windows of this speaker so far"
+        how = ("the corpus statistics (the speaker is not known)" if speaker is None else
+               f"the corpus statistics until {MIN_CLIPS} speech windows of this speaker ({speaker.count} so far)")
+        return model.from_frozen(raw).float(), how

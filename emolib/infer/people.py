@@ -17,6 +17,7 @@ import numpy as np
 
 from ..faces import as_faces, crop_track, detect_many, face_crop
 from ..tracks import Track, link, ordered
+from .scoring import classify
 
 EMBED_BATCH = 32  # face crops per encoder call when a window brings new frames
 
@@ -97,7 +98,7 @@ def other_faces(predictor, frames, faces: ClipFaces, frame_ids=None, shared: Sha
     """The face model's own prediction for every face but the main one."""
     entries = []
     for rank, track in enumerate(faces.tracks[1:], start=1):
-        probabilities = predictor._classify(predictor.face, track_features(predictor, frames, track, frame_ids, shared))
+        probabilities = classify(predictor.face, track_features(predictor, frames, track, frame_ids, shared), predictor.labels)
         entries.append({"id": rank, "box": first_box(track), "found_in_frames": len(track.faces), "probabilities": probabilities,
                         "label": max(probabilities, key=probabilities.get), "main": False, "source": "face"})
     return entries

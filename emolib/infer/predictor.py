@@ -34,16 +34,18 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..egemaps import speaker_features
 from ..errors import ModelError
 from ..faces import clip_has_face, crop_track
-from ..eval.calibration import UNCERTAIN, abstained, temperature
+from ..eval.calibration import UNCERTAIN, abstained
 from ..speech import stored_rule
 from ..transforms import AudioSettings, FaceSettings
 from .batch import is_batch, predictions_table
 from .folder import calibration_note, common_labels, folder_settings
 from .inputs import load_inputs, prepare_audio, prepare_frames, speech_rule
 from .people import find_faces, main_face, other_faces, track_features
-from .prediction import Prediction, PredictionError, probability_dict
+from .prediction import Prediction, PredictionError
+from .scoring import classify, combine, nothing_message
 
 MODEL_KINDS = ("voice", "face", "fusion")
 SINGLE_CHOICES = ("model", "fusion")
@@ -177,32 +179,12 @@ class Predictor:
 
         inputs = voice_inputs(wave, self.audio_settings)
         if hasattr(self.voice, "from_standardised"):
-            return self._egemaps_features(inputs, speaker)
+            features, self.last_speaker_norm = speaker_features(self.voice, inputs, speaker, self.speaker_norm)
+            return features
         if self.fast is not None and self.fast.voice is not None:
             return torch.from_numpy(self.fast.voice.voice_features({name: value.numpy()[None] for name, value in inputs.items()}))
         with torch.inference_mode():
             return self.voice.features(**{name: value[None].to(self.device) for name, value in inputs.items()}).float()
-
-    def _egemaps_features(self, inputs: dict, speaker=None):
-        import torch
-
-        from ..egemaps import MIN_CLIPS, standardise
-
-        with torch.inference_mode():
-            raw = self.voice.frozen_features(inputs["input_values"][None], inputs["attention_mask"][None]).cpu()
-            if not (self.speaker_norm and self.voice.speaker_norm):
-                self.last_speaker_norm = "off (the corpus statistics)" if self.voice.speaker_norm else "none (the model trained without it)"
-                return self.voice.from_frozen(raw).float()
-            if speaker is not None:
-                speaker.add(raw.numpy())
-            if speaker is not None and speaker.ready:
-                floor = np.maximum(1e-3 * self.voice.std.numpy(), 1e-12)
-                standardised = torch.from_numpy(standardise(raw.numpy(), speaker.mean, speaker.std, floor))
-                self.last_speaker_norm = f"per speaker: {speaker.count} windows of this speaker so far"
-                return self.voice.from_standardised(standardised).float()
-            self.last_speaker_norm = ("the corpus statistics (the speaker is not known)" if speaker is None else
-                                      f"the corpus statistics until {MIN_CLIPS} speech windows of this speaker ({speaker.count} so far)")
-            return self.voice.from_frozen(raw).float()
 
     def face_features(self, crops: np.ndarray):
         """Pooled face embedding (1, D) of a clip's crops (the model's temporal pooling), through transforms.face_pixels."""
@@ -226,23 +208,6 @@ class Predictor:
 
         with torch.inference_mode():
             return self.face.from_frozen(torch.from_numpy(np.ascontiguousarray(embeddings))[None].to(self.device)).float()
-
-    def _classify(self, model, features) -> dict:
-        import torch
-
-        with torch.inference_mode():
-            logits = model.classify(features) / temperature(getattr(model, "checkpoint", None))  # calibrated (eval.calibration)
-            return probability_dict(torch.softmax(logits, dim=1)[0].cpu().numpy(), self.labels)
-
-    def _fuse(self, voice_features, face_features, present: list[int]) -> dict:
-        import torch
-
-        voice = voice_features if voice_features is not None else torch.zeros(1, self.fusion.config.voice_dim, device=self.device)
-        face = face_features if face_features is not None else torch.zeros(1, self.fusion.config.face_dim, device=self.device)
-        flags = torch.tensor([present], dtype=torch.float32, device=self.device)
-        with torch.inference_mode():
-            logits = self.fusion(voice, face, flags) / temperature(getattr(self.fusion, "checkpoint", None))
-            return probability_dict(torch.softmax(logits, dim=1)[0].cpu().numpy(), self.labels)
 
     # ---------------------------------------------------------------- predict
 
@@ -276,7 +241,7 @@ class Predictor:
         voice_features = face_features = None
         if wave is not None:
             voice_features = self.voice_features(wave, speaker)
-            result["voice"] = self._classify(self.voice, voice_features)
+            result["voice"] = classify(self.voice, voice_features, self.labels)
             if hasattr(self.voice, "from_standardised"):
                 result["speaker_norm"] = self.last_speaker_norm
                 notes.append(f"speaker normalisation: {self.last_speaker_norm}")
@@ -297,35 +262,16 @@ class Predictor:
                 result.update(face_box=tuple(int(v) for v in faces.main.faces[index].box), face_frame=index,
                               faces=other_faces(self, frames, faces, frame_ids, shared))
                 face_features = self.face_features(crops) if shared is None else track_features(self, frames, faces.main, frame_ids, shared)
-                result["face"] = self._classify(self.face, face_features)
+                result["face"] = classify(self.face, face_features, self.labels)
         have_voice, have_face = voice_features is not None, face_features is not None
         if not have_voice and not have_face:
-            raise PredictionError(self._nothing_message(audio_notes, frames, result, image_name))
+            raise PredictionError(nothing_message(self, audio_notes, frames, result, image_name))
         if not have_face and self.face is not None:
             why = "no image" if frames is None else f"no face found in {image_name}" + (f" ({len(frames)} frames)" if len(frames) > 1 else "")
             notes.append(f"{why}: voice only")
         if not have_voice and self.voice is not None:
             notes.append(f"{'; '.join(audio_notes)}: face only")
-        if have_voice and have_face:
-            if self.fusion is not None:
-                result["present"] = [1, 1]
-                result["fusion"] = self._fuse(voice_features, face_features, [1, 1])
-                final, source = result["fusion"], "fusion"
-            elif self.late:
-                final, source = self._late(result["voice"], result["face"]), "late"
-                notes.append(f"late fusion: {self.late['voice']:g} x log p(voice) + {self.late['face']:g} x log p(face)")
-            else:
-                final = probability_dict((np.array(list(result["voice"].values())) + np.array(list(result["face"].values()))) / 2, self.labels)
-                source = "average"
-                notes.append("no fusion model: mean of the voice and face probabilities")
-        elif self.single == "fusion" and self.fusion is not None:
-            result["present"] = [int(have_voice), int(have_face)]
-            result["fusion"] = self._fuse(voice_features, face_features, result["present"])
-            final, source = result["fusion"], "fusion"
-            notes.append(f"fusion model with the {'face' if have_voice else 'voice'} flagged missing (present {result['present']})")
-        else:
-            source = "voice" if have_voice else "face"
-            final = result[source]
+        final, source = combine(self, result, voice_features, face_features, notes)
         modalities = [kind for kind, used in (("voice", have_voice), ("face", have_face)) if used]
         if not np.isfinite(list(final.values())).all():
             raise ModelError(f"{self.models_dir or 'Predictor'}: the {source} model gives non-finite probabilities "
@@ -338,25 +284,6 @@ class Predictor:
             result["faces"] = [main_face(faces, final, source)] + result["faces"]
         prediction = Prediction(emotion=emotion, probabilities=final, source=source, modalities=modalities, notes=notes, **result)
         return prediction.in_input_pixels(image_scale) if image_scale is not None and frames is not None else prediction
-
-    def _late(self, voice: dict, face: dict) -> dict:
-        """softmax(w_voice log p_voice + w_face log p_face): a weighted product of the two models' probabilities."""
-        logits = (self.late["voice"] * np.log(np.maximum(list(voice.values()), 1e-12))
-                  + self.late["face"] * np.log(np.maximum(list(face.values()), 1e-12)))
-        weights = np.exp(logits - logits.max())
-        return probability_dict(weights / weights.sum(), self.labels)
-
-    def _nothing_message(self, audio_notes, frames, result, image_name) -> str:
-        reasons = [note for note in audio_notes if note != "no audio"] or (["no audio"] if self.voice is not None else [])
-        if frames is None:
-            reasons.append("no image")
-        elif self.face is not None and not result.get("face_found"):
-            reasons.append(f"no face found in {image_name}")
-        if self.voice is None:
-            reasons.append("no voice model")
-        if self.face is None:
-            reasons.append("no face model")
-        return "nothing to predict from: " + "; ".join(reasons)
 
     def predict_files(self, audio=None, image=None, video=None, whole_image: bool = False, progress: bool = True):
         """Predict from files: a sound ``audio`` file, an ``image``, and/or a ``video``.
