@@ -354,6 +354,21 @@ def test_bench_recipe_option_is_registered():
         build_parser().parse_args(["bench", "--recipe", "fastest"])
 
 
+def test_bench_fast_real_per_actor_reaches_the_measurement(monkeypatch, tmp_path):
+    """`emolib bench --fast-real DIR --per-actor N` measures N recordings per actor (default 12) and names N in the command it
+    writes down; 0 is refused."""
+    from emolib.bench import run as bench_run
+
+    calls = []
+    monkeypatch.setattr(bench_run, "run_fast_real_bench", lambda *args, **kwargs: calls.append((args, kwargs)))
+    assert main(["bench", "--fast-real", str(tmp_path), "--out", str(tmp_path / "B.md"), "--per-actor", "60"]) in (0, None)
+    assert main(["bench", "--fast-real", str(tmp_path), "--out", str(tmp_path / "B.md")]) in (0, None)
+    assert [kwargs["per_actor"] for _, kwargs in calls] == [60, 12]
+    assert "--per-actor 60" in calls[0][1]["command"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--fast-real", "x", "--per-actor", "0"])
+
+
 def test_bench_bounds_say_when_the_all_int8_floor_is_out_of_reach():
     """The bounds section measures the fast path against the all-int8 floor; where it misses the 1.5x goal it says why from this
     run's figures (the int8 roof's lead over fp32, detection's share of the floor), and names the all-int8 voice file's

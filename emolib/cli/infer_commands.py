@@ -261,6 +261,9 @@ def _bench(parser):
     parser.add_argument("--fast-real", default=None, metavar="DIR",
                         help="only check the fast voice files of the full-size random-init encoder against eager on real speech "
                              "(DIR/ravdess/Actor_NN/*.flac): embeddings, a head trained on real labels, each variant (its section of --out)")
+    parser.add_argument("--per-actor", type=positive_int, default=12,
+                        help="with --fast-real: recordings per actor, evenly spread over each actor's (default 12; 60 is all of "
+                             "RAVDESS speech)")
     parser.add_argument("--recipe", choices=RECIPES, default=None,
                         help="only measure live latency, eager vs fast, of full-size models built as this training recipe makes them "
                              "(e.g. best: weighted layers, attentive statistics, speech-only voice; 16-frame face with attention; its section of --out)")
@@ -272,8 +275,9 @@ def _bench(parser):
                                  run_stream_bench)
 
         if args.fast_real:
-            run_fast_real_bench(args.fast_real, args.out, args.work,
-                                command=f"emolib bench --fast-real {shlex.quote(args.fast_real)} --out {shlex.quote(args.out)}")
+            run_fast_real_bench(args.fast_real, args.out, args.work, per_actor=args.per_actor,
+                                command=f"emolib bench --fast-real {shlex.quote(args.fast_real)} --per-actor {args.per_actor} "
+                                        f"--out {shlex.quote(args.out)}")
             print(f"benchmarks: {args.out}")
             return
 
