@@ -142,6 +142,12 @@ def test_packaged_probes_are_what_the_generator_makes():
     for name, faces in (("calibration", shipped.calibration_faces), ("check", shipped.check_faces)):
         assert faces.shape == made[name].shape
         assert np.abs(faces.astype(float) - made[name]).mean() < 4.0, f"{name} crops differ from the generator's"
-    assert len(shipped.real_speech) == 6 and all(1.0 < len(wave) / 16000 < 6.0 for wave in shipped.real_speech)
+    assert len(shipped.real_speech) == 24 and all(1.0 < len(wave) / 16000 < 6.0 for wave in shipped.real_speech)
     # the voice check runs on every synthetic clip and real recording alone, then the synthetic clips in a row
-    assert len(shipped.speech_windows()) == 3 + 6 + 1
+    assert len(shipped.speech_windows()) == 3 + 24 + 1
+    # two actors, none of the test fixture's, each with all eight RAVDESS emotions
+    from emolib.fast.probes import PROBE_FOLDER, REAL_SPEECH_GLOB
+
+    names = [path.name.removeprefix("ravdess-") for path in PROBE_FOLDER.glob(REAL_SPEECH_GLOB)]
+    actors = {actor: {name.split("-")[2] for name in names if name.endswith(f"-{actor}.flac")} for actor in ("03", "04")}
+    assert sum(map(len, actors.values())) <= len(names) == 24 and all(len(emotions) == 8 for emotions in actors.values())

@@ -7,6 +7,7 @@ where the CPU has none (slower, same numbers); the runtime's choice of the file 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -289,6 +290,24 @@ def test_bench_fast_real_section_on_tiny_models(tmp_path, bf16_here):
     assert [line.split(":")[0] for line in goals] == ["- int8-bf16", "- int8"]
     bench_run.run_fast_real_bench(REAL.parent, out, tmp_path / "work", command="emolib bench --fast-real X", size="tiny", per_actor=25)
     assert out.read_text().count("## The fast voice files on real speech") == 1
+
+
+def test_bench_fast_real_leaves_out_the_calibration_recordings(tmp_path):
+    """The recordings the fast files are calibrated on (the packaged probes) are not among the clips they are measured on."""
+    from emolib.bench.fastreal import calibration_names, ravdess_clips
+    from emolib.fast.probes import PROBE_FOLDER, REAL_SPEECH_GLOB
+
+    probe = sorted(PROBE_FOLDER.glob(REAL_SPEECH_GLOB))[0]
+    name = probe.name.removeprefix("ravdess-")
+    folder = tmp_path / "ravdess" / f"Actor_{name.split('-')[-1].split('.')[0]}"
+    folder.mkdir(parents=True)
+    shutil.copy(probe, folder / name)
+    parts = name.split("-")
+    other = next(candidate for repetition in ("01", "02") for statement in ("01", "02")
+                 if (candidate := "-".join(parts[:4] + [statement, repetition, parts[6]])) not in calibration_names())
+    shutil.copy(FIXTURE_CLIPS[0], folder / other)  # another recording of the same actor
+    assert name in calibration_names() and len(calibration_names()) == 24
+    assert [path.name for path in ravdess_clips(tmp_path, 60)] == [other]
 
 
 def test_bench_profile_names_the_front_end(tmp_path, bf16_here):

@@ -126,3 +126,46 @@ def test_fast_sessions_leave_the_residual_norm_unfused(tmp_path):
     plain = operators(lambda options: onnxruntime.InferenceSession(str(tmp_path / "norm.onnx"), options, providers=["CPUExecutionProvider"]), "plain.onnx")
     assert "SkipLayerNormalization" in plain  # what ONNX Runtime does by default
     assert "SkipLayerNormalization" not in operators(lambda options: new_session(tmp_path / "norm.onnx", options), "fast.onnx")
+
+
+def test_the_packaged_real_recordings_calibrate_gptq_for_other_people():
+    """GPTQ calibrated on all the packaged real recordings (24 of RAVDESS actors 3 and 4) rounds a full-width wav2vec2
+    layer's weights closer to what the layers compute on other people's speech (the fixture's actors 1 and 20) than the
+    six the probes held before: the layers' output error on those recordings, summed over the transformer's linears."""
+    from pathlib import Path
+
+    from transformers import Wav2Vec2Config
+
+    from emolib.audio import load_audio
+    from emolib.fast.voice_graph import voice_arrays
+
+    torch.manual_seed(0)
+    model = VoiceModel(VoiceConfig(backbone="w", encoder_config=Wav2Vec2Config(num_hidden_layers=1).to_dict(), freeze="none",
+                                   num_labels=6)).eval()
+    settings = AudioSettings()
+    probes = default_probes()
+    assert len(probes.real_speech) == 24
+    linears = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and ".layers." in name}
+    assert len(linears) == 6
+
+    def moments(waves) -> dict:
+        return gptq.second_moments(model, linears, [voice_arrays(wave, settings) for wave in waves])
+
+    others = sorted((Path(__file__).parent / "data" / "real" / "ravdess").glob("Actor_*/*.flac"))[::2]
+    assert {path.parent.name for path in others} == {"Actor_01", "Actor_20"}
+    test_moments = moments([load_audio(path) for path in others])
+
+    def error_on_others(calibration: dict) -> float:
+        total = 0.0
+        for name, module in linears.items():
+            weight = module.weight.detach().double()
+            codes, scale = gptq.round_weights(module.weight.detach(), calibration[name])
+            delta = weight - torch.as_tensor(codes, dtype=torch.float64) * torch.as_tensor(scale, dtype=torch.float64)[:, None]
+            # ||X delta^T||^2 = trace(delta X^T X delta^T), relative to the layer's own output ||X W^T||^2
+            total += float(torch.trace(delta @ test_moments[name] @ delta.T) / torch.trace(weight @ test_moments[name] @ weight.T))
+        return total
+
+    synthetic = list(probes.speech) + [np.concatenate(probes.speech)]
+    before = error_on_others(moments(synthetic + list(probes.real_speech[:6])))
+    now = error_on_others(moments(probes.speech_windows()))
+    assert now < 0.85 * before, (now, before)

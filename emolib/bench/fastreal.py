@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..eval.calibration import fit_temperature, scaled
+from ..fast.probes import PROBE_FOLDER, REAL_SPEECH_GLOB, default_probes
 from .latency import timed
 from .real import real_clips
 from .report import replace_section
@@ -45,14 +46,21 @@ RUNS = 10
 
 
 def ravdess_clips(root, per_actor: int) -> list[Path]:
-    """``per_actor`` of each actor's recordings among ``real.real_clips``' RAVDESS ones (evenly spread, in name order)."""
-    by_actor = {}
+    """``per_actor`` of each actor's recordings among ``real.real_clips``' RAVDESS ones (evenly spread, in name order), less
+    the recordings the fast files are calibrated on (``calibration_names``)."""
+    by_actor, calibration = {}, calibration_names()
     for path in real_clips(root)["RAVDESS"]:
-        by_actor.setdefault(path.parent.name, []).append(path)
+        if path.name not in calibration:
+            by_actor.setdefault(path.parent.name, []).append(path)
     clips = []
     for _, files in sorted(by_actor.items()):
         clips += files[:: max(1, len(files) // per_actor)][:per_actor]
     return clips
+
+
+def calibration_names() -> set[str]:
+    """The RAVDESS file names of the packaged real-speech probes, which every fast voice file is calibrated and checked on."""
+    return {path.name.removeprefix("ravdess-") for path in PROBE_FOLDER.glob(REAL_SPEECH_GLOB)}
 
 
 def _static_int8_front_end(model, settings, folder: Path, probes):
@@ -122,7 +130,6 @@ def measure(models_dir, real_dir, per_actor: int = 12, progress: bool = True) ->
     from ..fast.cache import INT8_BF16, bf16_front_end
     from ..fast.export import build
     from ..fast.voice_graph import export_voice, front_end, voice_arrays
-    from ..fast.probes import default_probes
     from ..fast.runtime import load_checkpoint, load_encoder_weights
     from ..fast.session import FastModel
     from ..transforms import AudioSettings
@@ -203,7 +210,7 @@ def measure(models_dir, real_dir, per_actor: int = 12, progress: bool = True) ->
                            "used": "yes (passed its build check)" if record.get("ok") else "no"}
     return {"clips": len(clips), "actors": len(names), "test_actors": len(set(actors[test])), "test_clips": int(test.sum()), "folds": len(folds),
             "margin_quantiles": {share: float(np.quantile(margins, share)) for share in (0.01, 0.05)},
-            "per_actor": per_actor, "rows": rows, "between_clip_cosine": float(np.median(between)),
+            "per_actor": per_actor, "calibration": len(calibration_names()), "rows": rows, "between_clip_cosine": float(np.median(between)),
             "head_choice": {name: {"C": head[2], "temperature": head[1]} for name, head in heads.items()}}
 
 
@@ -213,7 +220,8 @@ def markdown(results: dict, command: str, machine: dict) -> str:
              f"`{command}`, one run on this machine ({machine['cpu']}, {machine['logical_cpus']} logical CPUs, {machine['flags']}). "
              "Full-size random-init wav2vec2-base (`emolib bench`'s), eager fp32 against each fast variant this CPU runs and the ones "
              f"tried and not kept. {results['clips']} RAVDESS recordings ({results['per_actor']} per actor, {results['actors']} actors, "
-             "16 kHz, with their silences, in 4 s windows). Heads with real labels (eight RAVDESS emotions, chance 0.125), logistic "
+             f"16 kHz, with their silences, in 4 s windows; the {results['calibration']} recordings the fast files are calibrated on "
+             "left out). Heads with real labels (eight RAVDESS emotions, chance 0.125), logistic "
              f"regressions on eager's embeddings, tested on {results['test_clips']} clips of {results['test_actors']} actors they "
              f"never saw: *calibrated*, as emolib trains one (regularisation C = {choice['C']:g} chosen and temperature "
              f"{choice['temperature']:.2f} fitted on validation actors); *unregularised* (C = 1, no temperature: an over-confident "
