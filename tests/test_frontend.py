@@ -294,19 +294,19 @@ def test_bench_fast_real_section_on_tiny_models(tmp_path, bf16_here):
 
 def test_bench_fast_real_leaves_out_the_calibration_recordings(tmp_path):
     """The recordings the fast files are calibrated on (the packaged probes) are not among the clips they are measured on."""
-    from emolib.bench.fastreal import calibration_names, ravdess_clips
-    from emolib.fast.probes import PROBE_FOLDER, REAL_SPEECH_GLOB
+    from emolib.bench.fastreal import ravdess_clips
+    from emolib.fast.probes import PROBE_FOLDER, REAL_PREFIX, real_speech_names
 
-    probe = sorted(PROBE_FOLDER.glob(REAL_SPEECH_GLOB))[0]
-    name = probe.name.removeprefix("ravdess-")
+    name = real_speech_names()[0]
+    probe = PROBE_FOLDER / f"{REAL_PREFIX}{name}"
     folder = tmp_path / "ravdess" / f"Actor_{name.split('-')[-1].split('.')[0]}"
     folder.mkdir(parents=True)
     shutil.copy(probe, folder / name)
     parts = name.split("-")
     other = next(candidate for repetition in ("01", "02") for statement in ("01", "02")
-                 if (candidate := "-".join(parts[:4] + [statement, repetition, parts[6]])) not in calibration_names())
+                 if (candidate := "-".join(parts[:4] + [statement, repetition, parts[6]])) not in real_speech_names())
     shutil.copy(FIXTURE_CLIPS[0], folder / other)  # another recording of the same actor
-    assert name in calibration_names() and len(calibration_names()) == 24
+    assert len(real_speech_names()) == 24
     assert [path.name for path in ravdess_clips(tmp_path, 60)] == [other]
 
 

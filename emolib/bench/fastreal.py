@@ -31,7 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..eval.calibration import fit_temperature, scaled
-from ..fast.probes import PROBE_FOLDER, REAL_SPEECH_GLOB, default_probes
+from ..fast.probes import default_probes, real_speech_names
 from .latency import timed
 from .real import real_clips
 from .report import replace_section
@@ -47,8 +47,8 @@ RUNS = 10
 
 def ravdess_clips(root, per_actor: int) -> list[Path]:
     """``per_actor`` of each actor's recordings among ``real.real_clips``' RAVDESS ones (evenly spread, in name order), less
-    the recordings the fast files are calibrated on (``calibration_names``)."""
-    by_actor, calibration = {}, calibration_names()
+    the recordings the fast files are calibrated on (the packaged probes' ``real_speech_names``)."""
+    by_actor, calibration = {}, set(real_speech_names())
     for path in real_clips(root)["RAVDESS"]:
         if path.name not in calibration:
             by_actor.setdefault(path.parent.name, []).append(path)
@@ -56,11 +56,6 @@ def ravdess_clips(root, per_actor: int) -> list[Path]:
     for _, files in sorted(by_actor.items()):
         clips += files[:: max(1, len(files) // per_actor)][:per_actor]
     return clips
-
-
-def calibration_names() -> set[str]:
-    """The RAVDESS file names of the packaged real-speech probes, which every fast voice file is calibrated and checked on."""
-    return {path.name.removeprefix("ravdess-") for path in PROBE_FOLDER.glob(REAL_SPEECH_GLOB)}
 
 
 def _static_int8_front_end(model, settings, folder: Path, probes):
@@ -210,7 +205,7 @@ def measure(models_dir, real_dir, per_actor: int = 12, progress: bool = True) ->
                            "used": "yes (passed its build check)" if record.get("ok") else "no"}
     return {"clips": len(clips), "actors": len(names), "test_actors": len(set(actors[test])), "test_clips": int(test.sum()), "folds": len(folds),
             "margin_quantiles": {share: float(np.quantile(margins, share)) for share in (0.01, 0.05)},
-            "per_actor": per_actor, "calibration": len(calibration_names()), "rows": rows, "between_clip_cosine": float(np.median(between)),
+            "per_actor": per_actor, "calibration": len(real_speech_names()), "rows": rows, "between_clip_cosine": float(np.median(between)),
             "head_choice": {name: {"C": head[2], "temperature": head[1]} for name, head in heads.items()}}
 
 

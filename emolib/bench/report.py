@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..fast.probes import default_probes
+from ..fast.probes import real_speech_names
 
 TARGETS = {"p50_seconds": 0.25, "speedup": 3.0, "prob_diff": 0.02, "uar_points": 1.0, "face_clips_per_second": 20.0, "rss_gb": 1.5,
            "all_int8_floor": 1.5}
@@ -41,7 +41,7 @@ def build_lines(builds: dict) -> list[str]:
     """The fast files' build records (``run.fast_build_records``): size, build time, the check against eager, used or not, and
     the precision of each layer group."""
     lines = [f"Fast files built once per checkpoint (check = fast vs eager on probe inputs at build time: synthetic speech and "
-             f"{len(default_probes().real_speech)} real RAVDESS recordings, drawn faces; a file that fails it is not used, the next "
+             f"{len(real_speech_names())} real RAVDESS recordings, drawn faces; a file that fails it is not used, the next "
              "variant is tried):", "",
              "| file | size | build time | min cosine | max prob. diff | passed, used | layer groups |", "|---|---|---|---|---|---|---|"]
     for name, record in builds.items():

@@ -21,7 +21,8 @@ from ..errors import ModelError
 
 PROBE_FOLDER = Path(__file__).with_name("probes")
 SPEECH_GLOB = "speech-*.flac"
-REAL_SPEECH_GLOB = "ravdess-*.flac"
+REAL_PREFIX = "ravdess-"  # before each real recording's own RAVDESS name
+REAL_SPEECH_GLOB = f"{REAL_PREFIX}*.flac"
 CALIBRATION_FILE = "faces-calibration.jpg"
 CHECK_FILE = "faces-check.jpg"
 
@@ -62,6 +63,11 @@ def default_probes() -> Probes:
             raise ModelError(f"{PROBE_FOLDER}: no probe recordings ({pattern}); the emolib installation is incomplete")
     return Probes(tuple(found[SPEECH_GLOB]), _read_strip(PROBE_FOLDER / CALIBRATION_FILE), _read_strip(PROBE_FOLDER / CHECK_FILE),
                   tuple(found[REAL_SPEECH_GLOB]))
+
+
+def real_speech_names() -> list[str]:
+    """The packaged real recordings' own RAVDESS names, in the order of ``Probes.real_speech``."""
+    return [path.name.removeprefix(REAL_PREFIX) for path in sorted(PROBE_FOLDER.glob(REAL_SPEECH_GLOB))]
 
 
 def _read_strip(path: Path) -> np.ndarray:
