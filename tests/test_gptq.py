@@ -177,3 +177,32 @@ def test_the_packaged_real_recordings_calibrate_gptq_for_other_people():
     before = error_on_others(moments(replace(probes, real_speech=tuple(probes.real_speech[index] for index in six)).speech_windows()))
     now = error_on_others(moments(probes.speech_windows()))
     assert now < 0.85 * before, (now, before)
+
+
+def test_gptq_rounds_columns_by_input_energy_whatever_their_order():
+    """Act order: the columns are rounded from the largest input energy down, so listing the inputs in another order
+    (the weights' columns and the moments' rows and columns alike) gives the same rounding of each weight."""
+    generator = np.random.default_rng(8)
+    weight = (0.02 * generator.normal(size=(24, 40))).astype(np.float32)
+    inputs = correlated_inputs(columns=40, seed=9)
+    moments = inputs.astype(np.float64).T @ inputs
+    order = generator.permutation(40)
+    codes, _ = gptq.round_weights(torch.from_numpy(weight), torch.from_numpy(moments))
+    shuffled, _ = gptq.round_weights(torch.from_numpy(weight[:, order]), torch.from_numpy(moments[order][:, order]))
+    np.testing.assert_array_equal(codes[:, order], shuffled)
+
+
+def test_gptq_onto_bf16_cuts_the_layer_output_error_of_nearest_bf16():
+    """The bf16 front end's weights: GPTQ on the grid of bf16 values against rounding each weight to its nearest one."""
+    generator = np.random.default_rng(10)
+    weight = (0.02 * generator.normal(size=(48, 64))).astype(np.float32)
+    calibration, held_out = correlated_inputs(seed=11), correlated_inputs(seed=12)
+    rounded = gptq.round_bf16(torch.from_numpy(weight), torch.from_numpy(calibration.astype(np.float64).T @ calibration))
+    nearest_bf16 = torch.from_numpy(weight).to(torch.bfloat16)
+    assert rounded.dtype == torch.bfloat16 and rounded.shape == weight.shape
+    assert (rounded != nearest_bf16).float().mean() > 0.05
+
+    def error(values: torch.Tensor) -> float:
+        return float(np.linalg.norm(held_out @ (weight - values.float().numpy()).T))
+
+    assert error(rounded) < 0.6 * error(nearest_bf16), (error(rounded), error(nearest_bf16))

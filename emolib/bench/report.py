@@ -69,13 +69,14 @@ def markdown(results: dict) -> str:
         "- voice: ONNX Runtime; the 72 transformer linear layers int8 (dynamic activations; weights rounded by GPTQ on the probes, "
         "`emolib/fast/gptq.py`), the feature projection fp32; residual add + LayerNorm left unfused (ONNX Runtime's fused kernel is "
         "3x slower here); the conv "
-        "feature encoder and the positional conv in bf16 (PyTorch oneDNN, `emolib/fast/frontend.py`; the conv encoder's last three layers fp32) on CPUs with native bf16 (AMX or AVX512-BF16; variant "
+        "feature encoder and the positional conv in bf16 (PyTorch oneDNN, `emolib/fast/frontend.py`; the conv encoder's bf16 weights rounded by GPTQ too, its last three layers fp32) on CPUs with native bf16 (AMX or AVX512-BF16; variant "
         "`int8-bf16`), else fp32 in ONNX Runtime (`int8`); static int8 there broke accuracy on real speech (see the last sections); "
         "exported for the fixed 4 s window.",
         "- face: ResNet in ONNX Runtime, static int8 (QDQ, per-channel 7-bit weights, calibrated on drawn faces).",
         "- small (`tiny`) encoders: ONNX Runtime fp32 (int8 gains nothing there and changed their outputs more).",
-        "- built once per checkpoint (~50 s for the full-size pair, most of it GPTQ), checked against eager fp32, cached as "
-        "`<checkpoint>/fast/<kind>-<variant>-<weights hash>.onnx` (+ `.json` build record), never unpickled; "
+        "- built once per checkpoint (~75 s for the full-size pair, most of it GPTQ), checked against eager fp32, cached as "
+        "`<checkpoint>/fast/<kind>-<variant>-<weights hash>.onnx` (+ `.json` build record; an int8-bf16 voice file + its front "
+        "end's `.frontend.safetensors`), never unpickled; "
         "later loads skip reading the fp32 encoder weights.",
         "- ONNX Runtime threads = physical cores, no spin-waiting (robust on a shared machine).", "",
         "## Live prediction latency (full-size, random-init)", "",

@@ -5,9 +5,10 @@ Cache: ``<checkpoint>/fast/<kind>-<variant>-<key>.onnx`` where ``key`` hashes th
 onnxruntime version: retraining (new weights) or upgrading builds a new file and deletes the
 old one. Each ONNX file has a build record ``<name>.json`` saying whether it passed its check
 against eager fp32. If the checkpoint folder is read-only the files go to
-``<cache root>/fast/<folder>-<hash of its path>/`` (``emolib.files.cache_root``). Only ONNX and
-JSON files are written and read: nothing is unpickled. A cached ONNX file is used only when its sha256 is
-the one its build record holds.
+``<cache root>/fast/<folder>-<hash of its path>/`` (``emolib.files.cache_root``). An int8-bf16 voice file
+has its front end's GPTQ-rounded bf16 weights next to it (``<name>.frontend.safetensors``). Only ONNX,
+safetensors and JSON files are written and read: nothing is unpickled. A cached ONNX file is used only when
+its sha256, and its front-end weights' if it has them, are the ones its build record holds.
 """
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from pathlib import Path
 
 from ..files import atomic_write, cache_root, file_digest
 
-RECIPE_VERSION = 6  # 3: checked on real speech too (the packaged RAVDESS probes); int8-bf16. 4: GPTQ voice weights, fp32 front-end tail.
-# 5: int8-bf16 graphs take the positional convolution's output (bf16, before the graph). 6: GPTQ calibrated on 24 real recordings, not 6
+RECIPE_VERSION = 7  # 3: checked on real speech too (the packaged RAVDESS probes); int8-bf16. 4: GPTQ voice weights, fp32 front-end tail.
+# 5: int8-bf16 graphs take the positional convolution's output (bf16, before the graph). 6: GPTQ calibrated on 24 real recordings, not 6.
+# 7: GPTQ in act order; the bf16 front end's weights rounded by GPTQ too (stored next to the int8-bf16 file)
 FAST_DIR = "fast"
+FRONT_END_SUFFIX = ".frontend.safetensors"  # next to an int8-bf16 voice file: its bf16 front end's GPTQ-rounded weights
 OPSET = 17
 QUANTIZE_MIN_PARAMS = 5_000_000
 QUANTIZE_CHOICES = ("auto", "int8", "fp32")
@@ -107,6 +110,10 @@ def trusted(found: Path, record: dict) -> bool:
     (its sha256 matches the record's); a replaced, damaged or unrecorded file is rebuilt, never used."""
     if not record.get("ok") or not found.is_file():
         return False
+    if "front_end_sha256" in record:  # an int8-bf16 voice file's front-end weights: the ones checked with it, or none
+        weights = found.with_name(f"{found.stem}{FRONT_END_SUFFIX}")
+        if not weights.is_file() or file_digest(weights) != record["front_end_sha256"]:
+            return False
     return record.get("onnx_sha256") == file_digest(found)
 
 
@@ -124,7 +131,7 @@ def remove_stale(folder: Path, prefix: str, keep: str) -> None:
             continue  # another variant whose name starts the same ("voice-int8" and "voice-int8-bf16")
         path = path.with_suffix(".onnx")
         if path.name != keep:
-            for stale in (path, path.with_suffix(".json")):
+            for stale in (path, path.with_suffix(".json"), path.with_name(f"{path.stem}{FRONT_END_SUFFIX}")):
                 with contextlib.suppress(OSError):
                     stale.unlink()
 

@@ -55,7 +55,7 @@ from ..files import file_digest, umask_mode
 from .cache import INT8_BF16, RECIPE_VERSION, passes, remove_stale, say, shape_settings, write_record
 from .face_graph import export_face
 from .session import POSITIONS, FastModel
-from .voice_graph import export_voice, front_end, voice_arrays
+from .voice_graph import export_voice, front_end, front_end_weights, voice_arrays
 
 
 # ---------------------------------------------------------------- check and build
@@ -67,8 +67,8 @@ LAYER_VARIANTS = {
                         "transformer linear layers": "fp32", "attention products, norms, pooling": "fp32"},
     ("voice", "int8"): {"conv feature encoder": "fp32", "feature projection": "fp32", "positional convolution": "fp32",
                         "transformer linear layers": GPTQ_INT8, "attention products, norms, pooling": "fp32"},
-    ("voice", INT8_BF16): {"conv feature encoder": "bf16 (PyTorch oneDNN; GroupNorm folded into the first product), its last "
-                                                   "three layers fp32",
+    ("voice", INT8_BF16): {"conv feature encoder": "bf16 (PyTorch oneDNN; weights rounded by GPTQ on the probes, the first "
+                                                   "layer's, its GroupNorm folded in, on each input), its last three layers fp32",
                            "feature projection": "fp32", "positional convolution": "fp32",
                            "transformer linear layers": GPTQ_INT8, "attention products, norms, pooling": "fp32"},
     ("face", "fp32"): {"convolutions": "fp32", "final pooling": "fp32"},
@@ -134,7 +134,7 @@ def build(kind, model, settings, variant, folder: Path, name: str, weights: str,
             write_record(target.with_suffix(".json"), record)
             say(log, f"{kind}: ONNX export ({variant}) failed ({reason})")
             return None, record
-        fast = FastModel(kind, staged, {"variant": variant}, threads, front_end(model) if variant == INT8_BF16 else None)
+        fast = FastModel(kind, staged, {"variant": variant}, threads, front_end(model, staged) if variant == INT8_BF16 else None)
         check = _check(kind, model, fast, settings, probes)
         record = {
             "ok": passes(check, variant), "kind": kind, "variant": variant, "layers": layer_variants(kind, variant, fast.front),
@@ -143,6 +143,11 @@ def build(kind, model, settings, variant, folder: Path, name: str, weights: str,
             "build_seconds": round(time.time() - started, 1), "versions": _versions(),
         }
         record["onnx_sha256"] = file_digest(staged)
+        weights_file = front_end_weights(staged)
+        if weights_file.is_file():
+            record["front_end_sha256"] = file_digest(weights_file)
+            os.chmod(weights_file, umask_mode())
+            os.replace(weights_file, front_end_weights(target))
         os.chmod(staged, umask_mode())
         os.replace(staged, target)
         write_record(target.with_suffix(".json"), record)

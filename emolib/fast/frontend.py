@@ -18,6 +18,10 @@ that failure; on CPUs with AMX or AVX512-BF16 its matrix products run 4-6x faste
   consecutive frames are k*C contiguous values, so no im2col copy is made for stride = kernel, and one
   for overlapping kernels;
 - activations stay (batch, time, channels), the layout the products want and the encoder goes on with;
+- the bf16 weights are rounded by GPTQ (``gptq.round_bf16``), not to the nearest bf16 value: rounded to the nearest, they
+  were half of the front end's error on real speech (``gptq``'s docstring). The layers' weights are rounded once, when the
+  fast file is built, on the probes' speech (``rounded``; stored next to the ONNX file); the first layer's, which the
+  GroupNorm folding makes anew for each input, on each input's own waveform patches (their 10 x 10 second moments);
 - the last layers (from ``FP32_FROM`` on) run in float32: they are a tenth of the front end's work (their inputs are
   already 8x-16x shorter) and bf16 there was half of the front end's error on real speech (full-size random-init
   wav2vec2-base, 240 RAVDESS clips, transformer fp32: 1 - cosine of pooled embeddings 1.3e-5 -> 0.7e-5, a calibrated
@@ -45,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import gptq
 from .session import CONV_FEATURES, POSITIONS
 
 DTYPE = torch.bfloat16
@@ -97,10 +102,13 @@ class ConvFrontEnd(nn.Module):
     """``extractor``'s output, transposed to (B, T', C) (the layout the encoder goes on with), from waveforms (B, N), its
     products in ``dtype``; see the module docstring."""
 
-    def __init__(self, extractor, dtype: torch.dtype = DTYPE, fp32_from: int = FP32_FROM):
+    def __init__(self, extractor, dtype: torch.dtype = DTYPE, fp32_from: int = FP32_FROM, rounded: dict | None = None):
+        """``rounded``: {layer index: its weights (k * in, out) in ``dtype``} to use instead of the nearest rounding (GPTQ's,
+        ``rounded_layers``); the GroupNorm'd first layer's are rounded per input when ``dtype`` is bf16."""
         super().__init__()
         if not supported(extractor):
             raise ValueError("this voice encoder's front end is not a plain wav2vec2-style convolution stack")
+        self.fold_rounding = dtype == torch.bfloat16
         self.kernels, self.strides, self.norms, self.biases, self.cast = [], [], [], [], []
         for index, layer in enumerate(extractor.conv_layers):
             conv = layer.conv
@@ -116,6 +124,10 @@ class ConvFrontEnd(nn.Module):
             kind = _norm_kind(layer)
             norm = layer.layer_norm if kind else None
             self.norms.append(None if norm is None else (kind, norm.weight.detach().float(), norm.bias.detach().float(), norm.eps))
+        for index, weight in (rounded or {}).items():
+            if index not in rounded_layers(extractor, dtype, fp32_from) or weight.shape != self.cast[index].shape or weight.dtype != dtype:
+                raise ValueError(f"rounded weights of conv layer {index} do not fit this front end")
+            self.cast[index] = weight.contiguous()
         self._workspace, self._shape, self._lock = {}, None, threading.Lock()
 
     @torch.inference_mode()
@@ -158,6 +170,9 @@ class ConvFrontEnd(nn.Module):
             scale = gamma.double() / torch.sqrt(channel_var + eps)  # (B, C)
             shift = beta.double() - channel_mean * scale + conv_bias * scale
             folded = weight64[None] * scale[:, None, :]  # (B, k, C)
+            if self.fold_rounding:  # GPTQ on this input's patches: their second moments are covariance + mean mean^T
+                second = covariance + mean[:, :, None] * mean[:, None, :]
+                folded = torch.stack([gptq.round_bf16(item.T, moments).T for item, moments in zip(folded, second)])
             hidden = self._buffer("even", (patches.shape[0], patches.shape[1], weight.shape[1]), dtype)
             torch.baddbmm(shift[:, None, :].to(dtype), patches.to(dtype), folded.to(dtype), out=hidden)
         else:
@@ -191,6 +206,25 @@ class ConvFrontEnd(nn.Module):
             return hidden
         _, gamma, beta, eps = norm
         return nn.functional.layer_norm(hidden.float(), gamma.shape, gamma, beta, eps).to(hidden.dtype)
+
+
+def rounded_layers(extractor, dtype: torch.dtype = DTYPE, fp32_from: int = FP32_FROM) -> list[int]:
+    """The conv layers whose fixed ``dtype`` weights GPTQ rounds when a fast file is built: those before ``fp32_from``, but
+    a first layer with a GroupNorm (its weights are rounded per input)."""
+    if dtype != torch.bfloat16:
+        return []
+    first_folded = _norm_kind(extractor.conv_layers[0]) == "group"
+    return [index for index in range(min(fp32_from, len(extractor.conv_layers))) if not (index == 0 and first_folded)]
+
+
+def gptq_weights(extractor, moments: dict) -> dict:
+    """{layer index: its weights (k * in, out) in bf16, rounded by GPTQ} for ``moments`` = {layer index: X^T X of its input
+    windows, frame-major (``gptq.layer_inputs``)}: what ``ConvFrontEnd`` takes as ``rounded``."""
+    rounded = {}
+    for index, moment in moments.items():
+        weight = extractor.conv_layers[index].conv.weight.detach().float()  # (out, in, k) -> (out, k * in), frame-major
+        rounded[index] = gptq.round_bf16(weight.permute(0, 2, 1).reshape(weight.shape[0], -1), moment).T.contiguous()
+    return rounded
 
 
 def positional_supported(encoder) -> bool:
@@ -233,10 +267,11 @@ class VoiceFrontEnd:
     The graph projects the conv features again (0.6 ms) rather than taking the projection: its own code is then the model's.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, rounded: dict | None = None):
+        """``rounded``: the conv layers' GPTQ-rounded bf16 weights (``ConvFrontEnd``), as the fast file's build made them."""
         encoder = model.encoder
         self.model = model
-        self.conv = ConvFrontEnd(encoder.feature_extractor)
+        self.conv = ConvFrontEnd(encoder.feature_extractor, rounded=rounded)
         self.positional = PositionalConv(encoder.encoder.pos_conv_embed) if positional_supported(encoder) else None
         self.outputs = (CONV_FEATURES, POSITIONS) if self.positional is not None else (CONV_FEATURES,)
 

@@ -49,7 +49,7 @@ def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads:
                 found = None
         if found is not None:
             try:
-                return FastModel(kind, found, record, threads, _front_end(model) if attempt == INT8_BF16 else None)
+                return FastModel(kind, found, record, threads, _front_end(model, found) if attempt == INT8_BF16 else None)
             except Exception as error:  # noqa: BLE001 - a damaged file is rebuilt
                 say(log, f"{kind}: cached fast file {found} is unusable ({type(error).__name__}); rebuilding it")
         folder = next((folder for folder in folders if writable(folder)), None)
@@ -67,10 +67,10 @@ def load_fast_model(kind: str, model, settings, quantize: str = "auto", threads:
     return None
 
 
-def _front_end(model):
+def _front_end(model, path: Path):
     from .voice_graph import front_end
 
-    return front_end(model)
+    return front_end(model, path)
 
 
 def load_checkpoint(path, quantize: str = "auto"):

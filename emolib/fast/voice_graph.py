@@ -14,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import gptq
-from .cache import INT8_BF16
+from .cache import FRONT_END_SUFFIX, INT8_BF16
 from .probes import default_probes
 from .session import CONV_FEATURES, POSITIONS, VOICE_INPUTS
 from .torch_onnx import quiet, to_onnx
@@ -85,11 +85,22 @@ def _after_front_end(model, outputs):
         encoder.feature_extractor, encoder.encoder.pos_conv_embed = extractor, positional
 
 
-def front_end(model):
-    """The bf16 front end of a voice model (``frontend.VoiceFrontEnd``; its weights must be loaded)."""
+def front_end_weights(path: Path) -> Path:
+    """Where the int8-bf16 voice file at ``path`` keeps its front end's GPTQ-rounded bf16 weights (safetensors)."""
+    return path.with_name(f"{path.stem}{FRONT_END_SUFFIX}")
+
+
+def front_end(model, path: Path | None = None):
+    """The bf16 front end of a voice model (``frontend.VoiceFrontEnd``; its weights must be loaded), with the rounded
+    weights the int8-bf16 file at ``path`` was built with (``front_end_weights``), if it has them."""
     from .frontend import VoiceFrontEnd
 
-    return VoiceFrontEnd(model)
+    rounded = None
+    if path is not None and front_end_weights(path).is_file():
+        from safetensors.torch import load_file
+
+        rounded = {int(name.rsplit(".", 1)[1]): tensor for name, tensor in load_file(str(front_end_weights(path))).items()}
+    return VoiceFrontEnd(model, rounded)
 
 
 def export_voice(model, settings, path: Path, variant: str, workdir: Path, probes=None, rounding: str = "gptq") -> None:
@@ -101,7 +112,8 @@ def export_voice(model, settings, path: Path, variant: str, workdir: Path, probe
     (``gptq``) on ``probes``' speech windows (default: the packaged probes), or to the nearest step with
     ``rounding="nearest"``. int8-bf16: the same graph without the conv feature encoder and, where its form allows, the
     positional convolution, which run in bf16 before it (``frontend.VoiceFrontEnd``; its inputs are ``conv_features``,
-    (1, T', C), and ``positions``, (1, T', D)).
+    (1, T', C), and ``positions``, (1, T', D)); with GPTQ, the conv layers' bf16 weights are rounded on the same probes and
+    written next to ``path`` (``front_end_weights``).
     """
     import torch
 
@@ -136,10 +148,21 @@ def export_voice(model, settings, path: Path, variant: str, workdir: Path, probe
                          nodes_to_exclude=keep_fp32, per_channel=True)
     if rounding == "gptq" and linears:
         windows = (probes or default_probes()).speech_windows()
-        moments = gptq.second_moments(model, {name: module for name, (module, _) in linears.items()},
-                                      [voice_arrays(wave, settings) for wave in windows])
+        modules = {name: module for name, (module, _) in linears.items()}
+        convs = {}
+        if variant == INT8_BF16:
+            from .frontend import gptq_weights, rounded_layers
+
+            extractor = model.encoder.feature_extractor
+            convs = {f"conv_layers.{index}": extractor.conv_layers[index].conv for index in rounded_layers(extractor)}
+        moments = gptq.second_moments(model, {**modules, **convs}, [voice_arrays(wave, settings) for wave in windows])
         gptq.rewrite(path, {weight: gptq.round_weights(module.weight.detach(), moments[name])
                             for name, (module, weight) in tqdm(linears.items(), desc="voice int8 weights (GPTQ)", leave=False)})
+        if convs:
+            from safetensors.torch import save_file
+
+            rounded = gptq_weights(extractor, {int(name.rsplit(".", 1)[1]): moments[name] for name in convs})
+            save_file({f"conv_layers.{index}": weight for index, weight in rounded.items()}, str(front_end_weights(path)))
 
 
 def _linears(model, nodes) -> dict:
