@@ -320,6 +320,18 @@ def test_bench_measurements_on_tiny_models(tiny_models, tmp_path):
     assert "| eager fp32 (`--no-fast`) |" in text and "## Targets" in text and "voice fp32" in text
 
 
+def test_bench_build_table_counts_the_front_end_weights_in_the_file_size(tmp_path):
+    """An int8-bf16 voice file is its ONNX graph and its front end's weights: the size the bench reports is both."""
+    from emolib.bench import run as bench_run
+
+    folder = tmp_path / "models" / "voice" / "fast"
+    folder.mkdir(parents=True)
+    (folder / "voice-int8-bf16-0123456789abcdef.json").write_text(json.dumps({"variant": "int8-bf16", "ok": True}))
+    (folder / "voice-int8-bf16-0123456789abcdef.onnx").write_bytes(b"x" * 1_000_000)
+    (folder / "voice-int8-bf16-0123456789abcdef.frontend.safetensors").write_bytes(b"x" * 500_000)
+    assert bench_run.fast_build_records(tmp_path / "models")["voice int8-bf16"]["file_mb"] == 1.5
+
+
 def test_bench_recipe_section_on_tiny_models(tmp_path):
     """`emolib bench --recipe best`'s path with tiny encoders: models built as the best recipe makes them (and rebuilt, not
     reused, for another recipe), both voice and face on the fast path, and a section of its own that a later run replaces

@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 
+from ..fast.cache import FRONT_END_SUFFIX
 from .report import markdown
 from .inputs import default_work, full_size_models, live_inputs, synthetic_data
 from .latency import flop_budget, gemm_rates, live_latency, profiles
@@ -41,7 +42,8 @@ def fast_build_records(models_dir) -> dict:
             record = json.loads(path.read_text())
             records[f"{kind} {record.get('variant')}"] = {"check": record.get("check"), "build_seconds": record.get("build_seconds"), "ok": record.get("ok"),
                                                           "variant": record.get("variant"), "layers": record.get("layers"),
-                                                          "file_mb": round(path.with_suffix(".onnx").stat().st_size / 1e6, 1)}
+                                                          "file_mb": round(sum(file.stat().st_size for file in (path.with_suffix(".onnx"), path.with_name(f"{path.stem}{FRONT_END_SUFFIX}"))
+                                                                               if file.is_file()) / 1e6, 1)}
     return records
 
 
