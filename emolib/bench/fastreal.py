@@ -194,9 +194,10 @@ def measure(models_dir, real_dir, per_actor: int = 12, progress: bool = True) ->
                 label = "int8, weights rounded to nearest (before)"
                 layers = "as int8, but its weights rounded to the nearest step (quantize_dynamic's own rounding), no GPTQ"
             else:
-                built, record = build("voice", model, settings, variant, folder, f"voice-{variant}-bench.onnx", "bench", None, False, probes)
+                path = folder / f"voice-{variant}-bench.onnx"
+                built, record = build("voice", model, settings, variant, folder, path.name, "bench", None, False, probes)
                 # a file that failed its check is measured too: its session then made here
-                fast = built or FastModel("voice", folder / f"voice-{variant}-bench.onnx", record, None, front_end(model, folder / f"voice-{variant}-bench.onnx") if variant == INT8_BF16 else None)
+                fast = built or FastModel("voice", path, record, None, front_end(model, path) if variant == INT8_BF16 else None)
                 label, layers = variant, "; ".join(f"{group}: {kind}" for group, kind in record["layers"].items())
             quick = np.concatenate([fast.voice_features(feed) for feed in tqdm(feeds, desc=f"voice {label}", disable=not progress, leave=False)])
             cosines = (quick * eager).sum(1) / np.linalg.norm(quick, axis=1) / np.linalg.norm(eager, axis=1)

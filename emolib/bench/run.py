@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 
-from ..fast.cache import FRONT_END_SUFFIX
+from ..fast.cache import front_end_weights
 from .report import markdown
 from .inputs import default_work, full_size_models, live_inputs, synthetic_data
 from .latency import flop_budget, gemm_rates, live_latency, profiles
@@ -39,11 +39,10 @@ def fast_build_records(models_dir) -> dict:
     records = {}
     for kind in ("voice", "face"):
         for path in sorted((Path(models_dir) / kind / "fast").glob(f"{kind}-*.json")):
-            record = json.loads(path.read_text())
+            record, graph = json.loads(path.read_text()), path.with_suffix(".onnx")
             records[f"{kind} {record.get('variant')}"] = {"check": record.get("check"), "build_seconds": record.get("build_seconds"), "ok": record.get("ok"),
                                                           "variant": record.get("variant"), "layers": record.get("layers"),
-                                                          "file_mb": round(sum(file.stat().st_size for file in (path.with_suffix(".onnx"), path.with_name(f"{path.stem}{FRONT_END_SUFFIX}"))
-                                                                               if file.is_file()) / 1e6, 1)}
+                                                          "file_mb": round(sum(file.stat().st_size for file in (graph, front_end_weights(graph)) if file.is_file()) / 1e6, 1)}
     return records
 
 

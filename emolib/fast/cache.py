@@ -105,13 +105,18 @@ def find_cached(folders: list[Path], name: str) -> Path | None:
     return None
 
 
+def front_end_weights(path: Path) -> Path:
+    """Where the int8-bf16 voice file at ``path`` keeps its front end's GPTQ-rounded bf16 weights (safetensors)."""
+    return path.with_name(f"{path.stem}{FRONT_END_SUFFIX}")
+
+
 def trusted(found: Path, record: dict) -> bool:
     """True when ``record`` says the ONNX file ``found`` passed its check and the file is the one that was checked
     (its sha256 matches the record's); a replaced, damaged or unrecorded file is rebuilt, never used."""
     if not record.get("ok") or not found.is_file():
         return False
     if "front_end_sha256" in record:  # an int8-bf16 voice file's front-end weights: the ones checked with it, or none
-        weights = found.with_name(f"{found.stem}{FRONT_END_SUFFIX}")
+        weights = front_end_weights(found)
         if not weights.is_file() or file_digest(weights) != record["front_end_sha256"]:
             return False
     return record.get("onnx_sha256") == file_digest(found)
@@ -131,7 +136,7 @@ def remove_stale(folder: Path, prefix: str, keep: str) -> None:
             continue  # another variant whose name starts the same ("voice-int8" and "voice-int8-bf16")
         path = path.with_suffix(".onnx")
         if path.name != keep:
-            for stale in (path, path.with_suffix(".json"), path.with_name(f"{path.stem}{FRONT_END_SUFFIX}")):
+            for stale in (path, path.with_suffix(".json"), front_end_weights(path)):
                 with contextlib.suppress(OSError):
                     stale.unlink()
 

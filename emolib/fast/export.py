@@ -52,10 +52,10 @@ from pathlib import Path
 import numpy as np
 
 from ..files import file_digest, umask_mode
-from .cache import INT8_BF16, RECIPE_VERSION, passes, remove_stale, say, shape_settings, write_record
+from .cache import INT8_BF16, RECIPE_VERSION, front_end_weights, passes, remove_stale, say, shape_settings, write_record
 from .face_graph import export_face
 from .session import POSITIONS, FastModel
-from .voice_graph import export_voice, front_end, front_end_weights, voice_arrays
+from .voice_graph import export_voice, front_end, voice_arrays
 
 
 # ---------------------------------------------------------------- check and build

@@ -66,6 +66,13 @@ def bf16_cpu() -> bool:
     return bool(native and torch.backends.mkldnn.is_available())
 
 
+def product_weight(conv) -> torch.Tensor:
+    """A Conv1d's weights as the matrix its strided product takes, float32: (out, in, k) -> (k * in, out), row j * in + c
+    multiplying frame j's channel c (the frame-major layout of ``gptq.layer_inputs``)."""
+    kernel = conv.kernel_size[0]
+    return conv.weight.detach().float().permute(2, 1, 0).reshape(kernel * conv.in_channels, conv.out_channels).contiguous()
+
+
 def _norm_kind(layer) -> str | None:
     norm = getattr(layer, "layer_norm", None)
     if norm is None:
@@ -113,8 +120,7 @@ class ConvFrontEnd(nn.Module):
         for index, layer in enumerate(extractor.conv_layers):
             conv = layer.conv
             kernel, stride = conv.kernel_size[0], conv.stride[0]
-            # (out, in, k) -> (k * in, out): row j * in + c multiplies frame j's channel c
-            weight = conv.weight.detach().float().permute(2, 1, 0).reshape(kernel * conv.in_channels, conv.out_channels).contiguous()
+            weight = product_weight(conv)
             if index == 0:
                 self.first = weight  # float32: the first layer's weights are rescaled per input before the cast
             self.cast.append(weight.to(dtype if index < fp32_from else torch.float32).contiguous())  # in the product's dtype
@@ -222,8 +228,7 @@ def gptq_weights(extractor, moments: dict) -> dict:
     windows, frame-major (``gptq.layer_inputs``)}: what ``ConvFrontEnd`` takes as ``rounded``."""
     rounded = {}
     for index, moment in moments.items():
-        weight = extractor.conv_layers[index].conv.weight.detach().float()  # (out, in, k) -> (out, k * in), frame-major
-        rounded[index] = gptq.round_bf16(weight.permute(0, 2, 1).reshape(weight.shape[0], -1), moment).T.contiguous()
+        rounded[index] = gptq.round_bf16(product_weight(extractor.conv_layers[index].conv).T, moment).T.contiguous()
     return rounded
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import gptq
-from .cache import FRONT_END_SUFFIX, INT8_BF16
+from .cache import INT8_BF16, front_end_weights
 from .probes import default_probes
 from .session import CONV_FEATURES, POSITIONS, VOICE_INPUTS
 from .torch_onnx import quiet, to_onnx
@@ -85,21 +85,16 @@ def _after_front_end(model, outputs):
         encoder.feature_extractor, encoder.encoder.pos_conv_embed = extractor, positional
 
 
-def front_end_weights(path: Path) -> Path:
-    """Where the int8-bf16 voice file at ``path`` keeps its front end's GPTQ-rounded bf16 weights (safetensors)."""
-    return path.with_name(f"{path.stem}{FRONT_END_SUFFIX}")
-
-
 def front_end(model, path: Path | None = None):
     """The bf16 front end of a voice model (``frontend.VoiceFrontEnd``; its weights must be loaded), with the rounded
     weights the int8-bf16 file at ``path`` was built with (``front_end_weights``), if it has them."""
     from .frontend import VoiceFrontEnd
 
-    rounded = None
-    if path is not None and front_end_weights(path).is_file():
+    rounded, weights = None, None if path is None else front_end_weights(path)
+    if weights is not None and weights.is_file():
         from safetensors.torch import load_file
 
-        rounded = {int(name.rsplit(".", 1)[1]): tensor for name, tensor in load_file(str(front_end_weights(path))).items()}
+        rounded = {int(name.rsplit(".", 1)[1]): tensor for name, tensor in load_file(str(weights)).items()}
     return VoiceFrontEnd(model, rounded)
 
 
@@ -154,14 +149,14 @@ def export_voice(model, settings, path: Path, variant: str, workdir: Path, probe
             from .frontend import gptq_weights, rounded_layers
 
             extractor = model.encoder.feature_extractor
-            convs = {f"conv_layers.{index}": extractor.conv_layers[index].conv for index in rounded_layers(extractor)}
+            convs = {index: extractor.conv_layers[index].conv for index in rounded_layers(extractor)}  # named by layer index
         moments = gptq.second_moments(model, {**modules, **convs}, [voice_arrays(wave, settings) for wave in windows])
         gptq.rewrite(path, {weight: gptq.round_weights(module.weight.detach(), moments[name])
                             for name, (module, weight) in tqdm(linears.items(), desc="voice int8 weights (GPTQ)", leave=False)})
         if convs:
             from safetensors.torch import save_file
 
-            rounded = gptq_weights(extractor, {int(name.rsplit(".", 1)[1]): moments[name] for name in convs})
+            rounded = gptq_weights(extractor, {index: moments[index] for index in convs})
             save_file({f"conv_layers.{index}": weight for index, weight in rounded.items()}, str(front_end_weights(path)))
 
 
